@@ -1,0 +1,127 @@
+"""
+Ratings and movies as columnar numpy arrays.
+
+A ``Ratings`` value holds one array per column (user int32, movie int16, stars int8, day int16 counted
+from 1970-01-01); there is never a Python object per rating. ``Movies`` is the catalogue (ids, titles,
+years; 0 for an unknown year). ``Dataset`` pairs them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["EPOCH", "Dataset", "Movies", "Ratings", "day_to_date", "format_title"]
+
+EPOCH = _dt.date(1970, 1, 1)
+"""Day 0 of ``Ratings.day``."""
+
+
+def day_to_date(day: int) -> _dt.date:
+    """
+    The calendar date of a ``Ratings.day`` value.
+    """
+    return EPOCH + _dt.timedelta(days=int(day))
+
+
+def _i32(values: npt.ArrayLike) -> npt.NDArray[np.int32]:
+    return np.asarray(values, dtype=np.int32)
+
+
+def _i16(values: npt.ArrayLike) -> npt.NDArray[np.int16]:
+    return np.asarray(values, dtype=np.int16)
+
+
+def _i8(values: npt.ArrayLike) -> npt.NDArray[np.int8]:
+    return np.asarray(values, dtype=np.int8)
+
+
+@attrs.frozen(eq=False)
+class Ratings:
+    """
+    Columnar ratings: ``user[i]`` gave ``stars[i]`` to ``movie[i]`` on ``day[i]``.
+    """
+
+    user: npt.NDArray[np.int32] = attrs.field(converter=_i32, eq=False)
+    movie: npt.NDArray[np.int16] = attrs.field(converter=_i16, eq=False)
+    stars: npt.NDArray[np.int8] = attrs.field(converter=_i8, eq=False)
+    day: npt.NDArray[np.int16] = attrs.field(converter=_i16, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        n = len(self.user)
+        if not (len(self.movie) == len(self.stars) == len(self.day) == n):
+            msg = "Ratings columns must have the same length"
+            raise ValueError(msg)
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    def take(self, index: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> Ratings:
+        """
+        The ratings at ``index`` (an integer index array or a boolean mask).
+        """
+        return Ratings(self.user[index], self.movie[index], self.stars[index], self.day[index])
+
+
+@attrs.frozen(eq=False)
+class Movies:
+    """
+    The movie catalogue: ``ids[i]`` is titled ``titles[i]``, released ``years[i]`` (0 = unknown).
+    """
+
+    ids: npt.NDArray[np.int32] = attrs.field(converter=_i32, eq=False)
+    years: npt.NDArray[np.int16] = attrs.field(converter=_i16, eq=False)
+    titles: tuple[str, ...] = attrs.field(converter=tuple, eq=False)
+    _lookup: npt.NDArray[np.int64] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not (len(self.ids) == len(self.years) == len(self.titles)):
+            msg = "Movies columns must have the same length"
+            raise ValueError(msg)
+        size = int(self.ids.max()) + 1 if len(self.ids) else 0
+        table = np.full(size, -1, dtype=np.int64)
+        table[self.ids] = np.arange(len(self.ids))
+        object.__setattr__(self, "_lookup", table)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def display(self, movie_id: int) -> str:
+        """
+        "Title (Year)" for a movie id, or "Title" when the year is unknown.
+        """
+        i = self.index_of(movie_id)
+        return format_title(self.titles[i], int(self.years[i]))
+
+    def index_of(self, movie_id: int) -> int:
+        """
+        Position of a movie id in the catalogue arrays.
+
+        Raises:
+            KeyError: when the id is not in the catalogue.
+        """
+        lookup = self._lookup
+        if movie_id < 0 or movie_id >= len(lookup) or lookup[movie_id] < 0:
+            raise KeyError(movie_id)
+        return int(lookup[movie_id])
+
+
+def format_title(title: str, year: int) -> str:
+    """
+    "Title (Year)", or the bare title when the year is unknown (0).
+    """
+    return f"{title} ({year})" if year else title
+
+
+@attrs.frozen(eq=False)
+class Dataset:
+    """
+    Ratings with their movie catalogue, and where they came from (for messages and the manifest).
+    """
+
+    ratings: Ratings
+    movies: Movies
+    source: str = "<memory>"

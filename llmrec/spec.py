@@ -1,0 +1,725 @@
+"""
+The experiment spec: TOML text -> frozen attrs objects.
+
+``parse_spec(text, source=..., base_dir=...)`` is the only entry point from text. It never touches the
+disk: ``source`` only names the spec in messages and ``base_dir`` is joined to relative data paths.
+Every problem is reported at once as a ``SpecError`` whose ``problems`` are ``SpecProblem`` values.
+
+Field docstrings (the string under each field) are the spec reference: ``docs/spec.md`` is generated
+from them by ``llmrec.spec_docs`` and a test fails when a field has none.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import math
+import os
+import tomllib
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, get_args
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.gen import make_dict_structure_fn
+
+from llmrec.errors import SpecError, SpecProblem
+
+__all__ = [
+    "DEFAULT_OUTPUT_FORMAT",
+    "DEFAULT_TASK",
+    "DEFAULT_USER_TEMPLATE",
+    "DatasetFormat",
+    "DatasetSpec",
+    "EvaluationSpec",
+    "ExperimentSpec",
+    "FinetuneSpec",
+    "InferenceSpec",
+    "PromptSpec",
+    "ProviderKind",
+    "ProviderSpec",
+    "ReportSpec",
+    "SamplingSpec",
+    "Spec",
+    "SplitSpec",
+    "SyntheticSpec",
+    "VariantSpec",
+    "parse_spec",
+    "spec_hash",
+]
+
+DatasetFormat = Literal["netflix", "synthetic"]
+ProviderKind = Literal["fake", "openai"]
+
+Check = tuple[Callable[[Any], bool], str]
+_CHECK = "llmrec_check"
+
+
+def _positive_int() -> Check:
+    return (lambda v: v > 0, "an integer > 0")
+
+
+def _at_least(n: int) -> Check:
+    return (lambda v: v >= n, f"an integer >= {n}")
+
+
+def _share() -> Check:
+    return (lambda v: 0.0 < v <= 1.0 and math.isfinite(v), "a number in (0, 1]")
+
+
+def _stars() -> Check:
+    return (lambda v: 1 <= v <= 5, "an integer from 1 to 5")
+
+
+def _field(default: Any, check: Check | None = None) -> Any:
+    """
+    An attrs field with an optional (predicate, expected) check kept in its metadata.
+
+    The same check serves both ways in: ``__attrs_post_init__`` for objects built in Python and the
+    raw-dict pass of ``parse_spec`` that reports range problems beside type problems.
+    """
+    metadata = {_CHECK: check} if check is not None else {}
+    if isinstance(default, list | tuple) or attrs.has(type(default)):
+        return attrs.field(factory=lambda: default, metadata=metadata)
+    return attrs.field(default=default, metadata=metadata)
+
+
+def _run_checks(obj: Any) -> None:
+    problems = _field_problems(type(obj), {f.name: getattr(obj, f.name) for f in attrs.fields(type(obj))}, "")
+    problems += _class_problems(obj, "")
+    if problems:
+        raise SpecError(type(obj).__name__, tuple(problems))
+
+
+def _field_problems(cls: type, raw: Mapping[str, Any], prefix: str) -> list[SpecProblem]:
+    out: list[SpecProblem] = []
+    hints = typing.get_type_hints(cls)
+    for f in attrs.fields(cls):
+        check = f.metadata.get(_CHECK)
+        if check is None or f.name not in raw:
+            continue
+        value = raw[f.name]
+        if value is None or not _has_type(value, hints[f.name]):
+            continue
+        predicate, expected = check
+        if isinstance(value, list | tuple):
+            bad = [v for v in value if not predicate(v)]
+            ok = not bad and len(value) > 0
+        else:
+            ok = bool(predicate(value))
+        if not ok:
+            out.append(SpecProblem(_join(prefix, f.name), expected, value, has_value=True))
+    return out
+
+
+def _class_problems(obj: Any, prefix: str) -> list[SpecProblem]:
+    checker = getattr(obj, "_cross_checks", None)
+    if checker is None:
+        return []
+    return [attrs.evolve(p, path=_join(prefix, p.path)) for p in checker()]
+
+
+def _join(prefix: str, name: str) -> str:
+    if not prefix:
+        return name
+    if not name:
+        return prefix
+    return f"{prefix}.{name}"
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    """
+    Whether a raw TOML value already has the field's type (so range checks can run on it).
+    """
+    origin = typing.get_origin(hint)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is bool:
+        return isinstance(value, bool)
+    if origin is tuple:
+        inner = get_args(hint)[0]
+        return isinstance(value, list | tuple) and all(_has_type(v, inner) for v in value)
+    if origin in (typing.Union, _UnionType):
+        return any(_has_type(value, a) for a in get_args(hint) if a is not type(None))
+    return False
+
+
+_UnionType = type(int | None)
+
+DEFAULT_TASK = (
+    "You are a movie recommendation system. Given the ten movies a user liked most, recommend "
+    "{n} other movies the user is likely to watch next, most likely first."
+)
+DEFAULT_OUTPUT_FORMAT = (
+    "Answer with exactly {n} movies as a numbered list, one per line, in the form "
+    '"1. Title (Year)", and nothing else. Do not repeat the movies the user liked.'
+)
+DEFAULT_USER_TEMPLATE = "The movies I liked most:\n{profile}\n\nRecommend {n} movies."
+
+
+@attrs.frozen
+class ExperimentSpec:
+    """
+    Names the experiment and seeds every random choice in it.
+    """
+
+    name: str = _field(
+        "experiment", (lambda v: v.strip() != "" and "/" not in v, "a non-empty name without '/'")
+    )
+    """Name of the experiment; run state goes to runs/<name>/ and the report to reports/<name>/."""
+
+    seed: int = _field(0, _at_least(0))
+    """Seed of every random choice (user sample, neighbour draws, splits, synthetic data, fake models)."""
+
+    def __attrs_post_init__(self) -> None:
+        _run_checks(self)
+
+
+@attrs.frozen
+class SyntheticSpec:
+    """
+    Sizes of the synthetic Netflix-format dataset (used when ``dataset.format = "synthetic"``).
+    """
+
+    users: int = _field(3000, _positive_int())
+    """Number of synthetic users."""
+
+    movies: int = _field(400, _at_least(20))
+    """Number of synthetic movies (made-up titles)."""
+
+    mean_ratings: int = _field(60, _at_least(10))
+    """Mean number of ratings per user (activity is heavy-tailed around it)."""
+
+    tastes: int = _field(8, _positive_int())
+    """Number of latent taste groups; users in a group like the same movies (the collaborative signal)."""
+
+    def __attrs_post_init__(self) -> None:
+        _run_checks(self)
+
+
+@attrs.frozen
+class DatasetSpec:
+    """
+    Where the ratings come from.
+    """
+
+    format: DatasetFormat = "synthetic"
+    """Data format: "netflix" reads combined_data_*.txt and movie_titles.csv from `path`; "synthetic" generates Netflix-format data in memory from `synthetic` and the experiment seed."""
+
+    path: str | None = None
+    """Folder holding the dataset files, relative to the spec file (required for "netflix")."""
+
+    synthetic: SyntheticSpec = _field(SyntheticSpec())
+    """Sizes of the synthetic dataset (see [dataset.synthetic])."""
+
+    def __attrs_post_init__(self) -> None:
+        _run_checks(self)
+
+    def _cross_checks(self) -> list[SpecProblem]:
+        if self.format != "synthetic" and self.path is None:
+            return [SpecProblem("path", f'expected a folder path when format = "{self.format}"')]
+        return []
+
+
+@attrs.frozen
+class SamplingSpec:
+    """
+    How users, profiles, neighbours and ground truth are drawn (the paper's Section 3).
+    """
+
+    users: int = _field(10000, _positive_int())
+    """Number of users sampled uniformly from the eligible ones ("we randomly sampled 10,000 users"); all of them if fewer are eligible."""
+
+    min_five_star_ratings: int = _field(4, _at_least(0))
+    """A user is eligible with at least this many 5-star ratings ("filtering for users having more than three 5-star reviews")."""
+
+    profile_size: int = _field(10, _positive_int())
+    """Profile length: the user's top movies by stars, then newest rating date, then movie id ("we sampled the top 10 movies of users")."""
+
+    neighbor_min_stars: int = _field(5, _stars())
+    """A neighbour gave at least this many stars to a profile movie ("a user who has given a 5-star rating to the kth customer's top 10 movies")."""
+
+    neighbor_min_shared: int = _field(1, _positive_int())
+    """A neighbour rated at least this many profile movies with at least neighbor_min_stars."""
+
+    neighbors: int = _field(10000, _positive_int())
+    """Neighbours drawn uniformly without replacement per user, all of them if fewer ("we randomly sampled 10,000 neighbors")."""
+
+    watch_factor: float = _field(0.5, _share())
+    """Ground truth keeps movies watched (rated, any stars) by at least this share of the drawn neighbours ("watched by at least 50% of the neighbors")."""
+
+    max_ground_truth: int = _field(10, _positive_int())
+    """At most this many ground-truth movies per user, ranked by share then movie id ("the maximum number of suggested movies is 10")."""
+
+    def __attrs_post_init__(self) -> None:
+        _run_checks(self)
+
+
+@attrs.frozen
+class VariantSpec:
+    """
+    One ground-truth variant (a `[[variant]]` table): a name and overrides of the neighbour fields of [sampling].
+    """
+
+    name: str = _field("variant", (lambda v: v.strip() != "", "a non-empty name"))
+    """Name shown in the report (the paper's "profileData50", "profileData60")."""
+
+    neighbor_min_stars: int | None = _field(None, _stars())
+    """Overrides sampling.neighbor_min_stars for this variant."""
+
+    neighbor_min_shared: int | None = _field(None, _positive_int())
+    """Overrides sampling.neighbor_min_shared for this variant."""
+
+    neighbors: int | None = _field(None, _positive_int())
+    """Overrides sampling.neighbors for this variant."""
+
+    watch_factor: float | None = _field(None, _share())
+    """Overrides sampling.watch_factor for this variant."""
+
+    max_ground_truth: int | None = _field(None, _positive_int())
+    """Overrides sampling.max_ground_truth for this variant."""
+
+    model: str | None = None
+    """An already fine-tuned model id for this variant; skips fine-tuning it."""
+
+    def __attrs_post_init__(self) -> None:
+        _run_checks(self)
+
+    def apply(self, sampling: SamplingSpec) -> SamplingSpec:
+        """
+        The sampling spec with this variant's overrides applied.
+        """
+        changes = {
+            f.name: getattr(self, f.name)
+            for f in attrs.fields(VariantSpec)
+            if f.name not in ("name", "model") and getattr(self, f.name) is not None
+        }
+        return attrs.evolve(sampling, **changes)
+
+
+def _paper_variants() -> tuple[VariantSpec, ...]:
+    return (
+        VariantSpec(name="profileData50", watch_factor=0.5, neighbor_min_stars=5),
+        VariantSpec(name="profileData60", watch_factor=0.6, neighbor_min_stars=4),
+    )
+
+
+@attrs.frozen
+class SplitSpec:
+    """
+    Shares of sampled users in each split; a user's split is fixed by a hash of (seed, user id).
+    """
+
+    train: float = _field(0.7, (lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
+    """Share of users whose examples train the fine-tune ("a 70/20/10% split")."""
+
+    validation: float = _field(0.2, (lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"))
+    """Share of users whose examples are the fine-tune's validation file (never scored)."""
+
+    test: float = _field(0.1, (lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
+    """Share of users scored in the report."""
+
+    def __attrs_post_init__(self) -> None:
+        _run_checks(self)
+
+    def _cross_checks(self) -> list[SpecProblem]:
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-6:
+            return [
+                SpecProblem("", f"expected train + validation + test to sum to 1 (they sum to {total:.6g})")
+            ]
+        return []
+
+
+def _has_placeholder(name: str) -> Check:
+    return (lambda v: "{" + name + "}" in v, f"a text containing {{{name}}}")
+
+
+@attrs.frozen
+class PromptSpec:
+    """
+    The prompt: system text = task T + output format F; user text = content C (the paper's Figure 1).
+    """
+
+    task: str = DEFAULT_TASK
+    """Task description T (system text, first part); {n} becomes n_recommendations."""
+
+    output_format: str = DEFAULT_OUTPUT_FORMAT
+    """Preferred output format F (system text, second part); {n} becomes n_recommendations. Fine-tune answers are numbered "Title (Year)" lines."""
+
+    user_template: str = _field(DEFAULT_USER_TEMPLATE, _has_placeholder("profile"))
+    """Prompt content C; {profile} becomes the numbered "Title (Year)" lines of the profile (no ratings), {n} becomes n_recommendations."""
+
+    n_recommendations: int = _field(10, _positive_int())
+    """Movies asked for; the model's list is cut at this length before scoring."""
+
+    def __attrs_post_init__(self) -> None:
+        _run_checks(self)
+
+
+@attrs.frozen
+class FinetuneSpec:
+    """
+    Fine-tuning settings (the paper's Table 1).
+    """
+
+    base_model: str = "gpt-4o-mini-2024-07-18"
+    """Model fine-tuned, and used zero-shot as the Baseline column."""
+
+    batch_size: int = _field(32, _positive_int())
+    """Fine-tune batch size (Table 1: 32)."""
+
+    epochs: int = _field(2, _positive_int())
+    """Fine-tune epochs (Table 1: 2)."""
+
+    learning_rate_multiplier: float = _field(1.0, (lambda v: v > 0 and math.isfinite(v), "a number > 0"))
+    """Fine-tune learning-rate multiplier (Table 1: 1)."""
+
+    model: str | None = None
+    """An already fine-tuned model id; skips fine-tuning (only with a single variant; else set [[variant]] model)."""
+
+    def __attrs_post_init__(self) -> None:
+        _run_checks(self)
+
+
+@attrs.frozen
+class ProviderSpec:
+    """
+    Which provider runs fine-tuning and inference.
+    """
+
+    kind: ProviderKind = "fake"
+    """"fake": deterministic offline provider shipped with llmrec; "openai": the OpenAI API (key from OPENAI_API_KEY)."""
+
+
+@attrs.frozen
+class InferenceSpec:
+    """
+    Chat-completion settings for scoring.
+    """
+
+    temperature: float = _field(0.0, (lambda v: 0.0 <= v <= 2.0, "a number from 0 to 2"))
+    """Sampling temperature."""
+
+    seed: int | None = _field(None, _at_least(0))
+    """Seed sent with each request; defaults to experiment.seed."""
+
+    def __attrs_post_init__(self) -> None:
+        _run_checks(self)
+
+
+@attrs.frozen
+class EvaluationSpec:
+    """
+    What is scored.
+    """
+
+    k: tuple[int, ...] = _field((3, 5), _positive_int())
+    """Cut-offs for Precision/Recall/F1@K (the paper: 3 and 5); MRR and MAP use the whole list."""
+
+    def __attrs_post_init__(self) -> None:
+        _run_checks(self)
+
+
+@attrs.frozen
+class ReportSpec:
+    """
+    The published report.
+    """
+
+    title: str = "LLMs as movie recommenders"
+    """Title of the HTML report."""
+
+
+@attrs.frozen
+class Spec:
+    """
+    A whole experiment.
+    """
+
+    experiment: ExperimentSpec = _field(ExperimentSpec())
+    """Name and seed ([experiment])."""
+
+    dataset: DatasetSpec = _field(DatasetSpec())
+    """Data source ([dataset])."""
+
+    sampling: SamplingSpec = _field(SamplingSpec())
+    """User, profile, neighbour and ground-truth sampling ([sampling])."""
+
+    variant: tuple[VariantSpec, ...] = _field(_paper_variants())
+    """Ground-truth variants ([[variant]] tables); default: profileData50 and profileData60."""
+
+    split: SplitSpec = _field(SplitSpec())
+    """Train/validation/test shares ([split])."""
+
+    prompt: PromptSpec = _field(PromptSpec())
+    """Prompt texts ([prompt])."""
+
+    finetune: FinetuneSpec = _field(FinetuneSpec())
+    """Fine-tuning settings ([finetune])."""
+
+    provider: ProviderSpec = _field(ProviderSpec())
+    """Provider ([provider])."""
+
+    inference: InferenceSpec = _field(InferenceSpec())
+    """Inference settings ([inference])."""
+
+    evaluation: EvaluationSpec = _field(EvaluationSpec())
+    """Metrics ([evaluation])."""
+
+    report: ReportSpec = _field(ReportSpec())
+    """Report settings ([report])."""
+
+    def __attrs_post_init__(self) -> None:
+        _run_checks(self)
+
+    def _cross_checks(self) -> list[SpecProblem]:
+        out: list[SpecProblem] = []
+        if not self.variant:
+            out.append(SpecProblem("variant", "expected at least one [[variant]] table"))
+        seen: set[str] = set()
+        for i, v in enumerate(self.variant):
+            if v.name in seen:
+                out.append(
+                    SpecProblem(f"variant[{i}].name", "a name not used by another variant", v.name, True)
+                )
+            seen.add(v.name)
+        if self.finetune.model is not None and len(self.variant) > 1:
+            out.append(
+                SpecProblem(
+                    "finetune.model",
+                    "no shared model id when there are several variants (set model in each [[variant]] instead)",
+                    self.finetune.model,
+                    True,
+                )
+            )
+        return out
+
+    def variant_sampling(self, variant: VariantSpec) -> SamplingSpec:
+        """
+        The effective sampling spec of one variant.
+        """
+        return variant.apply(self.sampling)
+
+    @property
+    def inference_seed(self) -> int:
+        """
+        The seed sent with inference requests.
+        """
+        return self.experiment.seed if self.inference.seed is None else self.inference.seed
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Parsing
+
+
+def _strict(kind: type, expected: str) -> Callable[[Any, Any], Any]:
+    def hook(value: Any, _: Any) -> Any:
+        if kind is float:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+        elif kind is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        elif isinstance(value, kind):
+            return value
+        raise _TypeProblem(value, expected)
+
+    return hook
+
+
+class _TypeProblem(ValueError):
+    def __init__(self, value: Any, expected: str) -> None:
+        super().__init__(expected)
+        self.value = value
+        self.expected = expected
+
+
+def _is_literal(hint: Any) -> bool:
+    return typing.get_origin(hint) is Literal
+
+
+def _is_tuple(hint: Any) -> bool:
+    return typing.get_origin(hint) is tuple
+
+
+def make_converter() -> cattrs.Converter:
+    """
+    The one converter for specs: unknown keys are errors, scalars are never coerced.
+
+    The default hooks coerce (``3.7`` -> 3, ``true`` -> 1, ``5`` -> "5"); these do not, except that a
+    TOML integer is accepted where a float is expected.
+    """
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv.register_structure_hook(int, _strict(int, "an integer"))
+    conv.register_structure_hook(float, _strict(float, "a number"))
+    conv.register_structure_hook(str, _strict(str, "a string"))
+    conv.register_structure_hook(bool, _strict(bool, "true or false"))
+
+    def literal_hook(value: Any, hint: Any) -> Any:
+        choices = get_args(hint)
+        if value in choices and type(value) is type(choices[0]):
+            return value
+        raise _TypeProblem(value, "one of " + ", ".join(f'"{c}"' for c in choices))
+
+    conv.register_structure_hook_func(_is_literal, literal_hook)
+
+    def tuple_hook(value: Any, hint: Any) -> Any:
+        if not isinstance(value, list):
+            raise _TypeProblem(value, "an array")
+        (inner,) = [a for a in get_args(hint) if a is not Ellipsis]
+        errors: list[Exception] = []
+        out = []
+        for i, v in enumerate(value):
+            try:
+                out.append(conv.structure(v, inner))
+            except Exception as exc:  # collected and re-raised as a group with the index
+                exc.__notes__ = [*getattr(exc, "__notes__", []), f"@index {i}"]
+                errors.append(exc)
+        if errors:
+            msg = "While structuring a tuple"
+            raise IterableValidationError(msg, errors, hint)
+        return tuple(out)
+
+    conv.register_structure_hook_func(_is_tuple, tuple_hook)
+
+    def table_guard(cls: type) -> Callable[[Any, Any], Any]:
+        base: Callable[[Any, Any], Any] = make_dict_structure_fn(
+            cls, conv, _cattrs_forbid_extra_keys=True, _cattrs_detailed_validation=True
+        )
+
+        def hook(value: Any, hint: Any) -> Any:
+            if not isinstance(value, dict):
+                raise _TypeProblem(value, "a table")
+            return base(value, hint)
+
+        return hook
+
+    conv.register_structure_hook_factory(attrs.has, table_guard)
+    return conv
+
+
+_CONVERTER = make_converter()
+
+
+def parse_spec(text: str, *, source: str = "<spec>", base_dir: str | None = None) -> Spec:
+    """
+    Parse a TOML spec into a ``Spec``.
+
+    Args:
+        text: the TOML text.
+        source: how to name the spec in messages (usually its path).
+        base_dir: folder that relative ``dataset.path`` values are joined to (no disk access).
+
+    Returns:
+        The frozen spec, with ``dataset.path`` joined to ``base_dir`` when relative.
+
+    Raises:
+        SpecError: with every problem found (TOML syntax, unknown keys, wrong types, ranges).
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(source, (SpecProblem("", f"expected valid TOML ({exc})"),)) from None
+    try:
+        spec = _CONVERTER.structure(raw, Spec)
+    except (ClassValidationError, IterableValidationError, SpecError, _TypeProblem) as exc:
+        problems = _collect(exc, "", Spec)
+        problems += _raw_range_problems(raw, Spec, "")
+        raise SpecError(source, _ordered(problems)) from None
+    if base_dir is not None and spec.dataset.path is not None and not os.path.isabs(spec.dataset.path):
+        joined = os.path.normpath(os.path.join(base_dir, spec.dataset.path))
+        spec = attrs.evolve(spec, dataset=attrs.evolve(spec.dataset, path=joined))
+    return spec
+
+
+def spec_hash(text: str) -> str:
+    """
+    A short stable hash of a spec's text (recorded in the manifest).
+    """
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _notes_path(exc: BaseException) -> str | None:
+    for note in getattr(exc, "__notes__", []):
+        name = getattr(note, "name", None)
+        if name is not None and isinstance(name, str):
+            return name
+        if isinstance(note, str) and note.startswith("@index "):
+            return f"[{note.removeprefix('@index ')}]"
+        if isinstance(note, str) and " @ attribute " in note:
+            return note.rsplit(" @ attribute ", 1)[1]
+    return None
+
+
+def _collect(exc: BaseException, prefix: str, cls: Any) -> list[SpecProblem]:
+    """
+    Turn cattrs' exception tree into problems with dotted paths.
+
+    Range problems raised by ``__attrs_post_init__`` are skipped here: ``_raw_range_problems`` finds
+    them on the raw TOML, including in tables that also have type problems.
+    """
+    out: list[SpecProblem] = []
+    if isinstance(exc, ClassValidationError | IterableValidationError):
+        for sub in exc.exceptions:
+            name = _notes_path(sub)
+            if name is None:
+                path = prefix
+            elif name.startswith("["):
+                path = prefix + name
+            else:
+                path = _join(prefix, name)
+            out += _collect(sub, path, None)
+        return out
+    if isinstance(exc, ForbiddenExtraKeysError):
+        allowed = [f.name for f in attrs.fields(exc.cl)]
+        for key in sorted(exc.extra_fields):
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            out.append(SpecProblem(prefix, f'unknown key "{key}"{hint}'))
+        return out
+    if isinstance(exc, _TypeProblem):
+        return [SpecProblem(prefix, exc.expected, exc.value, has_value=True)]
+    if isinstance(exc, KeyError):
+        return [SpecProblem(prefix, "expected a value (this key is required)")]
+    if isinstance(exc, SpecError):
+        return [attrs.evolve(p, path=_join(prefix, p.path)) for p in exc.problems]
+    return [SpecProblem(prefix, str(exc))]
+
+
+def _raw_range_problems(raw: Any, cls: type, prefix: str) -> list[SpecProblem]:
+    if not isinstance(raw, dict):
+        return []
+    out = _field_problems(cls, raw, prefix)
+    hints = typing.get_type_hints(cls)
+    for f in attrs.fields(cls):
+        value = raw.get(f.name)
+        hint = hints[f.name]
+        if attrs.has(hint):
+            out += _raw_range_problems(value, hint, _join(prefix, f.name))
+        elif typing.get_origin(hint) is tuple and attrs.has(get_args(hint)[0]) and isinstance(value, list):
+            for i, item in enumerate(value):
+                out += _raw_range_problems(item, get_args(hint)[0], f"{_join(prefix, f.name)}[{i}]")
+    return out
+
+
+def _ordered(problems: Sequence[SpecProblem]) -> tuple[SpecProblem, ...]:
+    """
+    Deduplicate and order problems as the fields are declared.
+    """
+    order = {f.name: i for i, f in enumerate(attrs.fields(Spec))}  # type: ignore[attr-defined]
+    unique: dict[tuple[str, str], SpecProblem] = {}
+    for p in problems:
+        unique.setdefault((p.path, p.expected), p)
+
+    def key(p: SpecProblem) -> tuple[int, str]:
+        head = p.path.split(".")[0].split("[")[0]
+        return (order.get(head, -1), p.path)
+
+    return tuple(sorted(unique.values(), key=key))
