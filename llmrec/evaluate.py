@@ -1,0 +1,493 @@
+"""
+The experiment's plan, run against a provider it is given, and scored.
+
+``run_experiment(spec, dataset, provider, ...)`` samples users, derives each variant's ground truth,
+fine-tunes (or reuses a given fine-tuned model), asks the zero-shot base model and the fine-tuned
+model for recommendations for every test user, and scores them. The provider is passed in, never
+constructed here; polling waits through the ``wait`` callable (the CLI sleeps, tests do not); each
+chat result goes to ``store`` as it arrives, before it is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+import numpy as np
+
+from llmrec.data import Dataset
+from llmrec.errors import ProviderError
+from llmrec.metrics import hits, metric_names, score_list
+from llmrec.parsing import ParsedList, TitleMatcher, parse_recommendations
+from llmrec.prompts import build_example, build_messages
+from llmrec.providers.base import (
+    ChatRequest,
+    ChatResult,
+    FineTuneExample,
+    FineTuneJob,
+    FineTuneRequest,
+    Hyperparameters,
+    JobState,
+    Provider,
+)
+from llmrec.results import ModelRole, ModelScores, Results, VariantResults
+from llmrec.sampling import (
+    GroundTruth,
+    RatingIndex,
+    SplitName,
+    assign_splits,
+    build_index,
+    derive_ground_truth,
+    sample_users,
+)
+from llmrec.spec import SamplingSpec, Spec, VariantSpec
+
+__all__ = [
+    "CompletionStore",
+    "ExperimentOutcome",
+    "MemoryStore",
+    "Progress",
+    "ranked_ids",
+    "request_fingerprint",
+    "run_experiment",
+    "run_finetune",
+]
+
+Progress = Callable[[str, int, int], None]
+"""Called as ``progress(stage, done, total)`` while a long stage runs."""
+
+_ROLES: tuple[tuple[ModelRole, str], ...] = (("baseline", "Baseline"), ("finetuned", "Fine-tuned"))
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    return None
+
+
+def _no_wait() -> None:
+    return None
+
+
+def request_fingerprint(request: ChatRequest) -> str:
+    """
+    A key for a chat request's content (model, messages, temperature, seed), not its caller key.
+
+    Two requests with the same fingerprint get the same answer from a deterministic provider, so a
+    stored result can stand in for a repeated call.
+    """
+    payload = json.dumps(
+        [request.model, [[m.role, m.content] for m in request.messages], request.temperature, request.seed],
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class CompletionStore(Protocol):
+    """
+    Where chat results are kept as they arrive, and found again on a rerun.
+    """
+
+    def get(self, fingerprint: str) -> ChatResult | None:
+        """
+        The stored result for a request fingerprint, or None.
+        """
+        ...
+
+    def put(self, fingerprint: str, result: ChatResult) -> None:
+        """
+        Keep a result; called once per result, as soon as it arrives.
+        """
+        ...
+
+
+class MemoryStore:
+    """
+    A ``CompletionStore`` in memory (the default; the CLI uses a file-backed one).
+    """
+
+    def __init__(self) -> None:
+        self.results: dict[str, ChatResult] = {}
+
+    def get(self, fingerprint: str) -> ChatResult | None:
+        """
+        The stored result for a request fingerprint, or None.
+        """
+        return self.results.get(fingerprint)
+
+    def put(self, fingerprint: str, result: ChatResult) -> None:
+        """
+        Keep a result.
+        """
+        self.results[fingerprint] = result
+
+
+@attrs.frozen
+class ExperimentOutcome:
+    """
+    What a run produced: the scores, one prediction record per (test user, variant, model), the
+    fine-tune job states and the token usage.
+    """
+
+    results: Results
+    predictions: tuple[Mapping[str, Any], ...]
+    jobs: tuple[tuple[str, JobState], ...]
+    models: tuple[tuple[str, str, str], ...]
+    """(variant, role, model id) for every scored model."""
+    usage: Mapping[str, int]
+
+
+def run_finetune(
+    provider: Provider,
+    request: FineTuneRequest,
+    *,
+    wait: Callable[[], None] = _no_wait,
+    max_polls: int = 100_000,
+    on_submit: Callable[[FineTuneJob], None] | None = None,
+    job: FineTuneJob | None = None,
+) -> JobState:
+    """
+    Submit a fine-tune (or resume polling ``job``) and poll it until it ends.
+
+    Args:
+        provider: the provider.
+        request: the fine-tune request.
+        wait: called between polls (the CLI sleeps here; tests pass nothing).
+        max_polls: give up after this many polls.
+        on_submit: called with the job handle right after submission, so it can be stored.
+        job: an already submitted job to poll instead of submitting again.
+
+    Returns:
+        The final state, with the model id.
+
+    Raises:
+        ProviderError: when the job fails, is cancelled, or does not finish within ``max_polls``.
+    """
+    if job is None:
+        job = provider.submit_finetune(request)
+        if on_submit is not None:
+            on_submit(job)
+    for _ in range(max_polls):
+        state = provider.poll_finetune(job)
+        if state.done:
+            if state.status != "succeeded" or state.model is None:
+                detail = state.error or (state.events[-1] if state.events else "no detail")
+                msg = f"fine-tune job {job.id} ended {state.status}: {detail}"
+                raise ProviderError(msg)
+            return state
+        wait()
+    msg = f"fine-tune job {job.id} did not finish after {max_polls} polls"
+    raise ProviderError(msg)
+
+
+def ranked_ids(parsed: ParsedList, relevant: frozenset[int]) -> list[int | None]:
+    """
+    The scored list: one movie id per item (None when unmatched).
+
+    An item whose title names several movies stands for a relevant one when any is relevant (the
+    smallest such id), else for the smallest id.
+    """
+    out: list[int | None] = []
+    for item in parsed.items:
+        if not item.movie_ids:
+            out.append(None)
+            continue
+        good = [m for m in item.movie_ids if m in relevant]
+        out.append(min(good) if good else min(item.movie_ids))
+    return out
+
+
+@attrs.frozen
+class _VariantPlan:
+    spec: VariantSpec
+    sampling: SamplingSpec
+    truth: GroundTruth
+    kept: np.ndarray[Any, np.dtype[np.bool_]]
+
+
+def run_experiment(
+    spec: Spec,
+    dataset: Dataset,
+    provider: Provider,
+    *,
+    wait: Callable[[], None] = _no_wait,
+    store: CompletionStore | None = None,
+    progress: Progress = _no_progress,
+    index: RatingIndex | None = None,
+    on_job: Callable[[str, FineTuneJob], None] | None = None,
+    resume_jobs: Mapping[str, FineTuneJob] | None = None,
+) -> ExperimentOutcome:
+    """
+    Run the whole experiment against ``provider`` and score it.
+
+    Args:
+        spec: the experiment.
+        dataset: ratings and catalogue.
+        provider: the provider to fine-tune and ask (chosen by the caller).
+        wait: called between fine-tune polls.
+        store: where chat results are stored as they arrive and found again on a rerun.
+        progress: called as stages advance.
+        index: a prebuilt ``build_index(dataset.ratings)``, to skip rebuilding it.
+        on_job: called with (variant, job) right after a fine-tune is submitted.
+        resume_jobs: already submitted jobs by variant name, polled instead of submitting again.
+
+    Returns:
+        The results, predictions, job states, model ids and token usage.
+
+    Raises:
+        ProviderError: when fine-tuning or a completion fails.
+    """
+    seed = spec.experiment.seed
+    store = store if store is not None else MemoryStore()
+    progress("index ratings", 0, 1)
+    index = index if index is not None else build_index(dataset.ratings)
+    progress("index ratings", 1, 1)
+    sample = sample_users(index, spec.sampling, seed)
+    splits = assign_splits(sample.users, spec.split, seed)
+    movies = dataset.movies
+    matcher = TitleMatcher(movies)
+    names = metric_names(spec.evaluation.k)
+    profile_titles = [[movies.display(int(m)) for m in p] for p in sample.profiles]
+
+    plans: list[_VariantPlan] = []
+    for i, variant in enumerate(spec.variant):
+        sampling = spec.variant_sampling(variant)
+        progress(f"ground truth {variant.name}", i, len(spec.variant))
+        truth = derive_ground_truth(index, sample, sampling, seed, variant=variant.name)
+        kept = np.array([len(m) > 0 for m in truth.movies], dtype=bool)
+        plans.append(_VariantPlan(variant, sampling, truth, kept))
+    progress("ground truth", len(spec.variant), len(spec.variant))
+
+    variants_out: list[VariantResults] = []
+    predictions: list[Mapping[str, Any]] = []
+    jobs: list[tuple[str, JobState]] = []
+    models: list[tuple[str, str, str]] = []
+    usage = {"prompt_tokens": 0, "completion_tokens": 0}
+    resume_jobs = resume_jobs or {}
+
+    for plan in plans:
+        name = plan.spec.name
+        members = {
+            s: [i for i in range(len(sample.users)) if plan.kept[i] and splits[i] == s] for s in _SPLITS
+        }
+
+        def examples(rows: Sequence[int], plan: _VariantPlan = plan) -> tuple[FineTuneExample, ...]:
+            return tuple(
+                build_example(
+                    profile_titles[i], [movies.display(int(m)) for m in plan.truth.movies[i]], spec.prompt
+                )
+                for i in rows
+            )
+
+        model = plan.spec.model or (spec.finetune.model if len(spec.variant) == 1 else None)
+        if model is None:
+            request = FineTuneRequest(
+                base_model=spec.finetune.base_model,
+                training=examples(members["train"]),
+                validation=examples(members["validation"]),
+                hyperparameters=Hyperparameters(
+                    batch_size=spec.finetune.batch_size,
+                    epochs=spec.finetune.epochs,
+                    learning_rate_multiplier=spec.finetune.learning_rate_multiplier,
+                ),
+                suffix=_suffix(spec.experiment.name, name),
+            )
+            progress(f"fine-tune {name}", 0, 1)
+
+            def submitted(job: FineTuneJob, name: str = name) -> None:
+                if on_job is not None:
+                    on_job(name, job)
+
+            state = run_finetune(provider, request, wait=wait, on_submit=submitted, job=resume_jobs.get(name))
+            progress(f"fine-tune {name}", 1, 1)
+            jobs.append((name, state))
+            assert state.model is not None  # run_finetune guarantees it
+            model = state.model
+
+        test_rows = members["test"]
+        role_models = {"baseline": spec.finetune.base_model, "finetuned": model}
+        requests: dict[str, tuple[ChatRequest, int, ModelRole]] = {}
+        for role, _ in _ROLES:
+            for i in test_rows:
+                req = ChatRequest(
+                    key=f"r{len(requests)}",
+                    model=role_models[role],
+                    messages=build_messages(profile_titles[i], spec.prompt),
+                    temperature=spec.inference.temperature,
+                    seed=spec.inference_seed,
+                )
+                requests[req.key] = (req, i, role)
+        answers = _complete(
+            provider, [r for r, *_ in requests.values()], store, progress, f"inference {name}"
+        )
+        for result in answers.values():
+            usage["prompt_tokens"] += result.usage.prompt_tokens
+            usage["completion_tokens"] += result.usage.completion_tokens
+
+        per_role: dict[str, list[tuple[float, ...]]] = {role: [] for role, _ in _ROLES}
+        failures: dict[str, int] = {role: 0 for role, _ in _ROLES}
+        for req, i, role in requests.values():
+            truth_ids = [int(m) for m in plan.truth.movies[i]]
+            relevant = frozenset(truth_ids)
+            text = answers[req.key].text
+            parsed = parse_recommendations(text, matcher, spec.prompt.n_recommendations)
+            ranked = ranked_ids(parsed, relevant)
+            scores = score_list(ranked, relevant, names)
+            per_role[role].append(scores)
+            failures[role] += parsed.failure is not None
+            predictions.append(
+                _prediction(
+                    variant=name,
+                    role=role,
+                    model=role_models[role],
+                    user=int(sample.users[i]),
+                    profile=[int(m) for m in sample.profiles[i]],
+                    profile_titles=profile_titles[i],
+                    truth=truth_ids,
+                    truth_titles=[movies.display(m) for m in truth_ids],
+                    text=text,
+                    parsed=parsed,
+                    ranked=ranked,
+                    relevant=relevant,
+                    names=names,
+                    scores=scores,
+                )
+            )
+
+        model_scores = []
+        for role, label in _ROLES:
+            rows = per_role[role]
+            means = tuple(
+                (n, float(np.mean([r[j] for r in rows])) if rows else math.nan) for j, n in enumerate(names)
+            )
+            model_scores.append(
+                ModelScores(
+                    role=role,
+                    label=label,
+                    model=role_models[role],
+                    users=len(rows),
+                    parse_failures=failures[role],
+                    metrics=means,
+                )
+            )
+            models.append((name, role, role_models[role]))
+        counts = {
+            "eligible_users": sample.eligible,
+            "sampled_users": len(sample.users),
+            "with_ground_truth": int(plan.kept.sum()),
+            **{f"{s}_users": len(members[s]) for s in _SPLITS},
+        }
+        variants_out.append(
+            VariantResults(
+                name=name,
+                sampling=tuple((f.name, getattr(plan.sampling, f.name)) for f in attrs.fields(SamplingSpec)),
+                counts=tuple(counts.items()),
+                models=tuple(model_scores),
+            )
+        )
+
+    results = Results(
+        experiment=spec.experiment.name,
+        title=spec.report.title,
+        metric_names=names,
+        variants=tuple(variants_out),
+    )
+    return ExperimentOutcome(
+        results=results, predictions=tuple(predictions), jobs=tuple(jobs), models=tuple(models), usage=usage
+    )
+
+
+_SPLITS: tuple[SplitName, ...] = ("train", "validation", "test")
+
+
+def _suffix(experiment: str, variant: str) -> str:
+    raw = f"{experiment}-{variant}".lower()
+    return "".join(c if c.isalnum() or c == "-" else "-" for c in raw)[:40]
+
+
+def _complete(
+    provider: Provider,
+    requests: Sequence[ChatRequest],
+    store: CompletionStore,
+    progress: Progress,
+    stage: str,
+) -> dict[str, ChatResult]:
+    """
+    Answers for every request, from the store where a rerun already has them, else from the provider
+    (each stored as soon as it arrives).
+    """
+    answers: dict[str, ChatResult] = {}
+    todo: list[ChatRequest] = []
+    prints = {r.key: request_fingerprint(r) for r in requests}
+    for r in requests:
+        found = store.get(prints[r.key])
+        if found is not None:
+            answers[r.key] = attrs.evolve(found, key=r.key)
+        else:
+            todo.append(r)
+    total = len(requests)
+    progress(stage, len(answers), total)
+    if todo:
+        wanted = {r.key for r in todo}
+        for result in provider.complete(todo):
+            if result.key not in wanted:
+                msg = f"provider answered an unknown request key {result.key!r}"
+                raise ProviderError(msg)
+            store.put(prints[result.key], result)
+            answers[result.key] = result
+            progress(stage, len(answers), total)
+    missing = [r.key for r in requests if r.key not in answers]
+    if missing:
+        msg = f"provider returned no answer for {len(missing)} of {total} requests"
+        raise ProviderError(msg)
+    return answers
+
+
+def _prediction(
+    *,
+    variant: str,
+    role: str,
+    model: str,
+    user: int,
+    profile: list[int],
+    profile_titles: list[str],
+    truth: list[int],
+    truth_titles: list[str],
+    text: str,
+    parsed: ParsedList,
+    ranked: list[int | None],
+    relevant: frozenset[int],
+    names: Sequence[str],
+    scores: Sequence[float],
+) -> dict[str, Any]:
+    return {
+        "variant": variant,
+        "role": role,
+        "model": model,
+        "user": user,
+        "profile": profile,
+        "profile_titles": profile_titles,
+        "ground_truth": truth,
+        "ground_truth_titles": truth_titles,
+        "raw_text": text,
+        "parse_failure": parsed.failure,
+        "items": [
+            {
+                "rank": rank,
+                "text": item.text,
+                "title": item.title,
+                "year": item.year,
+                "match": item.match,
+                "movie_ids": list(item.movie_ids),
+                "scored_as": scored,
+                "hit": hit,
+            }
+            for rank, (item, scored, hit) in enumerate(
+                zip(parsed.items, ranked, hits(ranked, relevant), strict=True), start=1
+            )
+        ],
+        "ranked": ranked,
+        "metrics": dict(zip(names, scores, strict=True)),
+    }
