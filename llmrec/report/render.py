@@ -1,0 +1,190 @@
+"""
+The HTML report: a pure function from ``Results`` (and optionally the run manifest) to a page string.
+
+Nothing here reads files the caller names, the environment, the clock or the network; the template
+ships inside the package. ``cli.py`` writes the page and the assets from ``report_assets`` beside it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import jinja2
+import plotly.offline
+from markupsafe import Markup
+
+from llmrec.report.charts import FIGURE2_DIV_ID, figure2_html
+from llmrec.results import ModelScores, Results, VariantResults, metric_label
+
+__all__ = ["PLOTLY_JS", "render_report", "report_assets"]
+
+PLOTLY_JS = "plotly.min.js"
+"""The file name the page loads plotly.js from, relative to the page itself."""
+
+_FIRST_TABLE = 2  # the paper's results tables are Table 2 (profileData50) and Table 3 (profileData60)
+_CAPTION = "Comparison of performance metrics between the baseline and fine-tuned models"
+_MISSING = "—"
+
+
+@attrs.frozen
+class _MetricTable:
+    """
+    One variant's Table 2/3, formatted for the template.
+    """
+
+    number: int
+    name: str
+    caption: str
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, tuple[str, ...]], ...]
+    counts: tuple[tuple[str, str], ...]
+    sampling: tuple[tuple[str, str], ...]
+    models: tuple[ModelScores, ...]
+
+
+def render_report(results: Results, *, manifest: Mapping[str, Any] | None = None) -> str:
+    """
+    Render the experiment's report as one static HTML page.
+
+    The page holds one table per variant (numbered from Table 2, as in the paper), the variant's
+    counts, sampling settings and models under it, Figure 2 (see ``figure2_html``) and a
+    "Reproduce" section with the manifest's ``spec_text`` and every other key it has. It loads
+    plotly.js from the sibling file ``plotly.min.js`` and from nowhere else.
+
+    Args:
+        results: the scored experiment.
+        manifest: the run's ``manifest.json`` content (spec text, versions, timestamps), if known;
+            any keys may be missing.
+
+    Returns:
+        The page; the same arguments always give the same string.
+    """
+    template = _environment().get_template("report.html.j2")
+    spec_text, details = _manifest_view(manifest)
+    return template.render(
+        title=results.title,
+        experiment=results.experiment,
+        schema_version=results.schema_version,
+        tables=tuple(
+            _metric_table(i + _FIRST_TABLE, v, results.metric_names) for i, v in enumerate(results.variants)
+        ),
+        figure_number=_FIRST_TABLE,
+        ks=_ks(results.metric_names),
+        figure=Markup(figure2_html(results)),
+        figure_id=FIGURE2_DIV_ID,
+        plotly_js=PLOTLY_JS,
+        has_manifest=manifest is not None,
+        spec_text=spec_text,
+        manifest_items=details,
+    )
+
+
+def report_assets() -> dict[str, str]:
+    """
+    The files the page needs beside it, by file name: only plotly.js, so it opens offline.
+
+    Returns:
+        ``{"plotly.min.js": <the plotly.js bundle shipped with the installed plotly>}``.
+    """
+    return {PLOTLY_JS: plotly.offline.get_plotlyjs()}
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """
+    The Jinja environment, built on first use (not at import) and shared after.
+    """
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("llmrec.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _metric_table(number: int, variant: VariantResults, metric_names: tuple[str, ...]) -> _MetricTable:
+    """
+    The formatted table of one variant.
+    """
+    scores = tuple(dict(m.metrics) for m in variant.models)
+    return _MetricTable(
+        number=number,
+        name=variant.name,
+        caption=f"Table {number}: {_CAPTION} - {variant.name}",
+        headers=tuple(m.label for m in variant.models),
+        rows=tuple((metric_label(n), tuple(_format_metric(s.get(n)) for s in scores)) for n in metric_names),
+        counts=tuple((key, f"{value:,}") for key, value in variant.counts),
+        sampling=tuple((key, _format_value(value)) for key, value in variant.sampling),
+        models=variant.models,
+    )
+
+
+def _format_metric(value: float | None) -> str:
+    """
+    A metric with four decimals, as in the paper; a dash when missing, "n/a" when undefined (NaN).
+    """
+    if value is None:
+        return _MISSING
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:.4f}"
+
+
+def _ks(metric_names: tuple[str, ...]) -> tuple[str, ...]:
+    """
+    The distinct K values of the @K metrics, in order of first appearance.
+    """
+    ks: dict[str, None] = {}
+    for name in metric_names:
+        _, at, k = name.partition("@")
+        if at:
+            ks[k] = None
+    return tuple(ks)
+
+
+def _manifest_view(manifest: Mapping[str, Any] | None) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+    """
+    The manifest's spec text (if any) and its other entries flattened to (dotted key, text) pairs.
+    """
+    if manifest is None:
+        return None, ()
+    spec = manifest.get("spec_text")
+    items = tuple(_flatten({k: v for k, v in manifest.items() if k != "spec_text"}, ""))
+    return (None if spec is None else str(spec)), items
+
+
+def _flatten(mapping: Mapping[Any, Any], prefix: str) -> list[tuple[str, str]]:
+    """
+    Nested mappings as (dotted key, text) pairs, in the mapping's own order.
+    """
+    out: list[tuple[str, str]] = []
+    for key, value in mapping.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.extend(_flatten(value, f"{path}."))
+        else:
+            out.append((path, _format_value(value)))
+    return out
+
+
+def _format_value(value: object) -> str:
+    """
+    A setting or manifest value as text: JSON spelling for scalars and lists, ``str`` otherwise.
+    """
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, bool | int | float):
+        return json.dumps(value)
+    if isinstance(value, list | tuple) and all(isinstance(v, str | int | float | bool) for v in value):
+        return ", ".join(_format_value(v) for v in value)
+    try:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(value)
