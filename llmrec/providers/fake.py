@@ -31,6 +31,7 @@ import attrs
 import numpy as np
 from typing_extensions import override
 
+from llmrec.data import Movies
 from llmrec.errors import ProviderError
 from llmrec.providers.base import (
     ChatMessage,
@@ -97,7 +98,7 @@ class FakeProvider(Provider):
         min_count: how many training examples must show a pair before it can be learned.
     """
 
-    def __init__(self, catalogue: Sequence[str], *, min_z: float = 4.0, min_count: int = 3) -> None:
+    def __init__(self, catalogue: Sequence[str], *, min_z: float = 4.0, min_count: float = 3) -> None:
         if not catalogue:
             msg = "FakeProvider needs a non-empty catalogue"
             raise ValueError(msg)
@@ -109,6 +110,20 @@ class FakeProvider(Provider):
         self.uploads: list[FineTuneRequest] = []
         self.jobs: list[str] = []
         self.completions: list[ChatRequest] = []
+
+    @classmethod
+    def for_movies(cls, movies: Movies, **options: float) -> FakeProvider:
+        """
+        A fake that knows every title of a catalogue, written as prompts write them ("Title (Year)").
+        """
+        return cls([movies.display(int(m)) for m in movies.ids], **options)
+
+    @property
+    def catalogue(self) -> tuple[str, ...]:
+        """
+        The titles the fake knows.
+        """
+        return self._catalogue
 
     # -- fine-tuning -----------------------------------------------------------------------------------
 

@@ -1,0 +1,294 @@
+"""
+The command line end to end: files written, exit codes, messages, reruns, and the published numbers
+recomputed independently from what the report folder holds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmrec import cli
+from llmrec.data.synthetic import generate_synthetic
+from llmrec.spec import parse_spec
+
+SMALL = """
+[experiment]
+name = "small"
+seed = 3
+
+[dataset.synthetic]
+users = 1500
+movies = 300
+mean_ratings = 50
+
+[sampling]
+neighbors = 60
+
+[finetune]
+base_model = "fake-llm"
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """
+    A fresh folder holding the small spec, made the working directory.
+    """
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.toml").write_text(SMALL, encoding="utf-8")
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """
+    One run of the small spec through the CLI, with a secret in the environment; the report folder.
+    """
+    root = tmp_path_factory.mktemp("published")
+    (root / "small.toml").write_text(SMALL, encoding="utf-8")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(root)
+    mp.setenv("OPENAI_API_KEY", "sk-test-SECRET-should-never-be-written")
+    try:
+        code = cli.main(["run", "small.toml", "--quiet"])
+    finally:
+        mp.undo()
+    assert code == 0
+    return root
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_run_writes_the_report_folder(published):
+    """A run writes index.html, plotly.min.js, results.json, predictions.jsonl and manifest.json."""
+    out = published / "reports" / "small"
+    results = json.loads((out / "results.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    html = (out / "index.html").read_text()
+
+    assert {p.name for p in out.iterdir()} == {
+        "index.html",
+        "plotly.min.js",
+        "results.json",
+        "predictions.jsonl",
+        "manifest.json",
+    }
+    assert results["schema_version"] == 1
+    assert [v["name"] for v in results["variants"]] == ["profileData50", "profileData60"]
+    assert manifest["schema_version"] == 1
+    assert manifest["spec_text"] == SMALL
+    assert len(manifest["spec_hash"]) == 16
+    assert "Table 2" in html
+    assert "Table 3" in html
+    assert "Figure 2" in html
+    assert (published / "runs" / "small" / "completions.jsonl").exists()
+
+
+def test_secrets_never_reach_any_file(published):
+    """The API key in the environment appears in no file the run wrote."""
+    for path in published.rglob("*"):
+        if path.is_file():
+            assert "SECRET" not in path.read_text(encoding="utf-8", errors="replace"), path
+
+
+def _reference_scores(record: dict, names: list[str]) -> dict[str, float]:
+    """
+    An independent reading of the scoring rules, from a prediction record alone.
+    """
+    relevant = set(record["ground_truth"])
+    firsts = []
+    seen = set()
+    for item in record["items"]:
+        candidates = item["movie_ids"]
+        good = sorted(set(candidates) & relevant)
+        movie = good[0] if good else (min(candidates) if candidates else None)
+        firsts.append(movie is not None and movie in relevant and movie not in seen)
+        if movie is not None:
+            seen.add(movie)
+    out = {}
+    for name in names:
+        if "@" in name:
+            base, k = name.split("@")
+            k = int(k)
+            h = sum(firsts[:k])
+            p, r = h / k, h / len(relevant)
+            out[name] = {"precision": p, "recall": r, "f1": (2 * p * r / (p + r)) if p + r else 0.0}[base]
+        elif name == "mrr":
+            out[name] = next((1 / (i + 1) for i, hit in enumerate(firsts) if hit), 0.0)
+        elif name == "map":
+            positions = [i + 1 for i, hit in enumerate(firsts) if hit]
+            out[name] = sum((j + 1) / pos for j, pos in enumerate(positions)) / len(relevant)
+    return out
+
+
+def test_results_recomputed_from_predictions(published):
+    """Every metric in results.json equals the mean of an independent per-user recomputation."""
+    out = published / "reports" / "small"
+    results = json.loads((out / "results.json").read_text())
+    records = _read_jsonl(out / "predictions.jsonl")
+    names = results["metrics"]
+    checked = 0
+    for variant in results["variants"]:
+        for model in variant["models"]:
+            rows = [r for r in records if r["variant"] == variant["name"] and r["role"] == model["role"]]
+            scores = [_reference_scores(r, names) for r in rows]
+
+            assert len(rows) == model["users"] == variant["counts"]["test_users"] > 0
+            for name in names:
+                assert model["metrics"][name] == pytest.approx(sum(s[name] for s in scores) / len(scores))
+                checked += 1
+    assert checked == 2 * 2 * len(names)
+
+
+def _brute_force_ground_truth(ratings, user, stars_min, watch, max_gt, neighbours_max, seed):
+    """
+    The paper's rule with plain loops over raw rating tuples.
+    """
+    by_user: dict[int, dict[int, tuple[int, int]]] = {}
+    for u, m, s, d in zip(
+        ratings.user.tolist(), ratings.movie.tolist(), ratings.stars.tolist(), ratings.day.tolist(), strict=True
+    ):
+        by_user.setdefault(u, {})[m] = (s, d)
+    mine = by_user[user]
+    profile = sorted(mine, key=lambda m: (-mine[m][0], -mine[m][1], m))[:10]
+    candidates = sorted(
+        other
+        for other, rated in by_user.items()
+        if other != user and any(m in rated and rated[m][0] >= stars_min for m in profile)
+    )
+    if len(candidates) > neighbours_max:
+        candidates = sorted(
+            np.random.default_rng([seed, user]).choice(np.array(candidates), size=neighbours_max, replace=False)
+        )
+    counts: dict[int, int] = {}
+    for other in candidates:
+        for m in by_user[int(other)]:
+            counts[m] = counts.get(m, 0) + 1
+    kept = [m for m, c in counts.items() if m not in mine and c / len(candidates) >= watch]
+    return profile, sorted(kept, key=lambda m: (-counts[m], m))[:max_gt]
+
+
+def test_ground_truth_recomputed_by_brute_force(published):
+    """For a few test users, plain loops over the raw ratings give the published profile and ground truth."""
+    spec = parse_spec(SMALL)
+    ratings = generate_synthetic(spec.dataset.synthetic, spec.experiment.seed).ratings
+    records = _read_jsonl(published / "reports" / "small" / "predictions.jsonl")
+    rules = {"profileData50": (5, 0.5), "profileData60": (4, 0.6)}
+    checked = 0
+    for variant, (stars_min, watch) in rules.items():
+        rows = [r for r in records if r["variant"] == variant and r["role"] == "baseline"][:4]
+        for row in rows:
+            profile, truth = _brute_force_ground_truth(ratings, row["user"], stars_min, watch, 10, 60, 3)
+
+            assert row["profile"] == profile
+            assert row["ground_truth"] == truth
+            checked += 1
+    assert checked == 8
+
+
+def test_rerun_reuses_stored_answers_and_gives_identical_results(workdir):
+    """A second run answers from runs/<name>/ and writes byte-identical results.json."""
+    assert cli.main(["run", "small.toml", "--quiet"]) == 0
+    first = (workdir / "reports/small/results.json").read_bytes()
+    assert cli.main(["run", "small.toml", "--quiet"]) == 0
+    manifest = json.loads((workdir / "reports/small/manifest.json").read_text())
+
+    assert (workdir / "reports/small/results.json").read_bytes() == first
+    assert manifest["answers_reused_from_run_state"] > 0
+    assert cli.main(["run", "small.toml", "--quiet", "--fresh", "--out", "again"]) == 0
+    assert (workdir / "again/results.json").read_bytes() == first
+
+
+def test_bad_spec_exits_2_with_every_problem_and_no_traceback(workdir, capsys):
+    """A spec with two problems exits 2 and prints both, file first, without a traceback."""
+    (workdir / "bad.toml").write_text("[sampling]\nusers = -3\n[provider]\nkind = 'opnai'\n")
+    code = cli.main(["run", "bad.toml"])
+    err = capsys.readouterr().err
+
+    assert code == 2
+    assert err == (
+        "error: bad.toml has 2 problems\n"
+        "  sampling.users = -3: expected an integer > 0\n"
+        '  provider.kind = "opnai": expected one of "fake", "openai"\n'
+    )
+
+
+def test_missing_spec_file_exits_2(workdir, capsys):
+    """A spec path that does not exist is bad input."""
+    code = cli.main(["validate", "nope.toml"])
+
+    assert code == 2
+    assert "nope.toml" in capsys.readouterr().err
+
+
+def test_validate_checks_inputs_only_when_asked(workdir, capsys):
+    """validate passes a Netflix spec with a missing folder unless --check-inputs is given."""
+    (workdir / "nf.toml").write_text('[dataset]\nformat = "netflix"\npath = "nowhere"\n')
+
+    assert cli.main(["validate", "nf.toml"]) == 0
+    assert cli.main(["validate", "nf.toml", "--check-inputs"]) == 2
+    assert "dataset.path: expected an existing folder" in capsys.readouterr().err
+
+
+def test_bad_data_file_exits_2_naming_file_and_line(workdir, capsys):
+    """A malformed Netflix ratings file is reported with its path and line number."""
+    data = workdir / "nf"
+    data.mkdir()
+    (data / "movie_titles.csv").write_bytes(b"1,2001,A Film\n")
+    (data / "combined_data_1.txt").write_bytes(b"1:\n7,5,2005-01-01\n8,9,2005-01-02\n")
+    (workdir / "nf.toml").write_text('[dataset]\nformat = "netflix"\npath = "nf"\n')
+    code = cli.main(["run", "nf.toml"])
+    err = capsys.readouterr().err
+
+    assert code == 2
+    assert "combined_data_1.txt:3" in err
+    assert "Traceback" not in err
+
+
+def test_unavailable_provider_exits_1_with_a_message(workdir, capsys):
+    """A provider kind this version cannot run fails with exit 1 and says what to use instead."""
+    (workdir / "oa.toml").write_text(SMALL.replace("[finetune]", '[provider]\nkind = "openai"\n[finetune]'))
+    code = cli.main(["run", "oa.toml", "--quiet"])
+
+    assert code == 1
+    assert 'use kind = "fake"' in capsys.readouterr().err
+
+
+def test_interrupt_exits_130(workdir, monkeypatch, capsys):
+    """Ctrl-C during a run exits 130 with a message, not a traceback."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_experiment", interrupted)
+    code = cli.main(["run", "small.toml", "--quiet"])
+
+    assert code == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_version_and_help(capsys):
+    """--version prints the version; run --help lists the options; both exit 0."""
+    with pytest.raises(SystemExit) as version:
+        cli.main(["--version"])
+    assert version.value.code == 0
+    assert capsys.readouterr().out.startswith("llmrec ")
+    with pytest.raises(SystemExit) as help_:
+        cli.main(["run", "--help"])
+
+    assert help_.value.code == 0
+    assert "--out" in capsys.readouterr().out
+
+
+def test_unknown_command_exits_2(capsys):
+    """An unknown command is an argument error (exit 2)."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["frobnicate"])
+
+    assert exc.value.code == 2

@@ -1,0 +1,196 @@
+"""
+The experiment edge to edge with the fake provider: learning, leakage, scoring rules, stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import attrs
+import numpy as np
+import pytest
+
+from llmrec.data.synthetic import generate_synthetic
+from llmrec.errors import ProviderError
+from llmrec.evaluate import MemoryStore, run_experiment
+from llmrec.providers.base import ChatRequest, ChatResult, FineTuneExample, FineTuneRequest, JobState
+from llmrec.providers.fake import FakeProvider
+from llmrec.spec import Spec, VariantSpec, parse_spec
+
+DEMO_LIKE = """
+[experiment]
+name = "t"
+seed = 11
+[finetune]
+base_model = "fake-llm"
+"""
+
+
+def _spec(extra: str = "") -> Spec:
+    return parse_spec(DEMO_LIKE + extra)
+
+
+def _provider(dataset) -> FakeProvider:
+    return FakeProvider.for_movies(dataset.movies)
+
+
+class ShufflingFake(FakeProvider):
+    """
+    A fake whose fine-tune sees every training answer moved to another user's prompt.
+    """
+
+    def submit_finetune(self, request: FineTuneRequest):
+        rng = np.random.default_rng(99)
+        answers = [e.messages[2] for e in request.training]
+        order = rng.permutation(len(answers))
+        training = tuple(
+            FineTuneExample(messages=(e.messages[0], e.messages[1], answers[j]))
+            for e, j in zip(request.training, order, strict=True)
+        )
+        return super().submit_finetune(attrs.evolve(request, training=training))
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """
+    The default synthetic dataset, and one run of the experiment on it with the fake provider.
+    """
+    spec = _spec()
+    dataset = generate_synthetic(spec.dataset.synthetic, spec.experiment.seed)
+    provider = _provider(dataset)
+    return spec, dataset, provider, run_experiment(spec, dataset, provider)
+
+
+def test_finetuned_fake_beats_zero_shot(demo):
+    """Fine-tuning on real (profile -> ground truth) pairs lifts P@5 far above the zero-shot model."""
+    _, _, _, outcome = demo
+
+    for variant in outcome.results.variants:
+        base = variant.model_scores("baseline").metric("precision@5")
+        tuned = variant.model_scores("finetuned").metric("precision@5")
+
+        assert tuned > base + 0.15
+
+
+def test_shuffled_training_answers_erase_the_advantage(demo):
+    """With answers shuffled across users, the fine-tuned fake's P@5 is within 0.02 of zero-shot."""
+    spec, dataset, _, _ = demo
+    outcome = run_experiment(spec, dataset, ShufflingFake(_provider(dataset).catalogue))
+
+    for variant in outcome.results.variants:
+        base = variant.model_scores("baseline").metric("precision@5")
+        tuned = variant.model_scores("finetuned").metric("precision@5")
+
+        assert abs(tuned - base) <= 0.02
+
+
+def test_no_test_prompt_is_uploaded_for_training(demo):
+    """No test user's prompt appears among the training or validation examples."""
+    _, _, provider, _ = demo
+    uploaded = {
+        e.messages[1].content for request in provider.uploads for e in (*request.training, *request.validation)
+    }
+    scored = {r.messages[1].content for r in provider.completions}
+
+    assert provider.uploads
+    assert scored
+    assert not uploaded & scored
+
+
+def test_fake_sees_only_opaque_keys(demo):
+    """Request keys carry no user id, variant or ground truth."""
+    _, _, provider, _ = demo
+
+    assert all(r.key.startswith("r") and r.key[1:].isdigit() for r in provider.completions)
+
+
+def test_counts_follow_the_funnel(demo):
+    """Every variant keeps the same sampled users; splits partition those with ground truth."""
+    _, _, _, outcome = demo
+    sampled = {dict(v.counts)["sampled_users"] for v in outcome.results.variants}
+
+    assert len(sampled) == 1
+    for variant in outcome.results.variants:
+        c = dict(variant.counts)
+
+        assert c["train_users"] + c["validation_users"] + c["test_users"] == c["with_ground_truth"]
+        assert c["with_ground_truth"] <= c["sampled_users"] <= c["eligible_users"]
+        assert variant.model_scores("baseline").users == c["test_users"]
+
+
+class ProseForBaseline(FakeProvider):
+    """
+    A fake whose base model answers in prose (no list), so every zero-shot answer is a parse failure.
+    """
+
+    def complete(self, requests: Sequence[ChatRequest]) -> Iterator[ChatResult]:
+        for result in super().complete(requests):
+            if not result.model.startswith("ft:"):
+                result = attrs.evolve(result, text="You would enjoy many films; try something new!")
+            yield result
+
+
+def test_parse_failures_score_zero_and_stay_in_the_mean(demo):
+    """Unparseable answers are counted, score 0 and remain in the averaged users."""
+    spec, dataset, _, _ = demo
+    outcome = run_experiment(spec, dataset, ProseForBaseline(_provider(dataset).catalogue))
+
+    for variant in outcome.results.variants:
+        base = variant.model_scores("baseline")
+
+        assert base.parse_failures == base.users > 0
+        assert all(value == 0.0 for _, value in base.metrics)
+
+
+def test_stored_answers_are_reused_on_a_rerun(demo):
+    """A second run with the same store asks the provider for nothing it already answered."""
+    spec, dataset, _, first = demo
+    store = MemoryStore()
+    run_experiment(spec, dataset, _provider(dataset), store=store)
+    again = _provider(dataset)
+    outcome = run_experiment(spec, dataset, again, store=store)
+
+    assert again.completions == []
+    assert outcome.results == first.results
+
+
+def test_given_finetuned_model_skips_finetuning(demo):
+    """A variant with a model id uses it as is: nothing is uploaded."""
+    spec, dataset, _, _ = demo
+    provider = _provider(dataset)
+    run_experiment(spec, dataset, provider)  # trains the models the fake can then serve
+    models = [m for _, role, m in run_experiment(spec, dataset, provider).models if role == "finetuned"]
+    uploads_before = len(provider.uploads)
+    given = attrs.evolve(
+        spec, variant=tuple(attrs.evolve(v, model=m) for v, m in zip(spec.variant, models, strict=True))
+    )
+    outcome = run_experiment(given, dataset, provider)
+
+    assert len(provider.uploads) == uploads_before
+    assert outcome.jobs == ()
+
+
+class FailingJobs(FakeProvider):
+    """
+    A fake whose fine-tune jobs fail.
+    """
+
+    def poll_finetune(self, job):
+        return JobState(job_id=job.id, status="failed", events=("created", "error: bad file"), error="bad file")
+
+
+def test_failed_finetune_raises_provider_error(demo):
+    """A failed job stops the run with a ProviderError naming the job and the reason."""
+    spec, dataset, _, _ = demo
+
+    with pytest.raises(ProviderError, match="ended failed: bad file"):
+        run_experiment(spec, dataset, FailingJobs(_provider(dataset).catalogue))
+
+
+def test_unknown_finetuned_model_is_a_provider_error(demo):
+    """Asking the fake for a fine-tuned model it never trained fails clearly."""
+    spec, dataset, _, _ = demo
+    spec = attrs.evolve(spec, variant=(VariantSpec(name="only", model="ft:fake-llm:nope:00000000"),))
+
+    with pytest.raises(ProviderError, match="does not exist"):
+        run_experiment(spec, dataset, _provider(dataset))
