@@ -32,8 +32,8 @@ class SpecProblem:
     One problem found in a spec.
 
     ``path`` is the dotted field path (``sampling.users``, ``variant[1].watch_factor``; empty for the
-    top level), ``value`` the value as written (``NO_VALUE`` when the problem has none, like an unknown
-    key) and ``expected`` what was expected.
+    top level), ``value`` the value as written (only meaningful when ``has_value``; an unknown key, for
+    one, has none) and ``expected`` what was expected.
     """
 
     path: str

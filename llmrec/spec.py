@@ -12,13 +12,15 @@ from them by ``llmrec.spec_docs`` and a test fails when a field has none.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
+import inspect
 import math
 import os
 import tomllib
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import attrs
 import cattrs
@@ -87,15 +89,34 @@ def _field(default: Any, check: Check | None = None) -> Any:
 
 
 def _run_checks(obj: Any) -> None:
-    problems = _field_problems(type(obj), {f.name: getattr(obj, f.name) for f in attrs.fields(type(obj))}, "")
-    problems += _class_problems(obj, "")
+    """
+    Check an object built in Python: field types, field ranges, then the class's cross-field checks.
+    """
+    cls = type(obj)
+    values = {f.name: getattr(obj, f.name) for f in attrs.fields(cls)}
+    problems = _type_problems(cls, values) + _field_problems(cls, values, "")
+    problems += _cross_problems(cls, values, "")
     if problems:
-        raise SpecError(type(obj).__name__, tuple(problems))
+        raise SpecError(cls.__name__, tuple(problems))
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _type_problems(cls: type, values: Mapping[str, Any]) -> list[SpecProblem]:
+    hints = _hints(cls)
+    return [
+        SpecProblem(name, _expected_type(hints[name]), value, has_value=True)
+        for name, value in values.items()
+        if not _has_type(value, hints[name], arrays=tuple)
+    ]
 
 
 def _field_problems(cls: type, raw: Mapping[str, Any], prefix: str) -> list[SpecProblem]:
     out: list[SpecProblem] = []
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     for f in attrs.fields(cls):
         check = f.metadata.get(_CHECK)
         if check is None or f.name not in raw:
@@ -104,21 +125,35 @@ def _field_problems(cls: type, raw: Mapping[str, Any], prefix: str) -> list[Spec
         if value is None or not _has_type(value, hints[f.name]):
             continue
         predicate, expected = check
-        if isinstance(value, list | tuple):
-            bad = [v for v in value if not predicate(v)]
-            ok = not bad and len(value) > 0
+        path = _join(prefix, f.name)
+        if not isinstance(value, list | tuple):
+            if not predicate(value):
+                out.append(SpecProblem(path, expected, value, has_value=True))
+        elif not value:
+            out.append(SpecProblem(path, "a non-empty array", value, has_value=True))
         else:
-            ok = bool(predicate(value))
-        if not ok:
-            out.append(SpecProblem(_join(prefix, f.name), expected, value, has_value=True))
+            out += [
+                SpecProblem(f"{path}[{i}]", expected, v, has_value=True)
+                for i, v in enumerate(value)
+                if not predicate(v)
+            ]
     return out
 
 
-def _class_problems(obj: Any, prefix: str) -> list[SpecProblem]:
-    checker = getattr(obj, "_cross_checks", None)
-    if checker is None:
-        return []
-    return [attrs.evolve(p, path=_join(prefix, p.path)) for p in checker()]
+def _cross_problems(cls: type, values: Mapping[str, Any], prefix: str) -> list[SpecProblem]:
+    """
+    Run the class's cross-field checks whose fields are all in ``values``.
+
+    Each check is a function whose parameter names are the fields it reads, so the raw pass of
+    ``parse_spec`` can still run it when some other field of the class failed to parse.
+    """
+    out: list[SpecProblem] = []
+    for check in getattr(cls, "_checks", ()):
+        names = list(inspect.signature(check).parameters)
+        if all(n in values for n in names):
+            problems = check(**{n: values[n] for n in names})
+            out += [attrs.evolve(p, path=_join(prefix, p.path)) for p in problems]
+    return out
 
 
 def _join(prefix: str, name: str) -> str:
@@ -129,9 +164,11 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}"
 
 
-def _has_type(value: Any, hint: Any) -> bool:
+def _has_type(value: Any, hint: Any, *, arrays: type | tuple[type, ...] = (list, tuple)) -> bool:
     """
-    Whether a raw TOML value already has the field's type (so range checks can run on it).
+    Whether a value already has the field's type (so range checks can run on it).
+
+    Raw TOML arrays are lists; objects built in Python must hold tuples (``arrays=tuple``).
     """
     origin = typing.get_origin(hint)
     if hint is int:
@@ -142,12 +179,40 @@ def _has_type(value: Any, hint: Any) -> bool:
         return isinstance(value, str)
     if hint is bool:
         return isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    if origin is Literal:
+        return any(value == c and type(value) is type(c) for c in get_args(hint))
     if origin is tuple:
         inner = get_args(hint)[0]
-        return isinstance(value, list | tuple) and all(_has_type(v, inner) for v in value)
+        items = typing.cast("Sequence[Any]", value)
+        return isinstance(value, arrays) and all(_has_type(v, inner, arrays=arrays) for v in items)
     if origin in (typing.Union, _UnionType):
-        return any(_has_type(value, a) for a in get_args(hint) if a is not type(None))
+        return any(_has_type(value, a, arrays=arrays) for a in get_args(hint))
+    if attrs.has(hint):
+        return isinstance(value, hint)
     return False
+
+
+def _expected_type(hint: Any) -> str:
+    """
+    What a value of this type looks like, for a type problem found in an object built in Python.
+    """
+    simple = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    if hint in simple:
+        return simple[hint]
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return _one_of(get_args(hint))
+    if origin is tuple:
+        return "a tuple"
+    if origin in (typing.Union, _UnionType):
+        return " or ".join(_expected_type(a) for a in get_args(hint) if a is not type(None)) + " or None"
+    return f"a {getattr(hint, '__name__', hint)}"
+
+
+def _one_of(choices: Sequence[object]) -> str:
+    return "one of " + ", ".join(f'"{c}"' for c in choices)
 
 
 _UnionType = type(int | None)
@@ -161,6 +226,48 @@ DEFAULT_OUTPUT_FORMAT = (
     '"1. Title (Year)", and nothing else. Do not repeat the movies the user liked.'
 )
 DEFAULT_USER_TEMPLATE = "The movies I liked most:\n{profile}\n\nRecommend {n} movies."
+
+
+# Cross-field checks. Each reads the fields named by its parameters and returns problems with paths
+# relative to its class; a class lists its checks in ``_checks``.
+
+CrossCheck = Callable[..., list[SpecProblem]]
+
+
+def _path_given(format: str, path: str | None) -> list[SpecProblem]:
+    if format != "synthetic" and path is None:
+        return [SpecProblem("path", f'expected a folder path when format = "{format}"')]
+    return []
+
+
+def _shares_sum_to_one(train: float, validation: float, test: float) -> list[SpecProblem]:
+    total = train + validation + test
+    if abs(total - 1.0) > 1e-6:
+        return [SpecProblem("", f"expected train + validation + test to sum to 1 (they sum to {total:.6g})")]
+    return []
+
+
+def _variants_given(variant: tuple[VariantSpec, ...]) -> list[SpecProblem]:
+    return [] if variant else [SpecProblem("variant", "expected at least one [[variant]] table")]
+
+
+def _variant_names_unique(variant: tuple[VariantSpec, ...]) -> list[SpecProblem]:
+    out: list[SpecProblem] = []
+    seen: set[str] = set()
+    for i, v in enumerate(variant):
+        if v.name in seen:
+            out.append(SpecProblem(f"variant[{i}].name", "a name not used by another variant", v.name, True))
+        seen.add(v.name)
+    return out
+
+
+def _one_shared_model(variant: tuple[VariantSpec, ...], finetune: FinetuneSpec) -> list[SpecProblem]:
+    if finetune.model is not None and len(variant) > 1:
+        expected = (
+            "no shared model id when there are several variants (set model in each [[variant]] instead)"
+        )
+        return [SpecProblem("finetune.model", expected, finetune.model, True)]
+    return []
 
 
 @attrs.frozen
@@ -221,10 +328,7 @@ class DatasetSpec:
     def __attrs_post_init__(self) -> None:
         _run_checks(self)
 
-    def _cross_checks(self) -> list[SpecProblem]:
-        if self.format != "synthetic" and self.path is None:
-            return [SpecProblem("path", f'expected a folder path when format = "{self.format}"')]
-        return []
+    _checks: ClassVar[tuple[CrossCheck, ...]] = (_path_given,)
 
 
 @attrs.frozen
@@ -328,13 +432,7 @@ class SplitSpec:
     def __attrs_post_init__(self) -> None:
         _run_checks(self)
 
-    def _cross_checks(self) -> list[SpecProblem]:
-        total = self.train + self.validation + self.test
-        if abs(total - 1.0) > 1e-6:
-            return [
-                SpecProblem("", f"expected train + validation + test to sum to 1 (they sum to {total:.6g})")
-            ]
-        return []
+    _checks: ClassVar[tuple[CrossCheck, ...]] = (_shares_sum_to_one,)
 
 
 def _has_placeholder(name: str) -> Check:
@@ -397,6 +495,9 @@ class ProviderSpec:
     kind: ProviderKind = "fake"
     """"fake": deterministic offline provider shipped with llmrec; "openai": the OpenAI API (key from OPENAI_API_KEY)."""
 
+    def __attrs_post_init__(self) -> None:
+        _run_checks(self)
+
 
 @attrs.frozen
 class InferenceSpec:
@@ -435,6 +536,9 @@ class ReportSpec:
 
     title: str = "LLMs as movie recommenders"
     """Title of the HTML report."""
+
+    def __attrs_post_init__(self) -> None:
+        _run_checks(self)
 
 
 @attrs.frozen
@@ -479,27 +583,7 @@ class Spec:
     def __attrs_post_init__(self) -> None:
         _run_checks(self)
 
-    def _cross_checks(self) -> list[SpecProblem]:
-        out: list[SpecProblem] = []
-        if not self.variant:
-            out.append(SpecProblem("variant", "expected at least one [[variant]] table"))
-        seen: set[str] = set()
-        for i, v in enumerate(self.variant):
-            if v.name in seen:
-                out.append(
-                    SpecProblem(f"variant[{i}].name", "a name not used by another variant", v.name, True)
-                )
-            seen.add(v.name)
-        if self.finetune.model is not None and len(self.variant) > 1:
-            out.append(
-                SpecProblem(
-                    "finetune.model",
-                    "no shared model id when there are several variants (set model in each [[variant]] instead)",
-                    self.finetune.model,
-                    True,
-                )
-            )
-        return out
+    _checks: ClassVar[tuple[CrossCheck, ...]] = (_variants_given, _variant_names_unique, _one_shared_model)
 
     def variant_sampling(self, variant: VariantSpec) -> SamplingSpec:
         """
@@ -566,7 +650,7 @@ def make_converter() -> cattrs.Converter:
         choices = get_args(hint)
         if value in choices and type(value) is type(choices[0]):
             return value
-        raise _TypeProblem(value, "one of " + ", ".join(f'"{c}"' for c in choices))
+        raise _TypeProblem(value, _one_of(choices))
 
     conv.register_structure_hook_func(_is_literal, literal_hook)
 
@@ -608,6 +692,9 @@ def make_converter() -> cattrs.Converter:
 _CONVERTER = make_converter()
 
 
+_PARSE_ERRORS = (ClassValidationError, IterableValidationError, SpecError, _TypeProblem)
+
+
 def parse_spec(text: str, *, source: str = "<spec>", base_dir: str | None = None) -> Spec:
     """
     Parse a TOML spec into a ``Spec``.
@@ -621,7 +708,8 @@ def parse_spec(text: str, *, source: str = "<spec>", base_dir: str | None = None
         The frozen spec, with ``dataset.path`` joined to ``base_dir`` when relative.
 
     Raises:
-        SpecError: with every problem found (TOML syntax, unknown keys, wrong types, ranges).
+        SpecError: with every problem found (TOML syntax, unknown keys, wrong types, ranges), in the
+            order the fields are declared.
     """
     try:
         raw = tomllib.loads(text)
@@ -629,9 +717,9 @@ def parse_spec(text: str, *, source: str = "<spec>", base_dir: str | None = None
         raise SpecError(source, (SpecProblem("", f"expected valid TOML ({exc})"),)) from None
     try:
         spec = _CONVERTER.structure(raw, Spec)
-    except (ClassValidationError, IterableValidationError, SpecError, _TypeProblem) as exc:
-        problems = _collect(exc, "", Spec)
-        problems += _raw_range_problems(raw, Spec, "")
+    except _PARSE_ERRORS as exc:
+        # The raw pass comes first so that values are shown as written (2, not 2.0).
+        problems = _raw_problems(raw, Spec, "") + _collect(exc, "")
         raise SpecError(source, _ordered(problems)) from None
     if base_dir is not None and spec.dataset.path is not None and not os.path.isabs(spec.dataset.path):
         joined = os.path.normpath(os.path.join(base_dir, spec.dataset.path))
@@ -658,12 +746,12 @@ def _notes_path(exc: BaseException) -> str | None:
     return None
 
 
-def _collect(exc: BaseException, prefix: str, cls: Any) -> list[SpecProblem]:
+def _collect(exc: BaseException, prefix: str) -> list[SpecProblem]:
     """
     Turn cattrs' exception tree into problems with dotted paths.
 
-    Range problems raised by ``__attrs_post_init__`` are skipped here: ``_raw_range_problems`` finds
-    them on the raw TOML, including in tables that also have type problems.
+    Range and cross-field problems raised by ``__attrs_post_init__`` come back here too; ``_ordered``
+    drops them where ``_raw_problems`` already found them.
     """
     out: list[SpecProblem] = []
     if isinstance(exc, ClassValidationError | IterableValidationError):
@@ -675,15 +763,10 @@ def _collect(exc: BaseException, prefix: str, cls: Any) -> list[SpecProblem]:
                 path = prefix + name
             else:
                 path = _join(prefix, name)
-            out += _collect(sub, path, None)
+            out += _collect(sub, path)
         return out
     if isinstance(exc, ForbiddenExtraKeysError):
-        allowed = [f.name for f in attrs.fields(exc.cl)]
-        for key in sorted(exc.extra_fields):
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f' (did you mean "{close[0]}"?)' if close else ""
-            out.append(SpecProblem(prefix, f'unknown key "{key}"{hint}'))
-        return out
+        return [SpecProblem(prefix, _unknown_key(exc.cl, key)) for key in sorted(exc.extra_fields)]
     if isinstance(exc, _TypeProblem):
         return [SpecProblem(prefix, exc.expected, exc.value, has_value=True)]
     if isinstance(exc, KeyError):
@@ -693,33 +776,83 @@ def _collect(exc: BaseException, prefix: str, cls: Any) -> list[SpecProblem]:
     return [SpecProblem(prefix, str(exc))]
 
 
-def _raw_range_problems(raw: Any, cls: type, prefix: str) -> list[SpecProblem]:
+def _unknown_key(cls: type, key: str) -> str:
+    allowed = [f.name for f in attrs.fields(cls)]
+    if cls is VariantSpec and key in _hints(SamplingSpec):
+        overrides = [n for n in allowed if n in _hints(SamplingSpec)]
+        return f'unknown key "{key}" (a variant may override only {", ".join(overrides)})'
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f' (did you mean "{close[0]}"?)' if close else ""
+    return f'unknown key "{key}"{hint}'
+
+
+def _raw_problems(raw: Any, cls: type, prefix: str) -> list[SpecProblem]:
+    """
+    Range and cross-field problems found on the raw TOML of one table and the tables inside it.
+
+    cattrs never builds a table with a type problem, nor the tables around it, so their range and
+    cross-field checks would not run; this pass runs the range checks on every value of the right
+    type, and each cross-field check whose fields parse on their own.
+    """
     if not isinstance(raw, dict):
         return []
     out = _field_problems(cls, raw, prefix)
-    hints = typing.get_type_hints(cls)
+    parsed: dict[str, Any] = {}
+    defaults = cls()
     for f in attrs.fields(cls):
+        hint = _hints(cls)[f.name]
+        path = _join(prefix, f.name)
         value = raw.get(f.name)
-        hint = hints[f.name]
         if attrs.has(hint):
-            out += _raw_range_problems(value, hint, _join(prefix, f.name))
+            out += _raw_problems(value, hint, path)
         elif typing.get_origin(hint) is tuple and attrs.has(get_args(hint)[0]) and isinstance(value, list):
             for i, item in enumerate(value):
-                out += _raw_range_problems(item, get_args(hint)[0], f"{_join(prefix, f.name)}[{i}]")
-    return out
+                out += _raw_problems(item, get_args(hint)[0], f"{path}[{i}]")
+        if f.name not in raw:
+            parsed[f.name] = getattr(defaults, f.name)
+            continue
+        try:
+            parsed[f.name] = _CONVERTER.structure(value, hint)
+        except _PARSE_ERRORS:
+            continue
+    return out + _cross_problems(cls, parsed, prefix)
 
 
 def _ordered(problems: Sequence[SpecProblem]) -> tuple[SpecProblem, ...]:
     """
-    Deduplicate and order problems as the fields are declared.
+    Deduplicate and order problems as the fields are declared (unknown keys first in their table).
     """
-    order = {f.name: i for i, f in enumerate(attrs.fields(Spec))}  # type: ignore[attr-defined]
     unique: dict[tuple[str, str], SpecProblem] = {}
     for p in problems:
         unique.setdefault((p.path, p.expected), p)
+    return tuple(sorted(unique.values(), key=lambda p: _field_order(p.path)))
 
-    def key(p: SpecProblem) -> tuple[int, str]:
-        head = p.path.split(".")[0].split("[")[0]
-        return (order.get(head, -1), p.path)
 
-    return tuple(sorted(unique.values(), key=key))
+def _field_order(path: str) -> tuple[int, ...]:
+    """
+    The position of a problem path among the declared fields: ``variant[1].name`` -> (3, 1, 0).
+    """
+    out: list[int] = []
+    cls: type | None = Spec
+    for part in path.replace("[", ".[").split(".") if path else []:
+        if part.startswith("["):
+            out.append(int(part.strip("[]")))
+            continue
+        names = [f.name for f in attrs.fields(cls)] if cls is not None else []
+        if part not in names:  # not a field (cannot happen for problems made here); sort it last
+            out.append(len(names))
+            break
+        out.append(names.index(part))
+        cls = _table_class(_hints(cls)[part])
+    return tuple(out)
+
+
+def _table_class(hint: Any) -> type | None:
+    """
+    The spec class a field holds: itself, or the item class of a tuple of tables; None for values.
+    """
+    if attrs.has(hint):
+        return typing.cast("type", hint)
+    if typing.get_origin(hint) is tuple and attrs.has(get_args(hint)[0]):
+        return typing.cast("type", get_args(hint)[0])
+    return None

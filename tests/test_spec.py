@@ -1,0 +1,421 @@
+"""
+Tests for llmrec.spec: defaults, parsing, every kind of problem, and round trips.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import attrs
+import pytest
+from cattrs.errors import ClassValidationError
+from hypothesis import given, settings
+from strategies import raw_spec_documents, specs, to_toml
+
+from llmrec.errors import SpecError, SpecProblem
+from llmrec.spec import (
+    _CONVERTER,
+    DatasetSpec,
+    EvaluationSpec,
+    ProviderSpec,
+    SamplingSpec,
+    Spec,
+    SplitSpec,
+    VariantSpec,
+    make_converter,
+    parse_spec,
+)
+
+SPECS = Path(__file__).parent / "data" / "specs"
+INVALID = sorted((SPECS / "invalid").glob("*.toml"))
+VALID = sorted((SPECS / "valid").glob("*.toml"))
+
+
+def _problems(text: str) -> tuple[SpecProblem, ...]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, source="spec.toml")
+    return info.value.problems
+
+
+def _expected_line(path: Path) -> str:
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name} must start with '# expect: <problem line>'"
+    return first.removeprefix("# expect: ")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Defaults
+
+
+def test_defaults_are_the_papers_setup():
+    """
+    An empty spec is the paper's setup: sampling, variants, split, fine-tune and metrics of Section 3.
+    """
+    spec = parse_spec("")
+
+    assert spec == Spec()
+    assert spec.sampling.users == 10000
+    assert spec.sampling.min_five_star_ratings == 4
+    assert spec.sampling.profile_size == 10
+    assert spec.sampling.neighbors == 10000
+    assert spec.sampling.watch_factor == 0.5
+    assert [(v.name, v.watch_factor, v.neighbor_min_stars) for v in spec.variant] == [
+        ("profileData50", 0.5, 5),
+        ("profileData60", 0.6, 4),
+    ]
+    assert (spec.split.train, spec.split.validation, spec.split.test) == (0.7, 0.2, 0.1)
+    assert spec.finetune.batch_size == 32
+    assert spec.finetune.epochs == 2
+    assert spec.finetune.learning_rate_multiplier == 1.0
+    assert spec.finetune.base_model == "gpt-4o-mini-2024-07-18"
+    assert spec.evaluation.k == (3, 5)
+    assert spec.prompt.n_recommendations == 10
+
+
+def test_default_variants_apply_their_overrides():
+    """
+    The paper's variants differ from the base sampling only in watch_factor and neighbor_min_stars.
+    """
+    spec = Spec()
+
+    sixty = spec.variant_sampling(spec.variant[1])
+
+    assert sixty == attrs.evolve(spec.sampling, watch_factor=0.6, neighbor_min_stars=4)
+
+
+def test_variant_apply_keeps_unset_fields():
+    """
+    VariantSpec.apply overrides only the fields the variant sets and leaves the argument unchanged.
+    """
+    base = SamplingSpec(neighbors=500, max_ground_truth=7)
+    variant = VariantSpec(name="v", neighbors=20, watch_factor=0.25, model="ft:x")
+
+    applied = variant.apply(base)
+
+    assert applied == attrs.evolve(base, neighbors=20, watch_factor=0.25)
+    assert base.neighbors == 500
+    assert VariantSpec(name="none").apply(base) == base
+
+
+def test_inference_seed_defaults_to_experiment_seed():
+    """
+    Inference requests use experiment.seed unless inference.seed is set.
+    """
+    unset = parse_spec("[experiment]\nseed = 9\n")
+    set_ = parse_spec("[experiment]\nseed = 9\n[inference]\nseed = 0\n")
+
+    assert unset.inference_seed == 9
+    assert set_.inference_seed == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Parsing valid specs
+
+
+@pytest.mark.parametrize("path", VALID, ids=[p.stem for p in VALID])
+def test_valid_specs_parse(path: Path):
+    """
+    Every spec under tests/data/specs/valid parses.
+    """
+    spec = parse_spec(path.read_text(encoding="utf-8"), source=str(path), base_dir=str(path.parent))
+
+    assert isinstance(spec, Spec)
+
+
+def test_integer_accepted_where_number_expected():
+    """
+    A TOML integer is accepted for a float field and becomes a float.
+    """
+    spec = parse_spec("[sampling]\nwatch_factor = 1\n[finetune]\nlearning_rate_multiplier = 2\n")
+
+    assert spec.sampling.watch_factor == 1.0
+    assert isinstance(spec.sampling.watch_factor, float)
+    assert isinstance(spec.finetune.learning_rate_multiplier, float)
+
+
+def test_relative_dataset_path_is_joined_to_base_dir():
+    """
+    A relative dataset.path is taken relative to base_dir, without the folder having to exist.
+    """
+    text = '[dataset]\nformat = "netflix"\npath = "../data/netflix"\n'
+
+    spec = parse_spec(text, base_dir="/nowhere/specs")
+
+    assert spec.dataset.path == os.path.normpath("/nowhere/data/netflix")
+
+
+def test_absolute_dataset_path_is_left_alone():
+    """
+    An absolute dataset.path is kept as written.
+    """
+    absolute = os.path.abspath("/does/not/exist")
+    text = f'[dataset]\nformat = "netflix"\npath = "{absolute}"\n'
+
+    spec = parse_spec(text, base_dir="/elsewhere")
+
+    assert spec.dataset.path == absolute
+
+
+def test_parse_spec_never_opens_files(monkeypatch: pytest.MonkeyPatch):
+    """
+    parse_spec reads nothing from disk: a missing dataset folder parses, and open() is never called.
+    """
+
+    def no_open(*args: object, **kwargs: object) -> None:
+        msg = "parse_spec opened a file"
+        raise AssertionError(msg)
+
+    monkeypatch.setattr("builtins.open", no_open)
+    text = '[dataset]\nformat = "netflix"\npath = "missing/folder"\n'
+
+    spec = parse_spec(text, source="missing.toml", base_dir="/no/such/dir")
+
+    assert spec.dataset.path == os.path.normpath("/no/such/dir/missing/folder")
+
+
+def test_path_without_base_dir_stays_relative():
+    """
+    Without base_dir a relative dataset.path is kept as written.
+    """
+    spec = parse_spec('[dataset]\nformat = "netflix"\npath = "data"\n')
+
+    assert spec.dataset.path == "data"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Invalid specs: one file per problem
+
+
+def test_invalid_folder_has_enough_cases():
+    """
+    The invalid-spec folder covers at least fifteen separate problems.
+    """
+    assert len(INVALID) >= 15
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_invalid_spec_reports_its_one_problem(path: Path):
+    """
+    Each invalid spec fails with exactly the problem line written in its '# expect:' header.
+    """
+    expected = _expected_line(path)
+
+    with pytest.raises(SpecError) as info:
+        parse_spec(path.read_text(encoding="utf-8"), source=path.name, base_dir=str(path.parent))
+
+    assert [p.message for p in info.value.problems] == [expected]
+    assert str(info.value) == f"{path.name} has 1 problem\n  {expected}"
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "value"),
+    [
+        ("[sampling]\nusers = -3\n", "sampling.users", -3),
+        ("[sampling]\nusers = 3.7\n", "sampling.users", 3.7),
+        ("[sampling]\nusers = true\n", "sampling.users", True),
+        ("[experiment]\nname = 5\n", "experiment.name", 5),
+        ('[provider]\nkind = "opnai"\n', "provider.kind", "opnai"),
+        ("[sampling]\nwatch_factor = 2\n", "sampling.watch_factor", 2),
+        ("[evaluation]\nk = [3, 0]\n", "evaluation.k[1]", 0),
+        ('[[variant]]\nname = "a"\n[[variant]]\nname = "b"\nneighbors = 0\n', "variant[1].neighbors", 0),
+    ],
+)
+def test_problem_keeps_path_and_value_as_written(text: str, path: str, value: object):
+    """
+    A value problem keeps the dotted path and the value exactly as the TOML wrote it (type included).
+    """
+    (problem,) = _problems(text)
+
+    assert problem.path == path
+    assert problem.has_value
+    assert problem.value == value
+    assert type(problem.value) is type(value)
+
+
+def test_literal_choices_come_from_the_literal():
+    """
+    A bad provider.kind lists the choices of ProviderKind, and the problem keeps the raw value.
+    """
+    (problem,) = _problems('[provider]\nkind = "opnai"\n')
+
+    assert problem == SpecProblem("provider.kind", 'one of "fake", "openai"', "opnai", has_value=True)
+
+
+def test_unknown_key_has_no_value():
+    """
+    An unknown key is reported on its table, without a value, with a spelling suggestion.
+    """
+    (problem,) = _problems("[finetune]\nepoch = 3\n")
+
+    assert problem.path == "finetune"
+    assert not problem.has_value
+    assert problem.expected == 'unknown key "epoch" (did you mean "epochs"?)'
+
+
+def test_unknown_key_without_close_match_has_no_suggestion():
+    """
+    A key like no known one is reported without a suggestion.
+    """
+    (problem,) = _problems("[report]\nzzz = 1\n")
+
+    assert problem.message == 'report: unknown key "zzz"'
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Several problems at once
+
+
+def test_all_problems_reported_at_once_in_field_order():
+    """
+    Problems in several tables are all reported, ordered as the fields are declared, not as written.
+    """
+    text = '[provider]\nkind = "opnai"\n\n[finetune]\nepoch = 3\n\n[sampling]\nusers = -3\n'
+
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, source="specs/netflix-small.toml")
+
+    assert str(info.value) == (
+        "specs/netflix-small.toml has 3 problems\n"
+        "  sampling.users = -3: expected an integer > 0\n"
+        '  finetune: unknown key "epoch" (did you mean "epochs"?)\n'
+        '  provider.kind = "opnai": expected one of "fake", "openai"'
+    )
+    assert [p.path for p in info.value.problems] == ["sampling.users", "finetune", "provider.kind"]
+
+
+def test_type_and_range_problems_in_one_table():
+    """
+    A type problem does not hide a range problem in the same table; both come in field order.
+    """
+    problems = _problems('[sampling]\nwatch_factor = 2\nneighbors = "many"\nusers = 0\n')
+
+    assert [p.message for p in problems] == [
+        "sampling.users = 0: expected an integer > 0",
+        'sampling.neighbors = "many": expected an integer',
+        "sampling.watch_factor = 2: expected a number in (0, 1]",
+    ]
+
+
+def test_cross_field_problems_reported_beside_other_problems():
+    """
+    Cross-field checks (duplicate variants, netflix without path) still run when other fields fail.
+    """
+    text = (
+        '[dataset]\nformat = "netflix"\n[dataset.synthetic]\nusers = 0\n'
+        "[sampling]\nusers = 3.7\n"
+        '[[variant]]\nname = "a"\n[[variant]]\nname = "a"\n'
+    )
+
+    problems = _problems(text)
+
+    assert [p.message for p in problems] == [
+        'dataset.path: expected a folder path when format = "netflix"',
+        "dataset.synthetic.users = 0: expected an integer > 0",
+        "sampling.users = 3.7: expected an integer",
+        'variant[1].name = "a": expected a name not used by another variant',
+    ]
+
+
+def test_no_false_cross_problem_from_a_broken_table():
+    """
+    A shared fine-tuned model is not blamed on the default variants when the [[variant]] tables fail.
+    """
+    text = '[finetune]\nmodel = "ft:x"\n[[variant]]\nname = "only"\nneighbors = "x"\n'
+
+    problems = _problems(text)
+
+    assert [p.path for p in problems] == ["variant[0].neighbors"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Building specs in Python
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: SamplingSpec(users=-3), "users = -3: expected an integer > 0"),
+        (lambda: SamplingSpec(users="many"), 'users = "many": expected an integer'),  # type: ignore[arg-type]
+        (lambda: ProviderSpec(kind="opnai"), 'kind = "opnai": expected one of "fake", "openai"'),  # type: ignore[arg-type]
+        (lambda: EvaluationSpec(k=(3, 0)), "k[1] = 0: expected an integer > 0"),
+        (lambda: VariantSpec(name="v", watch_factor=0.0), "watch_factor = 0.0: expected a number in (0, 1]"),
+        (lambda: DatasetSpec(format="netflix"), 'path: expected a folder path when format = "netflix"'),
+        (
+            lambda: SplitSpec(train=0.5),
+            "top level: expected train + validation + test to sum to 1 (they sum to 0.8)",
+        ),
+        (lambda: Spec(variant=()), "variant: expected at least one [[variant]] table"),
+    ],
+)
+def test_building_in_python_checks_values(build, message: str):
+    """
+    Spec objects built directly in Python run the same checks as parsed ones and raise SpecError.
+    """
+    with pytest.raises(SpecError) as info:
+        build()
+
+    assert [p.message for p in info.value.problems] == [message]
+
+
+def test_evolve_runs_the_checks():
+    """
+    attrs.evolve on a valid spec with a bad value raises SpecError too.
+    """
+    with pytest.raises(SpecError):
+        attrs.evolve(SamplingSpec(), neighbors=0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Properties
+
+
+def test_converter_is_strict_about_scalars():
+    """
+    make_converter builds a converter that refuses the coercions cattrs' default hooks make.
+    """
+    conv = make_converter()
+
+    for raw in ({"users": 3.7}, {"users": True}, {"users": "3"}):
+        with pytest.raises(ClassValidationError):
+            conv.structure(raw, SamplingSpec)
+    assert conv.structure({"watch_factor": 1}, SamplingSpec).watch_factor == 1.0
+
+
+@settings(max_examples=200)
+@given(specs())
+def test_unstructure_structure_roundtrip(spec: Spec):
+    """
+    Unstructuring a valid spec and structuring it back gives the same spec.
+    """
+    assert _CONVERTER.structure(_CONVERTER.unstructure(spec), Spec) == spec
+
+
+@settings(max_examples=200)
+@given(specs())
+def test_toml_text_roundtrip(spec: Spec):
+    """
+    A valid spec written as TOML text (unset fields left out) parses back to the same spec.
+    """
+    text = to_toml(_CONVERTER.unstructure(spec))
+
+    assert parse_spec(text) == spec
+
+
+@settings(max_examples=300)
+@given(raw_spec_documents())
+def test_any_document_parses_or_raises_spec_error(document: dict[str, object]):
+    """
+    Any TOML document either parses or raises SpecError with at least one problem; nothing else escapes.
+    """
+    text = to_toml(document)
+
+    outcome: Spec | SpecError
+    try:
+        outcome = parse_spec(text, source="fuzz.toml")
+    except SpecError as exc:
+        outcome = exc
+
+    if isinstance(outcome, SpecError):
+        assert outcome.problems
+        assert str(outcome).startswith("fuzz.toml has ")
