@@ -152,7 +152,11 @@ def _brute_force_ground_truth(ratings, user, stars_min, watch, max_gt, neighbour
     """
     by_user: dict[int, dict[int, tuple[int, int]]] = {}
     for u, m, s, d in zip(
-        ratings.user.tolist(), ratings.movie.tolist(), ratings.stars.tolist(), ratings.day.tolist(), strict=True
+        ratings.user.tolist(),
+        ratings.movie.tolist(),
+        ratings.stars.tolist(),
+        ratings.day.tolist(),
+        strict=True,
     ):
         by_user.setdefault(u, {})[m] = (s, d)
     mine = by_user[user]
@@ -164,7 +168,9 @@ def _brute_force_ground_truth(ratings, user, stars_min, watch, max_gt, neighbour
     )
     if len(candidates) > neighbours_max:
         candidates = sorted(
-            np.random.default_rng([seed, user]).choice(np.array(candidates), size=neighbours_max, replace=False)
+            np.random.default_rng([seed, user]).choice(
+                np.array(candidates), size=neighbours_max, replace=False
+            )
         )
     counts: dict[int, int] = {}
     for other in candidates:

@@ -88,7 +88,9 @@ def test_no_test_prompt_is_uploaded_for_training(demo):
     """No test user's prompt appears among the training or validation examples."""
     _, _, provider, _ = demo
     uploaded = {
-        e.messages[1].content for request in provider.uploads for e in (*request.training, *request.validation)
+        e.messages[1].content
+        for request in provider.uploads
+        for e in (*request.training, *request.validation)
     }
     scored = {r.messages[1].content for r in provider.completions}
 
@@ -176,7 +178,9 @@ class FailingJobs(FakeProvider):
     """
 
     def poll_finetune(self, job):
-        return JobState(job_id=job.id, status="failed", events=("created", "error: bad file"), error="bad file")
+        return JobState(
+            job_id=job.id, status="failed", events=("created", "error: bad file"), error="bad file"
+        )
 
 
 def test_failed_finetune_raises_provider_error(demo):

@@ -32,7 +32,11 @@ def test_paper_spec_has_the_papers_settings():
     spec = parse_spec(path.read_text(encoding="utf-8"))
 
     assert spec.finetune.base_model == "gpt-4o-mini-2024-07-18"
-    assert (spec.finetune.batch_size, spec.finetune.epochs, spec.finetune.learning_rate_multiplier) == (32, 2, 1.0)
+    assert (spec.finetune.batch_size, spec.finetune.epochs, spec.finetune.learning_rate_multiplier) == (
+        32,
+        2,
+        1.0,
+    )
     assert [(v.name, v.watch_factor, v.neighbor_min_stars) for v in spec.variant] == [
         ("profileData50", 0.5, 5),
         ("profileData60", 0.6, 4),

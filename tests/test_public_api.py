@@ -21,6 +21,13 @@ def test_all_is_sorted_and_unique():
 
 def test_key_entry_points_are_public():
     """The names the README's API example uses are exported."""
-    expected = {"parse_spec", "generate_synthetic", "FakeProvider", "run_experiment", "render_report", "Provider"}
+    expected = {
+        "parse_spec",
+        "generate_synthetic",
+        "FakeProvider",
+        "run_experiment",
+        "render_report",
+        "Provider",
+    }
 
     assert expected <= set(llmrec.__all__)

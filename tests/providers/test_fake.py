@@ -72,7 +72,9 @@ def _training(n: int) -> FineTuneRequest:
         )
         for i in range(n)
     )
-    return FineTuneRequest(base_model="base", training=examples, validation=examples[:3], hyperparameters=HYPER)
+    return FineTuneRequest(
+        base_model="base", training=examples, validation=examples[:3], hyperparameters=HYPER
+    )
 
 
 def test_job_advances_one_status_per_poll_and_records_everything():
