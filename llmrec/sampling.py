@@ -157,22 +157,23 @@ def sample_users(index: RatingIndex, spec: SamplingSpec, seed: int) -> Sample:
     n_users = len(index.user_ids)
     owner = np.repeat(np.arange(n_users), np.diff(index.user_start))
     fives = np.bincount(owner[index.user_stars == 5], minlength=n_users)
-    eligible = np.flatnonzero(fives >= spec.min_five_star_ratings)
+    is_eligible = fives >= spec.min_five_star_ratings
+    eligible = np.flatnonzero(is_eligible)
     rng = np.random.default_rng([seed, _USER_SAMPLE_STREAM])
-    if len(eligible) > spec.users:
-        chosen = np.sort(rng.choice(eligible, size=spec.users, replace=False))
-    else:
-        chosen = eligible
-    profiles = tuple(_profile(index, int(u), spec.profile_size) for u in chosen)
+    pool = eligible if spec.eligibility_filter == "before_draw" else np.arange(n_users)
+    chosen = np.sort(rng.choice(pool, size=spec.users, replace=False)) if len(pool) > spec.users else pool
+    if spec.eligibility_filter == "after_draw":
+        chosen = chosen[is_eligible[chosen]]
+    newest = spec.profile_date_order == "newest_first"
+    profiles = tuple(_profile(index, int(u), spec.profile_size, newest_first=newest) for u in chosen)
     return Sample(users=index.user_ids[chosen], profiles=profiles, eligible=len(eligible))
 
 
-def _profile(index: RatingIndex, dense_user: int, size: int) -> npt.NDArray[np.int32]:
+def _profile(index: RatingIndex, dense_user: int, size: int, *, newest_first: bool) -> npt.NDArray[np.int32]:
     lo, hi = index.user_start[dense_user], index.user_start[dense_user + 1]
     movies = index.user_movies[lo:hi]
-    order = np.lexsort(
-        (movies, -index.user_days[lo:hi].astype(np.int32), -index.user_stars[lo:hi].astype(np.int32))
-    )
+    days = index.user_days[lo:hi].astype(np.int32)
+    order = np.lexsort((movies, -days if newest_first else days, -index.user_stars[lo:hi].astype(np.int32)))
     return movies[order[:size]]
 
 
@@ -214,10 +215,16 @@ def derive_ground_truth(
     candidates = np.zeros(len(sample.users), dtype=np.int64)
     drawn = np.zeros(len(sample.users), dtype=np.int64)
     dense_users = index.dense(sample.users)
+    in_pool = None
+    if spec.neighbor_pool == "sampled_users":
+        in_pool = np.zeros(len(index.user_ids), dtype=bool)
+        in_pool[dense_users] = True
     for i, (user, dense_user, profile) in enumerate(
         zip(sample.users, dense_users, sample.profiles, strict=True)
     ):
         neighbours = _neighbour_candidates(index, profile, int(dense_user), spec)
+        if in_pool is not None:
+            neighbours = neighbours[in_pool[neighbours]]
         candidates[i] = len(neighbours)
         if len(neighbours) > spec.neighbors:
             rng = np.random.default_rng([seed, int(user)])
@@ -227,8 +234,9 @@ def derive_ground_truth(
             movies_out.append(np.zeros(0, dtype=np.int32))
             shares_out.append(np.zeros(0, dtype=np.float64))
             continue
-        counts = np.bincount(_gather(index, neighbours), minlength=index.n_movies)
-        counts[index.movies_of(int(dense_user))] = 0
+        counts = np.bincount(_gather(index, neighbours, spec.watched_min_stars), minlength=index.n_movies)
+        excluded = index.movies_of(int(dense_user)) if spec.ground_truth_excludes == "rated" else profile
+        counts[excluded] = 0
         share = counts / len(neighbours)
         keep = np.flatnonzero((share >= spec.watch_factor) & (counts > 0))
         order = np.lexsort((keep, -counts[keep]))[: spec.max_ground_truth]
@@ -260,11 +268,13 @@ def _neighbour_candidates(
     return out
 
 
-def _gather(index: RatingIndex, dense_users: IntArray) -> npt.NDArray[np.int64]:
+def _gather(index: RatingIndex, dense_users: IntArray, min_stars: int = 1) -> npt.NDArray[np.int64]:
     """
-    Every movie id rated by the given users, concatenated.
+    Every movie id the given users rated with at least ``min_stars``, concatenated.
     """
     rows = _ranges(index.user_start[dense_users], index.user_start[dense_users + 1])
+    if min_stars > 1:
+        rows = rows[index.user_stars[rows] >= min_stars]
     return index.user_movies[rows].astype(np.int64)
 
 

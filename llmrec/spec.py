@@ -35,10 +35,14 @@ __all__ = [
     "DEFAULT_USER_TEMPLATE",
     "DatasetFormat",
     "DatasetSpec",
+    "DateOrder",
+    "EligibilityFilter",
     "EvaluationSpec",
     "ExperimentSpec",
     "FinetuneSpec",
+    "GroundTruthExclusion",
     "InferenceSpec",
+    "NeighborPool",
     "PromptSpec",
     "ProviderKind",
     "ProviderSpec",
@@ -54,6 +58,10 @@ __all__ = [
 
 DatasetFormat = Literal["netflix", "synthetic"]
 ProviderKind = Literal["fake", "openai"]
+EligibilityFilter = Literal["before_draw", "after_draw"]
+DateOrder = Literal["newest_first", "oldest_first"]
+NeighborPool = Literal["all_users", "sampled_users"]
+GroundTruthExclusion = Literal["rated", "profile"]
 
 Check = tuple[Callable[[Any], bool], str]
 _CHECK = "llmrec_check"
@@ -343,8 +351,14 @@ class SamplingSpec:
     min_five_star_ratings: int = _field(4, _at_least(0))
     """A user is eligible with at least this many 5-star ratings ("filtering for users having more than three 5-star reviews")."""
 
+    eligibility_filter: EligibilityFilter = "before_draw"
+    """"before_draw": users are drawn among the eligible ones, so `users` of them are kept when enough exist; "after_draw": `users` are drawn among all users, then the ineligible are dropped (the paper's order of sentences allows both)."""
+
     profile_size: int = _field(10, _positive_int())
-    """Profile length: the user's top movies by stars, then newest rating date, then movie id ("we sampled the top 10 movies of users")."""
+    """Profile length: the user's top movies by stars, then rating date (see profile_date_order), then movie id ("we sampled the top 10 movies of users")."""
+
+    profile_date_order: DateOrder = "newest_first"
+    """Among movies with the same stars, "newest_first" prefers the most recently rated, "oldest_first" the earliest ("we further sorted movie ratings (from 1 to 5) along with the timestamp of the rating")."""
 
     neighbor_min_stars: int = _field(5, _stars())
     """A neighbour gave at least this many stars to a profile movie ("a user who has given a 5-star rating to the kth customer's top 10 movies")."""
@@ -353,10 +367,19 @@ class SamplingSpec:
     """A neighbour rated at least this many profile movies with at least neighbor_min_stars."""
 
     neighbors: int = _field(10000, _positive_int())
-    """Neighbours drawn uniformly without replacement per user, all of them if fewer ("we randomly sampled 10,000 neighbors")."""
+    """Neighbours drawn uniformly without replacement per user, all of them if fewer ("we randomly sampled 10,000 neighbors"). Set neighbor_min_shared = profile_size for the stricter reading "5 stars to all 10 profile movies"."""
+
+    neighbor_pool: NeighborPool = "all_users"
+    """Where neighbours come from: "all_users" of the dataset, or only the "sampled_users"."""
 
     watch_factor: float = _field(0.5, _share())
-    """Ground truth keeps movies watched (rated, any stars) by at least this share of the drawn neighbours ("watched by at least 50% of the neighbors")."""
+    """Ground truth keeps movies watched by at least this share of the drawn neighbours ("watched by at least 50% of the neighbors")."""
+
+    watched_min_stars: int = _field(1, _stars())
+    """A neighbour "watched" a movie when they rated it with at least this many stars (1: any rating counts)."""
+
+    ground_truth_excludes: GroundTruthExclusion = "rated"
+    """Movies never in a user's ground truth: every movie the user "rated", or only the "profile" movies."""
 
     max_ground_truth: int = _field(10, _positive_int())
     """At most this many ground-truth movies per user, ranked by share then movie id ("the maximum number of suggested movies is 10")."""

@@ -164,3 +164,53 @@ def test_splits_are_fixed_per_user_and_near_their_shares():
     assert shares["validation"] == pytest.approx(0.2, abs=0.015)
     assert shares["test"] == pytest.approx(0.1, abs=0.015)
     assert assign_splits(users[:50], SplitSpec(), seed=4) != splits[:50]
+
+
+def test_oldest_first_profile_order(tiny_ratings):
+    """With profile_date_order = "oldest_first", equal stars prefer the earliest rating: 4, 1, 3."""
+    spec = attrs.evolve(PROFILE3, profile_date_order="oldest_first")
+    sample = sample_users(build_index(tiny_ratings), spec, seed=0)
+
+    assert sample.profiles[0].tolist() == [4, 1, 3]
+
+
+def test_eligibility_after_the_draw_drops_ineligible_draws(tiny_ratings):
+    """Drawing among all users first keeps user 10 only when the draw picked it."""
+    index = build_index(tiny_ratings)
+    spec = attrs.evolve(PROFILE3, users=2, eligibility_filter="after_draw")
+    kept = [sample_users(index, spec, seed=s).users.tolist() for s in range(20)]
+
+    assert all(k in ([], [10]) for k in kept)
+    assert [] in kept
+    assert [10] in kept
+
+
+def test_excluding_only_profile_movies_lets_other_rated_movies_in(tiny_ratings):
+    """With ground_truth_excludes = "profile", movie 5 (rated by the user, not in the profile) can count."""
+    index = build_index(tiny_ratings)
+    sample = sample_users(index, PROFILE3, seed=0)
+    spec = attrs.evolve(PROFILE3, watch_factor=0.5, ground_truth_excludes="profile")
+    truth = derive_ground_truth(index, sample, spec, seed=0)
+
+    assert truth.movies[0].tolist() == [7, 5, 8]
+
+
+def test_watched_min_stars_ignores_low_ratings(tiny_ratings):
+    """Counting only 4+ star ratings as watched halves movie 7's share (user 20 gave it 2 stars)."""
+    index = build_index(tiny_ratings)
+    sample = sample_users(index, PROFILE3, seed=0)
+    spec = attrs.evolve(PROFILE3, watch_factor=0.5, watched_min_stars=4)
+    truth = derive_ground_truth(index, sample, spec, seed=0)
+
+    assert truth.movies[0].tolist() == [7, 8]
+    assert truth.shares[0].tolist() == [0.5, 0.5]
+
+
+def test_neighbour_pool_of_sampled_users_only(tiny_ratings):
+    """When only sampled users may be neighbours, user 10 (the only sampled user) has none."""
+    index = build_index(tiny_ratings)
+    sample = sample_users(index, PROFILE3, seed=0)
+    truth = derive_ground_truth(index, sample, attrs.evolve(PROFILE3, neighbor_pool="sampled_users"), seed=0)
+
+    assert truth.candidates.tolist() == [0]
+    assert truth.movies[0].tolist() == []
