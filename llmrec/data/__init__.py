@@ -9,6 +9,7 @@ years; 0 for an unknown year). ``Dataset`` pairs them.
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Iterable
 
 import attrs
 import numpy as np
@@ -37,6 +38,11 @@ def _i16(values: npt.ArrayLike) -> npt.NDArray[np.int16]:
 
 def _i8(values: npt.ArrayLike) -> npt.NDArray[np.int8]:
     return np.asarray(values, dtype=np.int8)
+
+
+def _strs(values: Iterable[str]) -> tuple[str, ...]:
+    # a typed converter: with ``converter=tuple`` mypy's attrs plugin wants ``Iterable[_T_co]``
+    return tuple(values)
 
 
 @attrs.frozen(eq=False)
@@ -74,7 +80,7 @@ class Movies:
 
     ids: npt.NDArray[np.int32] = attrs.field(converter=_i32, eq=False)
     years: npt.NDArray[np.int16] = attrs.field(converter=_i16, eq=False)
-    titles: tuple[str, ...] = attrs.field(converter=tuple, eq=False)
+    titles: tuple[str, ...] = attrs.field(converter=_strs, eq=False)
     _lookup: npt.NDArray[np.int64] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
