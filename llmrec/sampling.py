@@ -67,6 +67,8 @@ class RatingIndex:
     movie_stars: npt.NDArray[np.int8]
     n_movies: int
     """One more than the largest movie id."""
+    star_scale: int = 1
+    """Stars are stored times this (see ``Ratings.star_scale``); thresholds in stars are scaled by it."""
 
     def dense(self, user_ids: npt.ArrayLike) -> IntArray:
         """
@@ -126,6 +128,7 @@ def build_index(ratings: Ratings) -> RatingIndex:
         movie_users=dense[by_movie].astype(np.int32),
         movie_stars=ratings.stars[by_movie],
         n_movies=n_movies,
+        star_scale=ratings.star_scale,
     )
 
 
@@ -156,7 +159,7 @@ def sample_users(index: RatingIndex, spec: SamplingSpec, seed: int) -> Sample:
     """
     n_users = len(index.user_ids)
     owner = np.repeat(np.arange(n_users), np.diff(index.user_start))
-    fives = np.bincount(owner[index.user_stars == 5], minlength=n_users)
+    fives = np.bincount(owner[index.user_stars == 5 * index.star_scale], minlength=n_users)
     is_eligible = fives >= spec.min_five_star_ratings
     eligible = np.flatnonzero(is_eligible)
     rng = np.random.default_rng([seed, _USER_SAMPLE_STREAM])
@@ -261,7 +264,9 @@ def _neighbour_candidates(
     starts = index.movie_start[profile.astype(np.int64)]
     ends = index.movie_start[profile.astype(np.int64) + 1]
     rows = _ranges(starts, ends)
-    raters = index.movie_users[rows][index.movie_stars[rows] >= spec.neighbor_min_stars].astype(np.int64)
+    raters = index.movie_users[rows][
+        index.movie_stars[rows] >= spec.neighbor_min_stars * index.star_scale
+    ].astype(np.int64)
     users, shared = np.unique(raters, return_counts=True)
     keep = (shared >= spec.neighbor_min_shared) & (users != dense_user)
     out: IntArray = users[keep]
@@ -274,7 +279,7 @@ def _gather(index: RatingIndex, dense_users: IntArray, min_stars: int = 1) -> np
     """
     rows = _ranges(index.user_start[dense_users], index.user_start[dense_users + 1])
     if min_stars > 1:
-        rows = rows[index.user_stars[rows] >= min_stars]
+        rows = rows[index.user_stars[rows] >= min_stars * index.star_scale]
     return index.user_movies[rows].astype(np.int64)
 
 

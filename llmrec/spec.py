@@ -56,7 +56,7 @@ __all__ = [
     "spec_hash",
 ]
 
-DatasetFormat = Literal["netflix", "synthetic"]
+DatasetFormat = Literal["netflix", "movielens", "synthetic"]
 ProviderKind = Literal["fake", "openai"]
 EligibilityFilter = Literal["before_draw", "after_draw"]
 DateOrder = Literal["newest_first", "oldest_first"]
@@ -325,7 +325,7 @@ class DatasetSpec:
     """
 
     format: DatasetFormat = "synthetic"
-    """Data format: "netflix" reads combined_data_*.txt and movie_titles.csv from `path`; "synthetic" generates Netflix-format data in memory from `synthetic` and the experiment seed."""
+    """Data format: "netflix" reads combined_data_*.txt and movie_titles.csv from `path`; "movielens" reads ml-100k (u.data, u.item), ml-1m (ratings.dat, movies.dat) or ml-latest-small / ml-25m / ml-32m (ratings.csv, movies.csv) from `path`; "synthetic" generates Netflix-format data in memory from `synthetic` and the experiment seed."""
 
     path: str | None = None
     """Folder holding the dataset files, relative to the spec file (required for "netflix")."""

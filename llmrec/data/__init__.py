@@ -1,21 +1,24 @@
 """
 Ratings and movies as columnar numpy arrays.
 
-A ``Ratings`` value holds one array per column (user int32, movie int16, stars int8, day int16 counted
-from 1970-01-01); there is never a Python object per rating. ``Movies`` is the catalogue (ids, titles,
-years; 0 for an unknown year). ``Dataset`` pairs them.
+A ``Ratings`` value holds one array per column (user int32, movie int16 — int32 when a catalogue has
+more than 32,767 movies —, stars int8, day int16 counted from 1970-01-01); there is never a Python
+object per rating. Stars are stored times ``star_scale``: 1 for Netflix (1-5 stars), 2 for MovieLens
+(half stars: 0.5 is stored as 1 and 5.0 as 10, so only 5.0 counts as five stars). ``Movies`` is
+the catalogue (ids, titles, years; 0 for an unknown year). ``Dataset`` pairs them.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["EPOCH", "Dataset", "Movies", "Ratings", "day_to_date", "format_title"]
+__all__ = ["EPOCH", "Dataset", "MovieIds", "Movies", "Ratings", "day_to_date", "format_title"]
 
 EPOCH = _dt.date(1970, 1, 1)
 """Day 0 of ``Ratings.day``."""
@@ -28,16 +31,39 @@ def day_to_date(day: int) -> _dt.date:
     return EPOCH + _dt.timedelta(days=int(day))
 
 
+def _checked(values: npt.ArrayLike, dtype: type[np.signedinteger[Any]]) -> npt.NDArray[Any]:
+    arr = np.asarray(values)
+    if arr.dtype == dtype:
+        return arr
+    info = np.iinfo(dtype)
+    if arr.size and (arr.min() < info.min or arr.max() > info.max):
+        msg = f"values from {arr.min()} to {arr.max()} do not fit {np.dtype(dtype).name}"
+        raise ValueError(msg)
+    return arr.astype(dtype)
+
+
 def _i32(values: npt.ArrayLike) -> npt.NDArray[np.int32]:
-    return np.asarray(values, dtype=np.int32)
+    return _checked(values, np.int32)
 
 
 def _i16(values: npt.ArrayLike) -> npt.NDArray[np.int16]:
-    return np.asarray(values, dtype=np.int16)
+    return _checked(values, np.int16)
 
 
 def _i8(values: npt.ArrayLike) -> npt.NDArray[np.int8]:
-    return np.asarray(values, dtype=np.int8)
+    return _checked(values, np.int8)
+
+
+MovieIds = npt.NDArray[np.int16] | npt.NDArray[np.int32]
+
+
+def _movie_ids(values: npt.ArrayLike) -> MovieIds:
+    arr = np.asarray(values)
+    if arr.dtype in (np.int16, np.int32):
+        return arr
+    if arr.size and arr.max() > np.iinfo(np.int16).max:
+        return _i32(arr)
+    return _i16(arr)
 
 
 def _strs(values: Iterable[str]) -> tuple[str, ...]:
@@ -52,9 +78,11 @@ class Ratings:
     """
 
     user: npt.NDArray[np.int32] = attrs.field(converter=_i32, eq=False)
-    movie: npt.NDArray[np.int16] = attrs.field(converter=_i16, eq=False)
+    movie: MovieIds = attrs.field(converter=_movie_ids, eq=False)
     stars: npt.NDArray[np.int8] = attrs.field(converter=_i8, eq=False)
     day: npt.NDArray[np.int16] = attrs.field(converter=_i16, eq=False)
+    star_scale: int = 1
+    """Stars are stored times this: 1 for whole stars (Netflix), 2 for half stars (MovieLens)."""
 
     def __attrs_post_init__(self) -> None:
         n = len(self.user)
@@ -69,7 +97,9 @@ class Ratings:
         """
         The ratings at ``index`` (an integer index array or a boolean mask).
         """
-        return Ratings(self.user[index], self.movie[index], self.stars[index], self.day[index])
+        return Ratings(
+            self.user[index], self.movie[index], self.stars[index], self.day[index], self.star_scale
+        )
 
 
 @attrs.frozen(eq=False)
