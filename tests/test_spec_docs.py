@@ -92,7 +92,7 @@ def test_literal_choices_listed_from_the_literal():
     A Literal field's type lists every choice of the Literal, in order.
     """
     assert toml_type(ProviderKind) == "one of " + " | ".join(f'"{c}"' for c in get_args(ProviderKind))
-    assert toml_type(DatasetFormat) == 'one of "netflix" | "synthetic"'
+    assert toml_type(DatasetFormat) == 'one of "netflix" | "movielens" | "synthetic"'
 
 
 @pytest.mark.parametrize(
