@@ -63,7 +63,26 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a spec without running it")
     validate.add_argument("spec", help="the experiment spec (TOML)")
     validate.add_argument("--check-inputs", action="store_true", help="also check that data paths exist")
+
+    data = sub.add_parser("data", help="dataset tools")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    synth = data_sub.add_parser("synth", help="write synthetic Netflix-format data at any scale")
+    synth.add_argument("--ratings", type=_positive_int, required=True, help="number of ratings to write")
+    synth.add_argument("--out", required=True, help="folder for combined_data_*.txt and movie_titles.csv")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        msg = f"expected a positive integer, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if value <= 0:
+        msg = f"expected a positive integer, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "validate":
             return _validate(args.spec, check_inputs=args.check_inputs)
+        if args.command == "data":
+            return _synth(args.ratings, args.out, args.seed)
         return _run(args)
     except (SpecError, DataError) as exc:
         _error(str(exc))
@@ -133,8 +154,14 @@ def _check_inputs(spec: Spec, source: str) -> None:
         missing = [n for n in ("movie_titles.csv",) if not (folder / n).is_file()]
         if not list(folder.glob("combined_data_*.txt")):
             missing.append("combined_data_*.txt")
-        if missing:
-            raise SpecError(source, (_problem("dataset.path", f"expected {', '.join(missing)} in {folder}"),))
+    else:
+        layouts = (("u.data", "u.item"), ("ratings.dat", "movies.dat"), ("ratings.csv", "movies.csv"))
+        found = any(all((folder / n).is_file() for n in layout) for layout in layouts)
+        missing = (
+            [] if found else ["u.data and u.item, ratings.dat and movies.dat, or ratings.csv and movies.csv"]
+        )
+    if missing:
+        raise SpecError(source, (_problem("dataset.path", f"expected {', '.join(missing)} in {folder}"),))
 
 
 def _load_dataset(spec: Spec) -> Dataset:
@@ -142,9 +169,23 @@ def _load_dataset(spec: Spec) -> Dataset:
         from llmrec.data.synthetic import generate_synthetic
 
         return generate_synthetic(spec.dataset.synthetic, spec.experiment.seed)
+    if spec.dataset.format == "movielens":
+        from llmrec.data.movielens import read_movielens
+
+        return read_movielens(spec.dataset.path or "")
     from llmrec.data.netflix import read_netflix
 
     return read_netflix(spec.dataset.path or "")
+
+
+def _synth(ratings: int, out: str, seed: int) -> int:
+    from llmrec.data.synthetic import write_synthetic_netflix
+
+    started = time.monotonic()
+    summary = write_synthetic_netflix(ratings, out, seed=seed)
+    seconds = time.monotonic() - started
+    print(f"wrote {summary} to {out} in {seconds:.1f} s")
+    return EXIT_OK
 
 
 def _make_provider(spec: Spec, dataset: Dataset) -> Provider:
@@ -327,7 +368,18 @@ def _manifest(
 def _summary(outcome: ExperimentOutcome, out: Path) -> None:
     results = outcome.results
     for variant in results.variants:
-        print(f"{variant.name}:")
+        c = dict(variant.counts)
+        print(
+            f"{variant.name}: {c['eligible_users']:,} eligible users, {c['sampled_users']:,} sampled, "
+            f"{c['with_ground_truth']:,} with ground truth "
+            f"(train {c['train_users']:,} / validation {c['validation_users']:,} / test {c['test_users']:,})"
+        )
+        if variant.funnel is not None:
+            drawn = dict(variant.funnel.neighbors_drawn)
+            print(
+                f"  neighbours drawn per user: median {drawn['median']:,.0f}, mean {drawn['mean']:,.1f}; "
+                f"mean ground-truth size {variant.funnel.mean_ground_truth_size:.2f}"
+            )
         labels = [m.label for m in variant.models]
         print(f"  {'metric':<14}" + "".join(f"{label:>12}" for label in labels))
         for name in results.metric_names:

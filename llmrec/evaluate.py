@@ -34,7 +34,7 @@ from llmrec.providers.base import (
     JobState,
     Provider,
 )
-from llmrec.results import ModelRole, ModelScores, Results, VariantResults
+from llmrec.results import STATS, Funnel, ModelRole, ModelScores, Results, VariantResults
 from llmrec.sampling import (
     GroundTruth,
     RatingIndex,
@@ -385,6 +385,7 @@ def run_experiment(
                 sampling=tuple((f.name, getattr(plan.sampling, f.name)) for f in attrs.fields(SamplingSpec)),
                 counts=tuple(counts.items()),
                 models=tuple(model_scores),
+                funnel=_funnel(plan.truth, plan.sampling.max_ground_truth),
             )
         )
 
@@ -400,6 +401,23 @@ def run_experiment(
 
 
 _SPLITS: tuple[SplitName, ...] = ("train", "validation", "test")
+
+
+def _stats(values: np.ndarray[Any, np.dtype[np.int64]]) -> tuple[tuple[str, float], ...]:
+    if len(values) == 0:
+        return tuple((name, math.nan) for name in STATS)
+    p25, median, p75 = np.percentile(values, [25, 50, 75])
+    numbers = (values.min(), p25, median, values.mean(), p75, values.max())
+    return tuple((name, float(x)) for name, x in zip(STATS, numbers, strict=True))
+
+
+def _funnel(truth: GroundTruth, max_size: int) -> Funnel:
+    sizes = np.bincount(np.array([len(m) for m in truth.movies], dtype=np.int64), minlength=max_size + 1)
+    return Funnel(
+        neighbor_candidates=_stats(truth.candidates),
+        neighbors_drawn=_stats(truth.drawn),
+        ground_truth_sizes=tuple(int(n) for n in sizes),
+    )
 
 
 def _suffix(experiment: str, variant: str) -> str:

@@ -8,12 +8,22 @@ they do not know, so later sections (funnel, cost, baselines, intervals) do not 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import attrs
 
-__all__ = ["SCHEMA_VERSION", "ModelRole", "ModelScores", "Results", "VariantResults", "metric_label"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "STATS",
+    "Funnel",
+    "ModelRole",
+    "ModelScores",
+    "Results",
+    "VariantResults",
+    "metric_label",
+]
 
 SCHEMA_VERSION = 1
 
@@ -57,6 +67,33 @@ class ModelScores:
         raise KeyError(name)
 
 
+STATS = ("min", "p25", "median", "mean", "p75", "max")
+
+
+@attrs.frozen
+class Funnel:
+    """
+    How a variant's sampled users fared: neighbours found and drawn per user, ground-truth sizes.
+
+    ``neighbor_candidates`` and ``neighbors_drawn`` hold (statistic, value) pairs for ``STATS`` over all
+    sampled users; ``ground_truth_sizes[s]`` is the number of sampled users whose ground truth has
+    ``s`` movies (index 0: users dropped for an empty ground truth).
+    """
+
+    neighbor_candidates: tuple[tuple[str, float], ...]
+    neighbors_drawn: tuple[tuple[str, float], ...]
+    ground_truth_sizes: tuple[int, ...]
+
+    @property
+    def mean_ground_truth_size(self) -> float:
+        """
+        Mean ground-truth size over the users who keep one (size >= 1); NaN when none does.
+        """
+        kept = sum(self.ground_truth_sizes[1:])
+        total = sum(size * n for size, n in enumerate(self.ground_truth_sizes))
+        return total / kept if kept else math.nan
+
+
 @attrs.frozen
 class VariantResults:
     """
@@ -64,9 +101,10 @@ class VariantResults:
     """
 
     name: str
-    sampling: tuple[tuple[str, float | int], ...]
+    sampling: tuple[tuple[str, float | int | str], ...]
     counts: tuple[tuple[str, int], ...]
     models: tuple[ModelScores, ...]
+    funnel: Funnel | None = None
 
     def model_scores(self, role: ModelRole) -> ModelScores:
         """
@@ -107,6 +145,7 @@ class Results:
                     "name": v.name,
                     "sampling": dict(v.sampling),
                     "counts": dict(v.counts),
+                    **({"funnel": _funnel_dict(v.funnel)} if v.funnel is not None else {}),
                     "models": [
                         {
                             "role": m.role,
@@ -138,6 +177,7 @@ class Results:
                     name=v["name"],
                     sampling=tuple(v["sampling"].items()),
                     counts=tuple(v["counts"].items()),
+                    funnel=_funnel_from_dict(v["funnel"]) if "funnel" in v else None,
                     models=tuple(
                         ModelScores(
                             role=m["role"],
@@ -153,3 +193,20 @@ class Results:
                 for v in data["variants"]
             ),
         )
+
+
+def _funnel_dict(funnel: Funnel) -> dict[str, Any]:
+    return {
+        "neighbor_candidates": dict(funnel.neighbor_candidates),
+        "neighbors_drawn": dict(funnel.neighbors_drawn),
+        "ground_truth_sizes": list(funnel.ground_truth_sizes),
+        "mean_ground_truth_size": funnel.mean_ground_truth_size,
+    }
+
+
+def _funnel_from_dict(data: Mapping[str, Any]) -> Funnel:
+    return Funnel(
+        neighbor_candidates=tuple((k, float(x)) for k, x in data["neighbor_candidates"].items()),
+        neighbors_drawn=tuple((k, float(x)) for k, x in data["neighbors_drawn"].items()),
+        ground_truth_sizes=tuple(int(n) for n in data["ground_truth_sizes"]),
+    )

@@ -198,3 +198,31 @@ def test_unknown_finetuned_model_is_a_provider_error(demo):
 
     with pytest.raises(ProviderError, match="does not exist"):
         run_experiment(spec, dataset, _provider(dataset))
+
+
+def test_funnel_agrees_with_the_counts(demo):
+    """The ground-truth size histogram covers every sampled user; size 0 are the dropped users."""
+    _, _, _, outcome = demo
+
+    for variant in outcome.results.variants:
+        c = dict(variant.counts)
+        funnel = variant.funnel
+        drawn = dict(funnel.neighbors_drawn)
+        candidates = dict(funnel.neighbor_candidates)
+
+        assert sum(funnel.ground_truth_sizes) == c["sampled_users"]
+        assert funnel.ground_truth_sizes[0] == c["sampled_users"] - c["with_ground_truth"]
+        assert len(funnel.ground_truth_sizes) == 11
+        assert 1.0 <= funnel.mean_ground_truth_size <= 10.0
+        assert drawn["max"] <= 10000
+        assert drawn["min"] <= drawn["median"] <= drawn["max"]
+        assert candidates["mean"] >= drawn["mean"]
+
+
+def test_results_round_trip_through_json(demo):
+    """Results.from_dict(to_dict()) gives back the same results, funnel included."""
+    from llmrec.results import Results
+
+    _, _, _, outcome = demo
+
+    assert Results.from_dict(outcome.results.to_dict()) == outcome.results

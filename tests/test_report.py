@@ -464,3 +464,22 @@ def test_minimal_report_matches_golden_file() -> None:
         GOLDEN.write_text(page, encoding="utf-8")
 
     assert page == GOLDEN.read_text(encoding="utf-8")
+
+
+def test_funnel_is_shown_when_present():
+    """A variant with a funnel shows neighbour statistics, the mean ground-truth size and the histogram."""
+    import attrs
+
+    from llmrec.results import Funnel
+
+    stats = (("min", 2.0), ("p25", 10.0), ("median", 40.0), ("mean", 55.5), ("p75", 80.0), ("max", 300.0))
+    funnel = Funnel(neighbor_candidates=stats, neighbors_drawn=stats, ground_truth_sizes=(5, 0, 2, 0, 3))
+    results = _results()
+    variants = (attrs.evolve(results.variants[0], funnel=funnel), results.variants[1])
+    html = render_report(attrs.evolve(results, variants=variants))
+
+    assert html.count("<h3>Funnel</h3>") == 1
+    assert "2 / 40 / 55.5 / 300" in html
+    assert "mean ground-truth size (kept users)" in html
+    assert "3.20" in html  # (2*2 + 4*3) / 5 kept users
+    assert "0 (dropped)" in html

@@ -19,7 +19,7 @@ import plotly.offline
 from markupsafe import Markup
 
 from llmrec.report.charts import FIGURE2_DIV_ID, figure2_html
-from llmrec.results import ModelScores, Results, VariantResults, metric_label
+from llmrec.results import Funnel, ModelScores, Results, VariantResults, metric_label
 
 __all__ = ["PLOTLY_JS", "render_report", "report_assets"]
 
@@ -45,6 +45,8 @@ class _MetricTable:
     counts: tuple[tuple[str, str], ...]
     sampling: tuple[tuple[str, str], ...]
     models: tuple[ModelScores, ...]
+    funnel: tuple[tuple[str, str], ...]
+    ground_truth_sizes: tuple[tuple[str, str], ...]
 
 
 def render_report(results: Results, *, manifest: Mapping[str, Any] | None = None) -> str:
@@ -123,6 +125,31 @@ def _metric_table(number: int, variant: VariantResults, metric_names: tuple[str,
         counts=tuple((key, f"{value:,}") for key, value in variant.counts),
         sampling=tuple((key, _format_value(value)) for key, value in variant.sampling),
         models=variant.models,
+        funnel=_funnel_rows(variant.funnel),
+        ground_truth_sizes=tuple(
+            (str(size), f"{n:,}") for size, n in enumerate(variant.funnel.ground_truth_sizes)
+        )
+        if variant.funnel is not None
+        else (),
+    )
+
+
+def _funnel_rows(funnel: Funnel | None) -> tuple[tuple[str, str], ...]:
+    """
+    Neighbour statistics and the mean ground-truth size, as (label, formatted value) rows.
+    """
+    if funnel is None:
+        return ()
+
+    def line(stats: tuple[tuple[str, float], ...]) -> str:
+        d = dict(stats)
+        return " / ".join(f"{d[k]:,.1f}".removesuffix(".0") for k in ("min", "median", "mean", "max"))
+
+    mean = funnel.mean_ground_truth_size
+    return (
+        ("neighbour candidates (min / median / mean / max)", line(funnel.neighbor_candidates)),
+        ("neighbours drawn (min / median / mean / max)", line(funnel.neighbors_drawn)),
+        ("mean ground-truth size (kept users)", "n/a" if math.isnan(mean) else f"{mean:.2f}"),
     )
 
 
