@@ -34,10 +34,21 @@ from llmrec.providers.base import (
     JobState,
     Provider,
 )
-from llmrec.results import STATS, Funnel, ModelRole, ModelScores, Results, VariantResults
+from llmrec.baselines import (
+    Baseline,
+    fit_ease,
+    fit_item_knn,
+    fit_popular,
+    fit_random,
+    interactions_from_pairs,
+    interactions_from_ratings,
+)
+from llmrec.results import STATS, Comparison, Funnel, ModelRole, ModelScores, Results, VariantResults
+from llmrec.stats import bootstrap_mean_ci, compare_paired, derive_seed, holm
 from llmrec.sampling import (
     GroundTruth,
     RatingIndex,
+    Sample,
     SplitName,
     assign_splits,
     build_index,
@@ -356,23 +367,21 @@ def run_experiment(
                 )
             )
 
-        model_scores = []
-        for role, label in _ROLES:
-            rows = per_role[role]
-            means = tuple(
-                (n, float(np.mean([r[j] for r in rows])) if rows else math.nan) for j, n in enumerate(names)
+        scored: list[_Scored] = [
+            _Scored(role, label, role_models[role], None, per_role[role], failures[role])
+            for role, label in _ROLES
+        ]
+        if spec.evaluation.baselines:
+            progress(f"baselines {name}", 0, len(spec.evaluation.baselines))
+            classic, classic_predictions = _classic_scores(
+                spec, dataset, sample, splits, plan, members, names
             )
-            model_scores.append(
-                ModelScores(
-                    role=role,
-                    label=label,
-                    model=role_models[role],
-                    users=len(rows),
-                    parse_failures=failures[role],
-                    metrics=means,
-                )
-            )
-            models.append((name, role, role_models[role]))
+            scored += classic
+            predictions.extend(classic_predictions)
+            progress(f"baselines {name}", len(spec.evaluation.baselines), len(spec.evaluation.baselines))
+        model_scores = [_model_scores(entry, names, spec, name) for entry in scored]
+        models.extend((name, role, role_models[role]) for role, _ in _ROLES)
+        comparisons = _comparisons(scored, names, spec, name)
         counts = {
             "eligible_users": sample.eligible,
             "sampled_users": len(sample.users),
@@ -386,6 +395,8 @@ def run_experiment(
                 counts=tuple(counts.items()),
                 models=tuple(model_scores),
                 funnel=_funnel(plan.truth, plan.sampling.max_ground_truth),
+                comparisons=comparisons,
+                confidence=spec.evaluation.confidence,
             )
         )
 
@@ -401,6 +412,185 @@ def run_experiment(
 
 
 _SPLITS: tuple[SplitName, ...] = ("train", "validation", "test")
+
+
+@attrs.frozen
+class _Scored:
+    """
+    One model's per-user scores on a variant's test users (rows aligned with the test users).
+    """
+
+    role: ModelRole
+    label: str
+    model: str
+    source: str | None
+    rows: list[tuple[float, ...]]
+    failures: int
+
+
+_CLASSIC_LABELS = {"random": "Random", "popular": "MostPopular", "item_knn": "ItemKNN", "ease": "EASE"}
+
+
+def _classic_scores(
+    spec: Spec,
+    dataset: Dataset,
+    sample: Sample,
+    splits: Sequence[SplitName],
+    plan: _VariantPlan,
+    members: Mapping[SplitName, list[int]],
+    names: Sequence[str],
+) -> tuple[list[_Scored], list[dict[str, Any]]]:
+    """
+    Fit each classic baseline on a leakage-free source and score it on the variant's test users;
+    also return one prediction record per test user and baseline (its ranked movie ids).
+
+    The ground truth is a function of the profile and the full rating matrix, so a baseline never sees
+    that matrix whole: either the training users' (profile -> ground truth) pairs, or the ratings with
+    every test user's ratings removed (test users of any variant: the split is per user).
+    """
+    evaluation = spec.evaluation
+    if evaluation.baseline_fit == "train_pairs":
+        train = members["train"]
+        interactions = interactions_from_pairs(
+            [sample.profiles[i] for i in train], [plan.truth.movies[i] for i in train]
+        )
+    else:
+        test_users = sample.users[np.array([s == "test" for s in splits], dtype=bool)]
+        interactions = interactions_from_ratings(dataset.ratings, exclude_users=test_users)
+    n = spec.prompt.n_recommendations
+    out: list[_Scored] = []
+    records: list[dict[str, Any]] = []
+    movies = dataset.movies
+    for kind in evaluation.baselines:
+        baseline: Baseline
+        if kind == "random":
+            baseline = fit_random(derive_seed(spec.experiment.seed, "baseline/random"), dataset.movies.ids)
+        elif kind == "popular":
+            baseline = fit_popular(interactions)
+        elif kind == "item_knn":
+            baseline = fit_item_knn(interactions, n_items=evaluation.baseline_items)
+        else:
+            baseline = fit_ease(interactions, n_items=evaluation.baseline_items)
+        rows = []
+        label = _CLASSIC_LABELS[kind]
+        for i in members["test"]:
+            truth = [int(m) for m in plan.truth.movies[i]]
+            relevant = frozenset(truth)
+            ranked: list[int | None] = list(baseline.recommend(sample.profiles[i], n))
+            scores = score_list(ranked, relevant, names)
+            rows.append(scores)
+            records.append(
+                {
+                    "variant": plan.spec.name,
+                    "role": "classic",
+                    "model": label,
+                    "source": baseline.source,
+                    "user": int(sample.users[i]),
+                    "profile": [int(m) for m in sample.profiles[i]],
+                    "ground_truth": truth,
+                    "raw_text": None,
+                    "parse_failure": None,
+                    "items": [
+                        {
+                            "rank": rank,
+                            "title": movies.display(int(m)) if m is not None else None,
+                            "match": "id",
+                            "movie_ids": [m],
+                            "scored_as": m,
+                            "hit": hit,
+                        }
+                        for rank, (m, hit) in enumerate(
+                            zip(ranked, hits(ranked, relevant), strict=True), start=1
+                        )
+                    ],
+                    "ranked": ranked,
+                    "metrics": dict(zip(names, scores, strict=True)),
+                }
+            )
+        out.append(_Scored("classic", label, baseline.name, baseline.source, rows, 0))
+    return out, records
+
+
+def _model_scores(entry: _Scored, names: Sequence[str], spec: Spec, variant: str) -> ModelScores:
+    """
+    Means and bootstrap intervals of one model's per-user scores.
+    """
+    evaluation = spec.evaluation
+    values = np.array(entry.rows, dtype=np.float64).reshape(len(entry.rows), len(names))
+    means = tuple((n, float(values[:, j].mean()) if len(values) else math.nan) for j, n in enumerate(names))
+    intervals: list[tuple[str, float, float]] = []
+    if len(values) >= 2:
+        for j, n in enumerate(names):
+            ci = bootstrap_mean_ci(
+                values[:, j],
+                resamples=evaluation.resamples,
+                level=evaluation.confidence,
+                seed=derive_seed(spec.experiment.seed, f"{variant}/{entry.label}/{n}/mean"),
+            )
+            intervals.append((n, float(ci.low), float(ci.high)))
+    return ModelScores(
+        role=entry.role,
+        label=entry.label,
+        model=entry.model,
+        users=len(entry.rows),
+        parse_failures=entry.failures,
+        metrics=means,
+        intervals=tuple(intervals),
+        source=entry.source,
+    )
+
+
+def _comparisons(
+    scored: Sequence[_Scored], names: Sequence[str], spec: Spec, variant: str
+) -> tuple[Comparison, ...]:
+    """
+    Paired comparisons: fine-tuned vs zero-shot, and each LLM vs the best classic baseline (highest
+    mean MAP), each with a bootstrap interval and a sign-flip p-value, Holm-adjusted across the rows.
+    """
+    by_role = {e.role: e for e in scored if e.role != "classic"}
+    classics = [e for e in scored if e.role == "classic" and e.rows]
+    pairs = [(by_role["finetuned"], by_role["baseline"])]
+    if classics:
+        j = list(names).index("map") if "map" in names else 0
+        best = max(classics, key=lambda e: (float(np.mean([r[j] for r in e.rows])), e.label))
+        pairs += [(by_role["finetuned"], best), (by_role["baseline"], best)]
+    out: list[Comparison] = []
+    evaluation = spec.evaluation
+    for a, b in pairs:
+        if len(a.rows) < 2:
+            continue
+        va = np.array(a.rows, dtype=np.float64)
+        vb = np.array(b.rows, dtype=np.float64)
+        found = [
+            compare_paired(
+                va[:, j],
+                vb[:, j],
+                seed=spec.experiment.seed,
+                label=f"{variant}/{a.label}-vs-{b.label}/{n}",
+                resamples=evaluation.resamples,
+                permutations=evaluation.permutations,
+                level=evaluation.confidence,
+            )
+            for j, n in enumerate(names)
+        ]
+        adjusted = holm([c.p_value for c in found])
+        out += [
+            Comparison(
+                a=a.label,
+                b=b.label,
+                metric=n,
+                users=c.users,
+                mean_a=c.mean_a,
+                mean_b=c.mean_b,
+                difference=float(c.difference.estimate),
+                low=float(c.difference.low),
+                high=float(c.difference.high),
+                p_value=c.p_value,
+                p_holm=float(p),
+            )
+            for n, c, p in zip(names, found, adjusted, strict=True)
+        ]
+    return tuple(out)
 
 
 def _stats(values: np.ndarray[Any, np.dtype[np.int64]]) -> tuple[tuple[str, float], ...]:

@@ -27,7 +27,9 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 
-ModelRole = Literal["baseline", "finetuned"]
+ModelRole = Literal["baseline", "finetuned", "classic"]
+"""``baseline``: the zero-shot LLM (the paper's "Baseline" column); ``finetuned``: the fine-tuned LLM;
+``classic``: a classic recommender (Random, MostPopular, ItemKNN, EASE)."""
 
 
 def metric_label(name: str) -> str:
@@ -53,6 +55,19 @@ class ModelScores:
     users: int
     parse_failures: int
     metrics: tuple[tuple[str, float], ...]
+    intervals: tuple[tuple[str, float, float], ...] = ()
+    """(metric, low, high): bootstrap confidence interval of each mean."""
+    source: str | None = None
+    """What a classic baseline was fitted on ("ratings_without_test_users", "train_pairs", "catalogue")."""
+
+    def interval(self, name: str) -> tuple[float, float] | None:
+        """
+        The confidence interval of one metric's mean, or None when not computed.
+        """
+        for key, low, high in self.intervals:
+            if key == name:
+                return (low, high)
+        return None
 
     def metric(self, name: str) -> float:
         """
@@ -95,6 +110,31 @@ class Funnel:
 
 
 @attrs.frozen
+class Comparison:
+    """
+    Model A against model B on one metric, paired over the same test users.
+    """
+
+    a: str
+    """Label of model A (e.g. "Fine-tuned")."""
+    b: str
+    """Label of model B (e.g. "Baseline")."""
+    metric: str
+    users: int
+    mean_a: float
+    mean_b: float
+    difference: float
+    """mean(A - B)."""
+    low: float
+    high: float
+    """Percentile-bootstrap confidence interval of the difference."""
+    p_value: float
+    """Two-sided paired sign-flip permutation p-value."""
+    p_holm: float
+    """The p-value after Holm's correction across the table's metric rows for this pair of models."""
+
+
+@attrs.frozen
 class VariantResults:
     """
     One ground-truth variant (the paper's profileData50 or profileData60): its settings, counts and scores.
@@ -105,6 +145,9 @@ class VariantResults:
     counts: tuple[tuple[str, int], ...]
     models: tuple[ModelScores, ...]
     funnel: Funnel | None = None
+    comparisons: tuple[Comparison, ...] = ()
+    confidence: float | None = None
+    """Level of the intervals (e.g. 0.95), when computed."""
 
     def model_scores(self, role: ModelRole) -> ModelScores:
         """
@@ -154,9 +197,17 @@ class Results:
                             "users": m.users,
                             "parse_failures": m.parse_failures,
                             "metrics": dict(m.metrics),
+                            **({"source": m.source} if m.source is not None else {}),
+                            **(
+                                {"intervals": {k: [low, high] for k, low, high in m.intervals}}
+                                if m.intervals
+                                else {}
+                            ),
                         }
                         for m in v.models
                     ],
+                    **({"confidence": v.confidence} if v.confidence is not None else {}),
+                    **({"comparisons": [attrs.asdict(c) for c in v.comparisons]} if v.comparisons else {}),
                 }
                 for v in self.variants
             ],
@@ -178,6 +229,8 @@ class Results:
                     sampling=tuple(v["sampling"].items()),
                     counts=tuple(v["counts"].items()),
                     funnel=_funnel_from_dict(v["funnel"]) if "funnel" in v else None,
+                    comparisons=tuple(Comparison(**c) for c in v.get("comparisons", ())),
+                    confidence=v.get("confidence"),
                     models=tuple(
                         ModelScores(
                             role=m["role"],
@@ -186,6 +239,10 @@ class Results:
                             users=int(m["users"]),
                             parse_failures=int(m["parse_failures"]),
                             metrics=tuple((k, float(x)) for k, x in m["metrics"].items()),
+                            intervals=tuple(
+                                (k, float(lo), float(hi)) for k, (lo, hi) in m.get("intervals", {}).items()
+                            ),
+                            source=m.get("source"),
                         )
                         for m in v["models"]
                     ),

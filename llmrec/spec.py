@@ -30,6 +30,8 @@ from cattrs.gen import make_dict_structure_fn
 from llmrec.errors import SpecError, SpecProblem
 
 __all__ = [
+    "BaselineFit",
+    "BaselineKind",
     "DEFAULT_OUTPUT_FORMAT",
     "DEFAULT_TASK",
     "DEFAULT_USER_TEMPLATE",
@@ -62,6 +64,8 @@ EligibilityFilter = Literal["before_draw", "after_draw"]
 DateOrder = Literal["newest_first", "oldest_first"]
 NeighborPool = Literal["all_users", "sampled_users"]
 GroundTruthExclusion = Literal["rated", "profile"]
+BaselineKind = Literal["random", "popular", "item_knn", "ease"]
+BaselineFit = Literal["ratings_without_test_users", "train_pairs"]
 
 Check = tuple[Callable[[Any], bool], str]
 _CHECK = "llmrec_check"
@@ -546,6 +550,24 @@ class EvaluationSpec:
 
     k: tuple[int, ...] = _field((3, 5), _positive_int())
     """Cut-offs for Precision/Recall/F1@K (the paper: 3 and 5); MRR and MAP use the whole list."""
+
+    baselines: tuple[BaselineKind, ...] = ("random", "popular", "item_knn", "ease")
+    """Classic recommenders scored beside the LLMs on the same test users and ground truth ([] for none); see docs/baselines.md."""
+
+    baseline_fit: BaselineFit = "ratings_without_test_users"
+    """What the classic baselines are fitted on: the rating matrix with every test user's ratings removed, or the training users' (profile -> ground truth) "train_pairs". Never the full matrix, which could re-derive the ground truth."""
+
+    baseline_items: int = _field(2000, _positive_int())
+    """ItemKNN and EASE keep only this many most-rated movies (EASE inverts an items x items matrix)."""
+
+    resamples: int = _field(10000, _positive_int())
+    """Bootstrap resamples for the 95 % confidence intervals of means and paired differences."""
+
+    permutations: int = _field(10000, _positive_int())
+    """Sign-flip permutations for the paired p-values (Holm-adjusted across a table's rows)."""
+
+    confidence: float = _field(0.95, (lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
+    """Confidence level of the bootstrap intervals."""
 
     def __attrs_post_init__(self) -> None:
         _run_checks(self)

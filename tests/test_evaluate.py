@@ -226,3 +226,64 @@ def test_results_round_trip_through_json(demo):
     _, _, _, outcome = demo
 
     assert Results.from_dict(outcome.results.to_dict()) == outcome.results
+
+
+def test_classic_baselines_sit_beside_the_llms(demo):
+    """Each variant scores Random, MostPopular, ItemKNN and EASE on the same test users, leakage-free."""
+    _, _, _, outcome = demo
+
+    for variant in outcome.results.variants:
+        labels = [m.label for m in variant.models]
+        classic = [m for m in variant.models if m.role == "classic"]
+
+        assert labels == ["Baseline", "Fine-tuned", "Random", "MostPopular", "ItemKNN", "EASE"]
+        assert {m.source for m in classic} == {"catalogue", "ratings_without_test_users"}
+        assert all(m.users == variant.model_scores("baseline").users for m in classic)
+
+
+def test_classic_baselines_can_fit_on_training_pairs(demo):
+    """With baseline_fit = "train_pairs" the fitted baselines say so."""
+    spec, dataset, _, _ = demo
+    spec = attrs.evolve(
+        spec,
+        evaluation=attrs.evolve(
+            spec.evaluation,
+            baselines=("popular", "ease"),
+            baseline_fit="train_pairs",
+            resamples=200,
+            permutations=200,
+        ),
+    )
+    outcome = run_experiment(spec, dataset, _provider(dataset))
+
+    for variant in outcome.results.variants:
+        assert [m.source for m in variant.models if m.role == "classic"] == ["train_pairs", "train_pairs"]
+
+
+def test_comparisons_and_intervals(demo):
+    """Every table has Holm-adjusted paired comparisons and every mean has an interval around it."""
+    _, _, _, outcome = demo
+    names = outcome.results.metric_names
+
+    for variant in outcome.results.variants:
+        pairs = {(c.a, c.b) for c in variant.comparisons}
+        tuned_vs_zero = [c for c in variant.comparisons if (c.a, c.b) == ("Fine-tuned", "Baseline")]
+
+        assert len(pairs) == 3
+        assert len(variant.comparisons) == 3 * len(names)
+        assert all(c.p_value <= c.p_holm <= 1.0 for c in variant.comparisons)
+        assert all(c.low <= c.difference <= c.high for c in variant.comparisons)
+        assert all(c.p_holm < 0.01 and c.low > 0 for c in tuned_vs_zero)
+        for model in variant.models:
+            for name in names:
+                low, high = model.interval(name)
+
+                assert low <= model.metric(name) <= high
+
+
+def test_statistics_are_seeded_by_the_experiment(demo):
+    """The same spec gives the same intervals and p-values; results carry them deterministically."""
+    spec, dataset, _, first = demo
+    again = run_experiment(spec, dataset, _provider(dataset))
+
+    assert again.results == first.results

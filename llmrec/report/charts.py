@@ -14,7 +14,7 @@ import math
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from llmrec.results import Results, metric_label
+from llmrec.results import ModelScores, Results, metric_label
 
 __all__ = ["FIGURE2_DIV_ID", "figure2_html"]
 
@@ -61,13 +61,15 @@ def figure2_html(results: Results) -> str:
             first = model.label not in colors
             if first:
                 colors[model.label] = _PALETTE[len(colors) % len(_PALETTE)]
+            heights = [_bar_value(dict(model.metrics).get(name)) for name in at_k]
             fig.add_trace(
                 go.Bar(
                     name=model.label,
                     legendgroup=model.label,
                     showlegend=first,
                     x=categories,
-                    y=[_bar_value(dict(model.metrics).get(name)) for name in at_k],
+                    y=heights,
+                    error_y=_error_bars(model, at_k, heights),
                     marker={"color": colors[model.label]},
                     texttemplate="%{y:.3f}",
                     textposition="outside",
@@ -107,6 +109,33 @@ def figure2_html(results: Results) -> str:
         config={"displaylogo": False, "responsive": True},
     )
     return fragment
+
+
+def _error_bars(model: ModelScores, names: tuple[str, ...], heights: list[float | None]) -> dict[str, object]:
+    """
+    Asymmetric error bars from the model's confidence intervals (none when it has none).
+    """
+    if not model.intervals:
+        return {"visible": False}
+    up: list[float] = []
+    down: list[float] = []
+    for name, height in zip(names, heights, strict=True):
+        interval = model.interval(name)
+        if interval is None or height is None:
+            up.append(0.0)
+            down.append(0.0)
+        else:
+            up.append(max(0.0, interval[1] - height))
+            down.append(max(0.0, height - interval[0]))
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": up,
+        "arrayminus": down,
+        "thickness": 1,
+        "width": 2,
+        "color": "#4b5563",
+    }
 
 
 def _bar_value(value: float | None) -> float | None:

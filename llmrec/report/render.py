@@ -41,12 +41,16 @@ class _MetricTable:
     name: str
     caption: str
     headers: tuple[str, ...]
-    rows: tuple[tuple[str, tuple[str, ...]], ...]
+    rows: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+    """(metric label, ((value, confidence interval or ""), ...) per column)."""
     counts: tuple[tuple[str, str], ...]
     sampling: tuple[tuple[str, str], ...]
     models: tuple[ModelScores, ...]
     funnel: tuple[tuple[str, str], ...]
     ground_truth_sizes: tuple[tuple[str, str], ...]
+    comparisons: tuple[tuple[str, str, str, str, str, str, str], ...]
+    """(pair, metric, difference, interval, p, Holm p, significant at 0.05) per row."""
+    confidence: str
 
 
 def render_report(results: Results, *, manifest: Mapping[str, Any] | None = None) -> str:
@@ -121,7 +125,29 @@ def _metric_table(number: int, variant: VariantResults, metric_names: tuple[str,
         name=variant.name,
         caption=f"Table {number}: {_CAPTION} - {variant.name}",
         headers=tuple(m.label for m in variant.models),
-        rows=tuple((metric_label(n), tuple(_format_metric(s.get(n)) for s in scores)) for n in metric_names),
+        rows=tuple(
+            (
+                metric_label(n),
+                tuple(
+                    (_format_metric(s.get(n)), _format_interval(m.interval(n)))
+                    for s, m in zip(scores, variant.models, strict=True)
+                ),
+            )
+            for n in metric_names
+        ),
+        comparisons=tuple(
+            (
+                f"{c.a} vs {c.b}",
+                metric_label(c.metric),
+                f"{c.difference:+.4f}",
+                f"[{c.low:+.4f}, {c.high:+.4f}]",
+                _format_p(c.p_value),
+                _format_p(c.p_holm),
+                "yes" if c.p_holm < 0.05 else "no",
+            )
+            for c in variant.comparisons
+        ),
+        confidence=f"{variant.confidence:.0%}" if variant.confidence is not None else "",
         counts=tuple((key, f"{value:,}") for key, value in variant.counts),
         sampling=tuple((key, _format_value(value)) for key, value in variant.sampling),
         models=variant.models,
@@ -151,6 +177,22 @@ def _funnel_rows(funnel: Funnel | None) -> tuple[tuple[str, str], ...]:
         ("neighbours drawn (min / median / mean / max)", line(funnel.neighbors_drawn)),
         ("mean ground-truth size (kept users)", "n/a" if math.isnan(mean) else f"{mean:.2f}"),
     )
+
+
+def _format_interval(interval: tuple[float, float] | None) -> str:
+    """
+    A confidence interval as "[low, high]", or "" when there is none.
+    """
+    if interval is None:
+        return ""
+    return f"[{interval[0]:.4f}, {interval[1]:.4f}]"
+
+
+def _format_p(p: float) -> str:
+    """
+    A p-value: four decimals, or "< 0.0001" below that.
+    """
+    return "< 0.0001" if p < 0.0001 else f"{p:.4f}"
 
 
 def _format_metric(value: float | None) -> str:
