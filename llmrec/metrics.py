@@ -13,7 +13,9 @@ relevant set gives NaN (such users are dropped before scoring, so a NaN means a 
 than the list treats the missing positions as misses.
 
 Per-user values are averaged over users by the caller (F1@K too: the paper's numbers fit per-user F1
-then averaged, not the harmonic mean of averaged P and R).
+then averaged, not the harmonic mean of averaged P and R). ``ideal_scores`` gives the best value each
+metric can reach for a list of a given length and a given number of relevant movies (the "ideal" row).
+The formulas and how they compare with trec_eval are in docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -23,12 +25,16 @@ import re
 from collections.abc import Callable, Collection, Sequence
 
 __all__ = [
+    "EXTENDED_METRICS",
     "METRICS",
     "MetricFn",
     "average_precision",
     "f1_at_k",
+    "hit_rate_at_k",
     "hits",
+    "ideal_scores",
     "metric_names",
+    "ndcg_at_k",
     "parse_metric",
     "precision_at_k",
     "recall_at_k",
@@ -119,16 +125,53 @@ def average_precision(ranked: Ranked, relevant: Collection[int], k: int | None =
     return total / len(relevant)
 
 
+def _dcg_of_top(n: int) -> float:
+    """
+    The DCG of ``n`` hits at ranks 1..n: Σ_{i=1..n} 1 / log2(i + 1).
+    """
+    return sum(1.0 / math.log2(rank + 1) for rank in range(1, n + 1))
+
+
+def ndcg_at_k(ranked: Ranked, relevant: Collection[int], k: int | None) -> float:
+    """
+    NDCG@K = DCG@K / IDCG@K, binary gain and log2 discount.
+
+    DCG@K = Σ over the hits at ranks i ≤ K of 1 / log2(i + 1); IDCG@K = Σ_{i=1..min(K, |relevant|)}
+    1 / log2(i + 1), the DCG of a list that starts with min(K, |relevant|) relevant movies.
+    """
+    k = _check_k(k)
+    if not relevant:
+        return math.nan
+    dcg = sum(1.0 / math.log2(rank + 1) for rank, hit in enumerate(hits(ranked, relevant)[:k], 1) if hit)
+    return dcg / _dcg_of_top(min(k, len(relevant)))
+
+
+def hit_rate_at_k(ranked: Ranked, relevant: Collection[int], k: int | None) -> float:
+    """
+    HitRate@K = 1 if any of the top K positions is a hit, else 0 (averaged over users: the share of
+    users with at least one hit in their top K).
+    """
+    k = _check_k(k)
+    if not relevant:
+        return math.nan
+    return 1.0 if any(hits(ranked, relevant)[:k]) else 0.0
+
+
 METRICS: dict[str, MetricFn] = {
     "precision": precision_at_k,
     "recall": recall_at_k,
     "f1": f1_at_k,
     "mrr": reciprocal_rank,
     "map": average_precision,
+    "ndcg": ndcg_at_k,
+    "hitrate": hit_rate_at_k,
 }
 """Metric functions by base name; names with a cut-off are written ``name@K``."""
 
-_AT_K = {"precision", "recall", "f1"}
+EXTENDED_METRICS: tuple[str, ...] = ("ndcg", "hitrate")
+"""The @K metrics beyond the paper's rows, added by ``metric_names(ks, extended=True)``."""
+
+_AT_K = {"precision", "recall", "f1", "ndcg", "hitrate"}
 _NAME = re.compile(r"^([a-z0-9_]+)(?:@(\d+))?$")
 
 
@@ -151,12 +194,15 @@ def parse_metric(name: str) -> tuple[str, int | None]:
     return base, k
 
 
-def metric_names(ks: Sequence[int]) -> tuple[str, ...]:
+def metric_names(ks: Sequence[int], *, extended: bool = False) -> tuple[str, ...]:
     """
     The paper's metric rows for the given cut-offs: P, R, F1 at each K, then MRR and MAP.
+
+    With ``extended``, NDCG@K and HitRate@K at each K follow: ``ndcg@3``, ``hitrate@3``, ``ndcg@5``...
     """
     names = [f"{base}@{k}" for k in ks for base in ("precision", "recall", "f1")]
-    return (*names, "mrr", "map")
+    extra = [f"{base}@{k}" for k in ks for base in EXTENDED_METRICS] if extended else []
+    return (*names, "mrr", "map", *extra)
 
 
 def score_list(ranked: Ranked, relevant: Collection[int], names: Sequence[str]) -> tuple[float, ...]:
@@ -168,3 +214,43 @@ def score_list(ranked: Ranked, relevant: Collection[int], names: Sequence[str]) 
         base, k = parse_metric(name)
         out.append(METRICS[base](ranked, relevant, k))
     return tuple(out)
+
+
+def _ideal(base: str, k: int | None, n_relevant: int, list_length: int) -> float:
+    found = min(list_length, n_relevant)  # hits of the best list, all at its top
+    if base in ("mrr", "map"):
+        return (1.0 if found else 0.0) if base == "mrr" else found / n_relevant
+    k = _check_k(k)
+    top = min(found, k)
+    p, r = top / k, top / n_relevant
+    if base == "precision":
+        return p
+    if base == "recall":
+        return r
+    if base == "f1":
+        return 0.0 if top == 0 else 2 * p * r / (p + r)
+    if base == "ndcg":
+        return _dcg_of_top(top) / _dcg_of_top(min(k, n_relevant))
+    return 1.0 if top else 0.0  # hitrate
+
+
+def ideal_scores(names: Sequence[str], n_relevant: int, list_length: int) -> tuple[float, ...]:
+    """
+    The best value each named metric can reach for one user: a list of ``list_length`` items whose
+    first min(list_length, n_relevant) items are relevant.
+
+    With h = min(list_length, n_relevant) and t = min(h, K): P@K = t / K, R@K = t / |R|, F1@K from
+    those, RR = 1 if h > 0, AP = h / |R|, NDCG@K = IDCG@t / IDCG@min(K, |R|), HitRate@K = 1 if t > 0.
+    Average it over users like the scores to get the "ideal" row; ``n_relevant = 0`` gives NaN, like
+    the metrics.
+
+    Raises:
+        ValueError: for an unknown metric name or a negative count.
+    """
+    if n_relevant < 0 or list_length < 0:
+        msg = f"n_relevant and list_length must be >= 0, got {n_relevant} and {list_length}"
+        raise ValueError(msg)
+    parsed = [parse_metric(name) for name in names]
+    if n_relevant == 0:
+        return tuple(math.nan for _ in parsed)
+    return tuple(_ideal(base, k, n_relevant, list_length) for base, k in parsed)
