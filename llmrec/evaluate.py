@@ -19,10 +19,19 @@ from typing import Any, Protocol
 import attrs
 import numpy as np
 
+from llmrec.baselines import (
+    Baseline,
+    fit_ease,
+    fit_item_knn,
+    fit_popular,
+    fit_random,
+    interactions_from_pairs,
+    interactions_from_ratings,
+)
 from llmrec.data import Dataset
 from llmrec.errors import ProviderError
-from llmrec.metrics import hits, metric_names, score_list
-from llmrec.parsing import ParsedList, TitleMatcher, parse_recommendations
+from llmrec.metrics import hits, ideal_scores, metric_names, score_list
+from llmrec.parsing import AnswerFlags, ParsedList, TitleMatcher, answer_flags, parse_recommendations
 from llmrec.prompts import build_example, build_messages
 from llmrec.providers.base import (
     ChatRequest,
@@ -34,17 +43,7 @@ from llmrec.providers.base import (
     JobState,
     Provider,
 )
-from llmrec.baselines import (
-    Baseline,
-    fit_ease,
-    fit_item_knn,
-    fit_popular,
-    fit_random,
-    interactions_from_pairs,
-    interactions_from_ratings,
-)
 from llmrec.results import STATS, Comparison, Funnel, ModelRole, ModelScores, Results, VariantResults
-from llmrec.stats import bootstrap_mean_ci, compare_paired, derive_seed, holm
 from llmrec.sampling import (
     GroundTruth,
     RatingIndex,
@@ -55,7 +54,9 @@ from llmrec.sampling import (
     derive_ground_truth,
     sample_users,
 )
+from llmrec.scoring import MATCH_MODES, beyond_accuracy, grounding_rates, popularity_percentiles, ranked_ids
 from llmrec.spec import SamplingSpec, Spec, VariantSpec
+from llmrec.stats import bootstrap_mean_ci, compare_paired, derive_seed, holm
 
 __all__ = [
     "CompletionStore",
@@ -193,23 +194,6 @@ def run_finetune(
     raise ProviderError(msg)
 
 
-def ranked_ids(parsed: ParsedList, relevant: frozenset[int]) -> list[int | None]:
-    """
-    The scored list: one movie id per item (None when unmatched).
-
-    An item whose title names several movies stands for a relevant one when any is relevant (the
-    smallest such id), else for the smallest id.
-    """
-    out: list[int | None] = []
-    for item in parsed.items:
-        if not item.movie_ids:
-            out.append(None)
-            continue
-        good = [m for m in item.movie_ids if m in relevant]
-        out.append(min(good) if good else min(item.movie_ids))
-    return out
-
-
 @attrs.frozen
 class _VariantPlan:
     spec: VariantSpec
@@ -259,7 +243,8 @@ def run_experiment(
     splits = assign_splits(sample.users, spec.split, seed)
     movies = dataset.movies
     matcher = TitleMatcher(movies)
-    names = metric_names(spec.evaluation.k)
+    names = metric_names(spec.evaluation.k, extended=spec.evaluation.extended_metrics)
+    percentiles = popularity_percentiles(dataset.ratings, int(movies.ids.max()) + 1)
     profile_titles = [[movies.display(int(m)) for m in p] for p in sample.profiles]
 
     plans: list[_VariantPlan] = []
@@ -337,17 +322,28 @@ def run_experiment(
             usage["prompt_tokens"] += result.usage.prompt_tokens
             usage["completion_tokens"] += result.usage.completion_tokens
 
-        per_role: dict[str, list[tuple[float, ...]]] = {role: [] for role, _ in _ROLES}
-        failures: dict[str, int] = {role: 0 for role, _ in _ROLES}
+        scored: list[_Scored] = [_Scored(role, label, role_models[role], None) for role, label in _ROLES]
+        by_role = {entry.role: entry for entry in scored}
+        evaluation = spec.evaluation
         for req, i, role in requests.values():
             truth_ids = [int(m) for m in plan.truth.movies[i]]
             relevant = frozenset(truth_ids)
             text = answers[req.key].text
-            parsed = parse_recommendations(text, matcher, spec.prompt.n_recommendations)
-            ranked = ranked_ids(parsed, relevant)
+            parsed = parse_recommendations(
+                text, matcher, spec.prompt.n_recommendations, fuzzy_threshold=evaluation.fuzzy_threshold
+            )
+            ranked = ranked_ids(parsed, relevant, evaluation.matching)
             scores = score_list(ranked, relevant, names)
-            per_role[role].append(scores)
-            failures[role] += parsed.failure is not None
+            entry = by_role[role]
+            entry.add(scores, ranked)
+            entry.failures += parsed.failure is not None
+            entry.flags.append(
+                answer_flags(parsed, [int(m) for m in sample.profiles[i]], spec.prompt.n_recommendations)
+            )
+            for mode in MATCH_MODES:
+                entry.sensitivity.setdefault(mode, []).append(
+                    score_list(ranked_ids(parsed, relevant, mode), relevant, names)
+                )
             predictions.append(
                 _prediction(
                     variant=name,
@@ -367,10 +363,6 @@ def run_experiment(
                 )
             )
 
-        scored: list[_Scored] = [
-            _Scored(role, label, role_models[role], None, per_role[role], failures[role])
-            for role, label in _ROLES
-        ]
         if spec.evaluation.baselines:
             progress(f"baselines {name}", 0, len(spec.evaluation.baselines))
             classic, classic_predictions = _classic_scores(
@@ -379,7 +371,13 @@ def run_experiment(
             scored += classic
             predictions.extend(classic_predictions)
             progress(f"baselines {name}", len(spec.evaluation.baselines), len(spec.evaluation.baselines))
-        model_scores = [_model_scores(entry, names, spec, name) for entry in scored]
+        ideal = _Scored("ideal", "Ideal", "best achievable", None)
+        for i in test_rows:
+            ideal.add(ideal_scores(names, len(plan.truth.movies[i]), spec.prompt.n_recommendations), [])
+        model_scores = [_model_scores(entry, names, spec, name, percentiles, len(movies)) for entry in scored]
+        model_scores.append(
+            _model_scores(ideal, names, spec, name, percentiles, len(movies), intervals=False)
+        )
         models.extend((name, role, role_models[role]) for role, _ in _ROLES)
         comparisons = _comparisons(scored, names, spec, name)
         counts = {
@@ -405,6 +403,7 @@ def run_experiment(
         title=spec.report.title,
         metric_names=names,
         variants=tuple(variants_out),
+        matching=spec.evaluation.matching,
     )
     return ExperimentOutcome(
         results=results, predictions=tuple(predictions), jobs=tuple(jobs), models=tuple(models), usage=usage
@@ -414,18 +413,29 @@ def run_experiment(
 _SPLITS: tuple[SplitName, ...] = ("train", "validation", "test")
 
 
-@attrs.frozen
+@attrs.define
 class _Scored:
     """
-    One model's per-user scores on a variant's test users (rows aligned with the test users).
+    One model's per-user scores on a variant's test users (rows aligned with the test users), with
+    the scored lists and, for LLMs, each answer's flags and its scores under every matching mode.
     """
 
     role: ModelRole
     label: str
     model: str
     source: str | None
-    rows: list[tuple[float, ...]]
-    failures: int
+    rows: list[tuple[float, ...]] = attrs.field(factory=list)
+    lists: list[list[int | None]] = attrs.field(factory=list)
+    failures: int = 0
+    flags: list[AnswerFlags] = attrs.field(factory=list)
+    sensitivity: dict[str, list[tuple[float, ...]]] = attrs.field(factory=dict)
+
+    def add(self, scores: tuple[float, ...], ranked: list[int | None]) -> None:
+        """
+        Record one user's scores and scored list.
+        """
+        self.rows.append(scores)
+        self.lists.append(ranked)
 
 
 _CLASSIC_LABELS = {"random": "Random", "popular": "MostPopular", "item_knn": "ItemKNN", "ease": "EASE"}
@@ -471,14 +481,14 @@ def _classic_scores(
             baseline = fit_item_knn(interactions, n_items=evaluation.baseline_items)
         else:
             baseline = fit_ease(interactions, n_items=evaluation.baseline_items)
-        rows = []
-        label = _CLASSIC_LABELS[kind]
+        entry = _Scored("classic", _CLASSIC_LABELS[kind], baseline.name, baseline.source)
+        label = entry.label
         for i in members["test"]:
             truth = [int(m) for m in plan.truth.movies[i]]
             relevant = frozenset(truth)
             ranked: list[int | None] = list(baseline.recommend(sample.profiles[i], n))
             scores = score_list(ranked, relevant, names)
-            rows.append(scores)
+            entry.add(scores, ranked)
             records.append(
                 {
                     "variant": plan.spec.name,
@@ -507,19 +517,33 @@ def _classic_scores(
                     "metrics": dict(zip(names, scores, strict=True)),
                 }
             )
-        out.append(_Scored("classic", label, baseline.name, baseline.source, rows, 0))
+        out.append(entry)
     return out, records
 
 
-def _model_scores(entry: _Scored, names: Sequence[str], spec: Spec, variant: str) -> ModelScores:
+def _means(rows: Sequence[tuple[float, ...]], names: Sequence[str]) -> tuple[tuple[str, float], ...]:
+    values = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
+    return tuple((n, float(values[:, j].mean()) if len(values) else math.nan) for j, n in enumerate(names))
+
+
+def _model_scores(
+    entry: _Scored,
+    names: Sequence[str],
+    spec: Spec,
+    variant: str,
+    percentiles: np.ndarray[Any, np.dtype[np.float64]],
+    catalogue_size: int,
+    *,
+    intervals: bool = True,
+) -> ModelScores:
     """
-    Means and bootstrap intervals of one model's per-user scores.
+    Means, bootstrap intervals, answer rates, matching sensitivity and coverage of one model.
     """
     evaluation = spec.evaluation
     values = np.array(entry.rows, dtype=np.float64).reshape(len(entry.rows), len(names))
-    means = tuple((n, float(values[:, j].mean()) if len(values) else math.nan) for j, n in enumerate(names))
-    intervals: list[tuple[str, float, float]] = []
-    if len(values) >= 2:
+    means = _means(entry.rows, names)
+    found: list[tuple[str, float, float]] = []
+    if intervals and len(values) >= 2:
         for j, n in enumerate(names):
             ci = bootstrap_mean_ci(
                 values[:, j],
@@ -527,7 +551,7 @@ def _model_scores(entry: _Scored, names: Sequence[str], spec: Spec, variant: str
                 level=evaluation.confidence,
                 seed=derive_seed(spec.experiment.seed, f"{variant}/{entry.label}/{n}/mean"),
             )
-            intervals.append((n, float(ci.low), float(ci.high)))
+            found.append((n, float(ci.low), float(ci.high)))
     return ModelScores(
         role=entry.role,
         label=entry.label,
@@ -535,8 +559,11 @@ def _model_scores(entry: _Scored, names: Sequence[str], spec: Spec, variant: str
         users=len(entry.rows),
         parse_failures=entry.failures,
         metrics=means,
-        intervals=tuple(intervals),
+        intervals=tuple(found),
         source=entry.source,
+        grounding=grounding_rates(entry.flags) if entry.flags else (),
+        sensitivity=tuple((mode, _means(rows, names)) for mode, rows in entry.sensitivity.items()),
+        beyond=beyond_accuracy(entry.lists, catalogue_size, percentiles) if entry.role != "ideal" else (),
     )
 
 
@@ -547,7 +574,7 @@ def _comparisons(
     Paired comparisons: fine-tuned vs zero-shot, and each LLM vs the best classic baseline (highest
     mean MAP), each with a bootstrap interval and a sign-flip p-value, Holm-adjusted across the rows.
     """
-    by_role = {e.role: e for e in scored if e.role != "classic"}
+    by_role = {e.role: e for e in scored if e.role not in ("classic", "ideal")}
     classics = [e for e in scored if e.role == "classic" and e.rows]
     pairs = [(by_role["finetuned"], by_role["baseline"])]
     if classics:
@@ -680,6 +707,7 @@ def _prediction(
         "ground_truth": truth,
         "ground_truth_titles": truth_titles,
         "raw_text": text,
+        "answer_format": parsed.format,
         "parse_failure": parsed.failure,
         "items": [
             {
@@ -688,6 +716,7 @@ def _prediction(
                 "title": item.title,
                 "year": item.year,
                 "match": item.match,
+                "fuzzy_score": item.score,
                 "movie_ids": list(item.movie_ids),
                 "scored_as": scored,
                 "hit": hit,

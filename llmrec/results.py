@@ -27,9 +27,11 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 
-ModelRole = Literal["baseline", "finetuned", "classic"]
+ModelRole = Literal["baseline", "finetuned", "few_shot", "classic", "ideal"]
 """``baseline``: the zero-shot LLM (the paper's "Baseline" column); ``finetuned``: the fine-tuned LLM;
-``classic``: a classic recommender (Random, MostPopular, ItemKNN, EASE)."""
+``few_shot``: the base LLM with training examples in the prompt; ``classic``: a classic recommender
+(Random, MostPopular, ItemKNN, EASE); ``ideal``: the best achievable value given the list length and
+each user's number of relevant movies."""
 
 
 def metric_label(name: str) -> str:
@@ -59,6 +61,12 @@ class ModelScores:
     """(metric, low, high): bootstrap confidence interval of each mean."""
     source: str | None = None
     """What a classic baseline was fitted on ("ratings_without_test_users", "train_pairs", "catalogue")."""
+    grounding: tuple[tuple[str, float], ...] = ()
+    """LLM answer rates: parse failures, short lists, hallucinated / repeated / in-profile / fuzzy items."""
+    sensitivity: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+    """Metrics under each title-matching mode ("exact", "normalized", "fuzzy") for an LLM."""
+    beyond: tuple[tuple[str, float], ...] = ()
+    """Catalogue coverage and mean popularity percentile of the recommended movies."""
 
     def interval(self, name: str) -> tuple[float, float] | None:
         """
@@ -173,6 +181,8 @@ class Results:
     metric_names: tuple[str, ...]
     variants: tuple[VariantResults, ...]
     schema_version: int = SCHEMA_VERSION
+    matching: str | None = None
+    """The title-matching mode the metrics were scored with ("exact", "normalized", "fuzzy")."""
 
     def to_dict(self) -> dict[str, Any]:
         """
@@ -183,6 +193,7 @@ class Results:
             "experiment": self.experiment,
             "title": self.title,
             "metrics": list(self.metric_names),
+            **({"matching": self.matching} if self.matching is not None else {}),
             "variants": [
                 {
                     "name": v.name,
@@ -198,6 +209,13 @@ class Results:
                             "parse_failures": m.parse_failures,
                             "metrics": dict(m.metrics),
                             **({"source": m.source} if m.source is not None else {}),
+                            **({"grounding": dict(m.grounding)} if m.grounding else {}),
+                            **(
+                                {"sensitivity": {mode: dict(values) for mode, values in m.sensitivity}}
+                                if m.sensitivity
+                                else {}
+                            ),
+                            **({"beyond": dict(m.beyond)} if m.beyond else {}),
                             **(
                                 {"intervals": {k: [low, high] for k, low, high in m.intervals}}
                                 if m.intervals
@@ -223,6 +241,7 @@ class Results:
             experiment=str(data["experiment"]),
             title=str(data["title"]),
             metric_names=tuple(data["metrics"]),
+            matching=data.get("matching"),
             variants=tuple(
                 VariantResults(
                     name=v["name"],
@@ -243,6 +262,12 @@ class Results:
                                 (k, float(lo), float(hi)) for k, (lo, hi) in m.get("intervals", {}).items()
                             ),
                             source=m.get("source"),
+                            grounding=tuple((k, float(x)) for k, x in m.get("grounding", {}).items()),
+                            sensitivity=tuple(
+                                (mode, tuple((k, float(x)) for k, x in values.items()))
+                                for mode, values in m.get("sensitivity", {}).items()
+                            ),
+                            beyond=tuple((k, float(x)) for k, x in m.get("beyond", {}).items()),
                         )
                         for m in v["models"]
                     ),

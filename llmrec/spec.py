@@ -30,11 +30,11 @@ from cattrs.gen import make_dict_structure_fn
 from llmrec.errors import SpecError, SpecProblem
 
 __all__ = [
-    "BaselineFit",
-    "BaselineKind",
     "DEFAULT_OUTPUT_FORMAT",
     "DEFAULT_TASK",
     "DEFAULT_USER_TEMPLATE",
+    "BaselineFit",
+    "BaselineKind",
     "DatasetFormat",
     "DatasetSpec",
     "DateOrder",
@@ -44,6 +44,7 @@ __all__ = [
     "FinetuneSpec",
     "GroundTruthExclusion",
     "InferenceSpec",
+    "MatchMode",
     "NeighborPool",
     "PromptSpec",
     "ProviderKind",
@@ -66,6 +67,7 @@ NeighborPool = Literal["all_users", "sampled_users"]
 GroundTruthExclusion = Literal["rated", "profile"]
 BaselineKind = Literal["random", "popular", "item_knn", "ease"]
 BaselineFit = Literal["ratings_without_test_users", "train_pairs"]
+MatchMode = Literal["exact", "normalized", "fuzzy"]
 
 Check = tuple[Callable[[Any], bool], str]
 _CHECK = "llmrec_check"
@@ -550,6 +552,15 @@ class EvaluationSpec:
 
     k: tuple[int, ...] = _field((3, 5), _positive_int())
     """Cut-offs for Precision/Recall/F1@K (the paper: 3 and 5); MRR and MAP use the whole list."""
+
+    extended_metrics: bool = True
+    """Add NDCG@K and HitRate@K rows after the paper's eight (see docs/metrics.md)."""
+
+    matching: MatchMode = "normalized"
+    """How answer titles are matched to the catalogue for scoring: "exact", "normalized" (case, accents, punctuation, articles, a trailing year) or "fuzzy" (also rapidfuzz matches at or above fuzzy_threshold). The other modes are reported beside it as a sensitivity table."""
+
+    fuzzy_threshold: float = _field(90.0, (lambda v: 0.0 < v <= 100.0, "a number in (0, 100]"))
+    """Least rapidfuzz token-sort ratio (0-100) for a fuzzy title match."""
 
     baselines: tuple[BaselineKind, ...] = ("random", "popular", "item_knn", "ease")
     """Classic recommenders scored beside the LLMs on the same test users and ground truth ([] for none); see docs/baselines.md."""

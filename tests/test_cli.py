@@ -6,6 +6,7 @@ recomputed independently from what the report folder holds.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,15 @@ def test_run_writes_the_report_folder(published):
     assert "Table 2" in html
     assert "Table 3" in html
     assert "Figure 2" in html
+    for section in (
+        "Funnel",
+        "LLM answers",
+        "Title matching sensitivity",
+        "Beyond accuracy",
+        "Paired comparisons",
+    ):
+        assert section in html
+    assert "fitted on ratings_without_test_users" in html
     assert (published / "runs" / "small" / "completions.jsonl").exists()
 
 
@@ -97,7 +107,14 @@ def test_secrets_never_reach_any_file(published):
             assert "SECRET" not in path.read_text(encoding="utf-8", errors="replace"), path
 
 
-def _reference_scores(record: dict, names: list[str]) -> dict[str, float]:
+ACCEPTED = {
+    "exact": {"exact", "id"},
+    "normalized": {"exact", "normalized", "id"},
+    "fuzzy": {"exact", "normalized", "fuzzy", "id"},
+}
+
+
+def _reference_scores(record: dict, names: list[str], matching: str) -> dict[str, float]:
     """
     An independent reading of the scoring rules, from a prediction record alone.
     """
@@ -105,7 +122,7 @@ def _reference_scores(record: dict, names: list[str]) -> dict[str, float]:
     firsts = []
     seen = set()
     for item in record["items"]:
-        candidates = item["movie_ids"]
+        candidates = item["movie_ids"] if item["match"] in ACCEPTED[matching] else []
         good = sorted(set(candidates) & relevant)
         movie = good[0] if good else (min(candidates) if candidates else None)
         firsts.append(movie is not None and movie in relevant and movie not in seen)
@@ -118,13 +135,35 @@ def _reference_scores(record: dict, names: list[str]) -> dict[str, float]:
             k = int(k)
             h = sum(firsts[:k])
             p, r = h / k, h / len(relevant)
-            out[name] = {"precision": p, "recall": r, "f1": (2 * p * r / (p + r)) if p + r else 0.0}[base]
+            by_base = {"precision": p, "recall": r, "f1": (2 * p * r / (p + r)) if p + r else 0.0}
+            if base in by_base:
+                out[name] = by_base[base]
         elif name == "mrr":
             out[name] = next((1 / (i + 1) for i, hit in enumerate(firsts) if hit), 0.0)
         elif name == "map":
             positions = [i + 1 for i, hit in enumerate(firsts) if hit]
             out[name] = sum((j + 1) / pos for j, pos in enumerate(positions)) / len(relevant)
+    for name in names:
+        base, _, k = name.partition("@")
+        if base == "hitrate":
+            out[name] = float(any(firsts[: int(k)]))
+        elif base == "ndcg":
+            k = int(k)
+            dcg = sum(1 / math.log2(i + 2) for i, hit in enumerate(firsts[:k]) if hit)
+            ideal = sum(1 / math.log2(i + 2) for i in range(min(k, len(relevant))))
+            out[name] = dcg / ideal
     return out
+
+
+def _ideal_record(record: dict) -> dict:
+    """
+    A record whose list is the ground truth itself, cut at ten: the best possible answer.
+    """
+    truth = record["ground_truth"][:10]
+    return {
+        "ground_truth": record["ground_truth"],
+        "items": [{"movie_ids": [m], "match": "id"} for m in truth],
+    }
 
 
 def test_results_recomputed_from_predictions(published):
@@ -133,23 +172,32 @@ def test_results_recomputed_from_predictions(published):
     results = json.loads((out / "results.json").read_text())
     records = _read_jsonl(out / "predictions.jsonl")
     names = results["metrics"]
+    matching = results["matching"]
     checked = 0
     for variant in results["variants"]:
         for model in variant["models"]:
-            rows = [
-                r
-                for r in records
-                if r["variant"] == variant["name"]
-                and r["role"] == model["role"]
-                and (r["role"] != "classic" or r["model"] == model["label"])
-            ]
-            scores = [_reference_scores(r, names) for r in rows]
+            if model["role"] == "ideal":
+                rows = [
+                    _ideal_record(r)
+                    for r in records
+                    if r["variant"] == variant["name"] and r["role"] == "baseline"
+                ]
+            else:
+                rows = [
+                    r
+                    for r in records
+                    if r["variant"] == variant["name"]
+                    and r["role"] == model["role"]
+                    and (r["role"] != "classic" or r["model"] == model["label"])
+                ]
+            scores = [_reference_scores(r, names, matching) for r in rows]
 
             assert len(rows) == model["users"] == variant["counts"]["test_users"] > 0
             for name in names:
                 assert model["metrics"][name] == pytest.approx(sum(s[name] for s in scores) / len(scores))
                 checked += 1
-    assert checked == 2 * 6 * len(names)
+    assert checked == 2 * 7 * len(names)
+    assert len(names) == 12
 
 
 def _brute_force_ground_truth(ratings, user, stars_min, watch, max_gt, neighbours_max, seed):

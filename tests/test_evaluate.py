@@ -236,7 +236,7 @@ def test_classic_baselines_sit_beside_the_llms(demo):
         labels = [m.label for m in variant.models]
         classic = [m for m in variant.models if m.role == "classic"]
 
-        assert labels == ["Baseline", "Fine-tuned", "Random", "MostPopular", "ItemKNN", "EASE"]
+        assert labels == ["Baseline", "Fine-tuned", "Random", "MostPopular", "ItemKNN", "EASE", "Ideal"]
         assert {m.source for m in classic} == {"catalogue", "ratings_without_test_users"}
         assert all(m.users == variant.model_scores("baseline").users for m in classic)
 
@@ -275,6 +275,8 @@ def test_comparisons_and_intervals(demo):
         assert all(c.low <= c.difference <= c.high for c in variant.comparisons)
         assert all(c.p_holm < 0.01 and c.low > 0 for c in tuned_vs_zero)
         for model in variant.models:
+            if model.role == "ideal":
+                continue
             for name in names:
                 low, high = model.interval(name)
 
@@ -287,3 +289,43 @@ def test_statistics_are_seeded_by_the_experiment(demo):
     again = run_experiment(spec, dataset, _provider(dataset))
 
     assert again.results == first.results
+
+
+def test_llm_answers_have_grounding_rates_sensitivity_and_coverage(demo):
+    """LLM columns carry answer rates and scores per matching mode; every model has coverage."""
+    _, _, _, outcome = demo
+
+    for variant in outcome.results.variants:
+        base = variant.model_scores("baseline")
+        tuned = variant.model_scores("finetuned")
+        rates = dict(base.grounding)
+        modes = dict(base.sensitivity)
+
+        assert set(modes) == {"exact", "normalized", "fuzzy"}
+        assert modes["normalized"] == base.metrics
+        assert 0.02 < rates["hallucinated_rate"] < 0.25  # the fake base model invents about one title in ten
+        assert rates["parse_failure_rate"] == 0.0
+        assert rates["in_profile_rate"] == 0.0
+        assert dict(tuned.grounding)["hallucinated_rate"] < rates["hallucinated_rate"]
+        for model in variant.models:
+            if model.role != "ideal":
+                beyond = dict(model.beyond)
+
+                assert 0.0 < beyond["coverage"] <= 1.0
+                assert 0.0 <= beyond["popularity_percentile"] <= 100.0
+        popular = dict(next(m for m in variant.models if m.label == "MostPopular").beyond)
+        random_ = dict(next(m for m in variant.models if m.label == "Random").beyond)
+
+        assert popular["popularity_percentile"] > random_["popularity_percentile"]
+        assert popular["coverage"] < random_["coverage"]
+
+
+def test_ideal_column_is_the_best_achievable(demo):
+    """No model beats the ideal column on any metric."""
+    _, _, _, outcome = demo
+
+    for variant in outcome.results.variants:
+        ideal = next(m for m in variant.models if m.role == "ideal")
+        for model in variant.models:
+            for name, value in model.metrics:
+                assert value <= ideal.metric(name) + 1e-12

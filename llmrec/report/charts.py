@@ -58,6 +58,8 @@ def figure2_html(results: Results) -> str:
     for index, variant in enumerate(results.variants):
         row, col = divmod(index, columns)
         for model in variant.models:
+            if model.role == "ideal":
+                continue  # the best achievable values are in the tables; as bars they would dwarf the rest
             first = model.label not in colors
             if first:
                 colors[model.label] = _PALETTE[len(colors) % len(_PALETTE)]

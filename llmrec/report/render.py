@@ -48,6 +48,13 @@ class _MetricTable:
     models: tuple[ModelScores, ...]
     funnel: tuple[tuple[str, str], ...]
     ground_truth_sizes: tuple[tuple[str, str], ...]
+    grounding: tuple[tuple[str, tuple[str, ...]], ...]
+    """(model label, formatted rates in ``_GROUNDING`` order) for the LLM columns."""
+    sensitivity_headers: tuple[str, ...]
+    sensitivity: tuple[tuple[str, str, tuple[str, ...]], ...]
+    """(model label, matching mode, formatted metric values) for the LLM columns."""
+    beyond: tuple[tuple[str, str, str], ...]
+    """(model label, coverage, popularity percentile)."""
     comparisons: tuple[tuple[str, str, str, str, str, str, str], ...]
     """(pair, metric, difference, interval, p, Holm p, significant at 0.05) per row."""
     confidence: str
@@ -77,7 +84,8 @@ def render_report(results: Results, *, manifest: Mapping[str, Any] | None = None
         experiment=results.experiment,
         schema_version=results.schema_version,
         tables=tuple(
-            _metric_table(i + _FIRST_TABLE, v, results.metric_names) for i, v in enumerate(results.variants)
+            _metric_table(i + _FIRST_TABLE, v, results.metric_names, results.matching)
+            for i, v in enumerate(results.variants)
         ),
         figure_number=_FIRST_TABLE,
         ks=_ks(results.metric_names),
@@ -87,6 +95,7 @@ def render_report(results: Results, *, manifest: Mapping[str, Any] | None = None
         has_manifest=manifest is not None,
         spec_text=spec_text,
         manifest_items=details,
+        grounding_headers=_GROUNDING,
     )
 
 
@@ -115,7 +124,9 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def _metric_table(number: int, variant: VariantResults, metric_names: tuple[str, ...]) -> _MetricTable:
+def _metric_table(
+    number: int, variant: VariantResults, metric_names: tuple[str, ...], matching: str | None = None
+) -> _MetricTable:
     """
     The formatted table of one variant.
     """
@@ -134,6 +145,30 @@ def _metric_table(number: int, variant: VariantResults, metric_names: tuple[str,
                 ),
             )
             for n in metric_names
+        ),
+        grounding=tuple(
+            (m.label, tuple(_format_rate(dict(m.grounding).get(key)) for key, _ in _GROUNDING))
+            for m in variant.models
+            if m.grounding
+        ),
+        sensitivity_headers=tuple(metric_label(n) for n in _sensitivity_metrics(metric_names)),
+        sensitivity=tuple(
+            (
+                m.label,
+                mode + (" (scored)" if mode == matching else ""),
+                tuple(_format_metric(dict(values).get(n)) for n in _sensitivity_metrics(metric_names)),
+            )
+            for m in variant.models
+            for mode, values in m.sensitivity
+        ),
+        beyond=tuple(
+            (
+                m.label,
+                _format_rate(dict(m.beyond).get("coverage")),
+                _format_metric(dict(m.beyond).get("popularity_percentile"), digits=1),
+            )
+            for m in variant.models
+            if m.beyond
         ),
         comparisons=tuple(
             (
@@ -179,6 +214,36 @@ def _funnel_rows(funnel: Funnel | None) -> tuple[tuple[str, str], ...]:
     )
 
 
+_GROUNDING = (
+    ("parse_failure_rate", "Parse failures"),
+    ("short_list_rate", "Short lists"),
+    ("hallucinated_rate", "Hallucinated items"),
+    ("duplicate_rate", "Repeated items"),
+    ("in_profile_rate", "Items already in the profile"),
+    ("fuzzy_rate", "Fuzzy-matched items"),
+)
+
+
+def _sensitivity_metrics(metric_names: tuple[str, ...]) -> tuple[str, ...]:
+    """
+    The metrics shown per matching mode: P and R at the largest K, MRR and MAP (those present).
+    """
+    ks = [int(n.split("@")[1]) for n in metric_names if n.startswith("precision@")]
+    wanted = [f"precision@{max(ks)}", f"recall@{max(ks)}"] if ks else []
+    return tuple(n for n in (*wanted, "mrr", "map") if n in metric_names)
+
+
+def _format_rate(value: float | None) -> str:
+    """
+    A share as a percentage with one decimal; a dash when missing, "n/a" when undefined.
+    """
+    if value is None:
+        return _MISSING
+    if math.isnan(value):
+        return "n/a"
+    return f"{100 * value:.1f} %"
+
+
 def _format_interval(interval: tuple[float, float] | None) -> str:
     """
     A confidence interval as "[low, high]", or "" when there is none.
@@ -195,7 +260,7 @@ def _format_p(p: float) -> str:
     return "< 0.0001" if p < 0.0001 else f"{p:.4f}"
 
 
-def _format_metric(value: float | None) -> str:
+def _format_metric(value: float | None, digits: int = 4) -> str:
     """
     A metric with four decimals, as in the paper; a dash when missing, "n/a" when undefined (NaN).
     """
@@ -203,7 +268,7 @@ def _format_metric(value: float | None) -> str:
         return _MISSING
     if math.isnan(value):
         return "n/a"
-    return f"{value:.4f}"
+    return f"{value:.{digits}f}"
 
 
 def _ks(metric_names: tuple[str, ...]) -> tuple[str, ...]:
