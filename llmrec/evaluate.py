@@ -28,11 +28,11 @@ from llmrec.baselines import (
     interactions_from_pairs,
     interactions_from_ratings,
 )
-from llmrec.data import Dataset
+from llmrec.data import Dataset, Movies
 from llmrec.errors import ProviderError
 from llmrec.metrics import hits, ideal_scores, metric_names, score_list
 from llmrec.parsing import AnswerFlags, ParsedList, TitleMatcher, answer_flags, parse_recommendations
-from llmrec.prompts import build_example, build_messages
+from llmrec.prompts import build_example, build_few_shot_messages, build_messages
 from llmrec.providers.base import (
     ChatRequest,
     ChatResult,
@@ -303,16 +303,27 @@ def run_experiment(
             model = state.model
 
         test_rows = members["test"]
-        role_models = {"baseline": spec.finetune.base_model, "finetuned": model}
+        role_models = {
+            "baseline": spec.finetune.base_model,
+            "finetuned": model,
+            "few_shot": spec.finetune.base_model,
+        }
+        llm_roles = _ROLES + ((("few_shot", "Few-shot"),) if spec.prompt.few_shot > 0 else ())
+        shots = _few_shot_examples(spec, plan, members["train"], profile_titles, movies, name)
         requests: dict[str, tuple[ChatRequest, int, ModelRole]] = {}
-        for role, _ in _ROLES:
+        for role, _ in llm_roles:
             for i in test_rows:
+                if role == "few_shot":
+                    messages = build_few_shot_messages(profile_titles[i], shots, spec.prompt)
+                else:
+                    messages = build_messages(profile_titles[i], spec.prompt)
                 req = ChatRequest(
                     key=f"r{len(requests)}",
                     model=role_models[role],
-                    messages=build_messages(profile_titles[i], spec.prompt),
+                    messages=messages,
                     temperature=spec.inference.temperature,
                     seed=spec.inference_seed,
+                    response_format="json" if spec.prompt.output_mode == "json" else "text",
                 )
                 requests[req.key] = (req, i, role)
         answers = _complete(
@@ -322,7 +333,7 @@ def run_experiment(
             usage["prompt_tokens"] += result.usage.prompt_tokens
             usage["completion_tokens"] += result.usage.completion_tokens
 
-        scored: list[_Scored] = [_Scored(role, label, role_models[role], None) for role, label in _ROLES]
+        scored: list[_Scored] = [_Scored(role, label, role_models[role], None) for role, label in llm_roles]
         by_role = {entry.role: entry for entry in scored}
         evaluation = spec.evaluation
         for req, i, role in requests.values():
@@ -378,7 +389,7 @@ def run_experiment(
         model_scores.append(
             _model_scores(ideal, names, spec, name, percentiles, len(movies), intervals=False)
         )
-        models.extend((name, role, role_models[role]) for role, _ in _ROLES)
+        models.extend((name, role, role_models[role]) for role, _ in llm_roles)
         comparisons = _comparisons(scored, names, spec, name)
         counts = {
             "eligible_users": sample.eligible,
@@ -411,6 +422,26 @@ def run_experiment(
 
 
 _SPLITS: tuple[SplitName, ...] = ("train", "validation", "test")
+
+
+def _few_shot_examples(
+    spec: Spec,
+    plan: _VariantPlan,
+    train: Sequence[int],
+    profile_titles: Sequence[Sequence[str]],
+    movies: Movies,
+    variant: str,
+) -> list[tuple[Sequence[str], list[str]]]:
+    """
+    ``prompt.few_shot`` training users' (profile, ground truth) titles, drawn once per variant from a
+    stream seeded by the experiment seed and the variant's name; never a test user.
+    """
+    k = min(spec.prompt.few_shot, len(train))
+    if k == 0:
+        return []
+    rng = np.random.default_rng(derive_seed(spec.experiment.seed, f"{variant}/few-shot"))
+    chosen = sorted(rng.choice(np.array(train), size=k, replace=False).tolist())
+    return [(profile_titles[i], [movies.display(int(m)) for m in plan.truth.movies[i]]) for i in chosen]
 
 
 @attrs.define
@@ -577,10 +608,12 @@ def _comparisons(
     by_role = {e.role: e for e in scored if e.role not in ("classic", "ideal")}
     classics = [e for e in scored if e.role == "classic" and e.rows]
     pairs = [(by_role["finetuned"], by_role["baseline"])]
+    if "few_shot" in by_role:
+        pairs.append((by_role["few_shot"], by_role["baseline"]))
     if classics:
         j = list(names).index("map") if "map" in names else 0
         best = max(classics, key=lambda e: (float(np.mean([r[j] for r in e.rows])), e.label))
-        pairs += [(by_role["finetuned"], best), (by_role["baseline"], best)]
+        pairs += [(by_role[role], best) for role in ("finetuned", "few_shot", "baseline") if role in by_role]
     out: list[Comparison] = []
     evaluation = spec.evaluation
     for a, b in pairs:

@@ -8,12 +8,21 @@ lines, the format the default system text asks for.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from llmrec.providers.base import ChatMessage, FineTuneExample
 from llmrec.spec import PromptSpec
 
-__all__ = ["build_example", "build_messages", "numbered_list", "system_text", "user_text"]
+__all__ = [
+    "answer_text",
+    "build_example",
+    "build_few_shot_messages",
+    "build_messages",
+    "numbered_list",
+    "system_text",
+    "user_text",
+]
 
 
 def _fill(template: str, spec: PromptSpec, profile: str = "") -> str:
@@ -32,7 +41,7 @@ def system_text(spec: PromptSpec) -> str:
     """
     The system message: task T, a blank line, output format F.
     """
-    return _fill(spec.task, spec) + "\n\n" + _fill(spec.output_format, spec)
+    return _fill(spec.task, spec) + "\n\n" + _fill(spec.format_text, spec)
 
 
 def user_text(profile_titles: Sequence[str], spec: PromptSpec) -> str:
@@ -52,11 +61,36 @@ def build_messages(profile_titles: Sequence[str], spec: PromptSpec) -> tuple[Cha
     )
 
 
+def answer_text(titles: Sequence[str], spec: PromptSpec) -> str:
+    """
+    Titles written as the spec's output mode asks: numbered lines, or ``{"movies": [...]}``.
+    """
+    if spec.output_mode == "json":
+        return json.dumps({"movies": list(titles)}, ensure_ascii=False)
+    return numbered_list(titles)
+
+
 def build_example(
     profile_titles: Sequence[str], answer_titles: Sequence[str], spec: PromptSpec
 ) -> FineTuneExample:
     """
-    One fine-tune conversation: the prompt plus the ground truth as the assistant's numbered answer.
+    One fine-tune conversation: the prompt plus the ground truth as the assistant's answer.
     """
-    answer = ChatMessage(role="assistant", content=numbered_list(answer_titles))
+    answer = ChatMessage(role="assistant", content=answer_text(answer_titles, spec))
     return FineTuneExample(messages=(*build_messages(profile_titles, spec), answer))
+
+
+def build_few_shot_messages(
+    profile_titles: Sequence[str],
+    examples: Sequence[tuple[Sequence[str], Sequence[str]]],
+    spec: PromptSpec,
+) -> tuple[ChatMessage, ...]:
+    """
+    The system message, then each example as a (user, assistant) turn, then the user's own prompt.
+    """
+    turns: list[ChatMessage] = [ChatMessage(role="system", content=system_text(spec))]
+    for profile, answer in examples:
+        turns.append(ChatMessage(role="user", content=user_text(profile, spec)))
+        turns.append(ChatMessage(role="assistant", content=answer_text(answer, spec)))
+    turns.append(ChatMessage(role="user", content=user_text(profile_titles, spec)))
+    return tuple(turns)

@@ -30,6 +30,7 @@ from cattrs.gen import make_dict_structure_fn
 from llmrec.errors import SpecError, SpecProblem
 
 __all__ = [
+    "DEFAULT_JSON_FORMAT",
     "DEFAULT_OUTPUT_FORMAT",
     "DEFAULT_TASK",
     "DEFAULT_USER_TEMPLATE",
@@ -46,6 +47,7 @@ __all__ = [
     "InferenceSpec",
     "MatchMode",
     "NeighborPool",
+    "OutputMode",
     "PromptSpec",
     "ProviderKind",
     "ProviderSpec",
@@ -68,6 +70,7 @@ GroundTruthExclusion = Literal["rated", "profile"]
 BaselineKind = Literal["random", "popular", "item_knn", "ease"]
 BaselineFit = Literal["ratings_without_test_users", "train_pairs"]
 MatchMode = Literal["exact", "normalized", "fuzzy"]
+OutputMode = Literal["list", "json"]
 
 Check = tuple[Callable[[Any], bool], str]
 _CHECK = "llmrec_check"
@@ -238,6 +241,10 @@ DEFAULT_TASK = (
 DEFAULT_OUTPUT_FORMAT = (
     "Answer with exactly {n} movies as a numbered list, one per line, in the form "
     '"1. Title (Year)", and nothing else. Do not repeat the movies the user liked.'
+)
+DEFAULT_JSON_FORMAT = (
+    'Answer with a JSON object {"movies": [...]} holding exactly {n} movies as strings of the form '
+    '"Title (Year)", most likely first, and nothing else. Do not repeat the movies the user liked.'
 )
 DEFAULT_USER_TEMPLATE = "The movies I liked most:\n{profile}\n\nRecommend {n} movies."
 
@@ -477,8 +484,11 @@ class PromptSpec:
     task: str = DEFAULT_TASK
     """Task description T (system text, first part); {n} becomes n_recommendations."""
 
-    output_format: str = DEFAULT_OUTPUT_FORMAT
-    """Preferred output format F (system text, second part); {n} becomes n_recommendations. Fine-tune answers are numbered "Title (Year)" lines."""
+    output_mode: OutputMode = "list"
+    """How answers are written: "list" (numbered "Title (Year)" lines) or "json" (a {"movies": [...]} object; providers that support structured outputs are asked for that schema). Fine-tune answers use the same mode."""
+
+    output_format: str | None = None
+    """Preferred output format F (system text, second part); {n} becomes n_recommendations. Unset: a default text asking for output_mode's format."""
 
     user_template: str = _field(DEFAULT_USER_TEMPLATE, _has_placeholder("profile"))
     """Prompt content C; {profile} becomes the numbered "Title (Year)" lines of the profile (no ratings), {n} becomes n_recommendations."""
@@ -486,8 +496,20 @@ class PromptSpec:
     n_recommendations: int = _field(10, _positive_int())
     """Movies asked for; the model's list is cut at this length before scoring."""
 
+    few_shot: int = _field(0, _at_least(0))
+    """When > 0, a third LLM column: the base model with this many training users' (profile -> ground truth) examples in the prompt, the same examples for every test user."""
+
     def __attrs_post_init__(self) -> None:
         _run_checks(self)
+
+    @property
+    def format_text(self) -> str:
+        """
+        The output format F as configured, or the default for ``output_mode``.
+        """
+        if self.output_format is not None:
+            return self.output_format
+        return DEFAULT_JSON_FORMAT if self.output_mode == "json" else DEFAULT_OUTPUT_FORMAT
 
 
 @attrs.frozen

@@ -329,3 +329,48 @@ def test_ideal_column_is_the_best_achievable(demo):
         for model in variant.models:
             for name, value in model.metrics:
                 assert value <= ideal.metric(name) + 1e-12
+
+
+def _quick(spec: Spec, **prompt) -> Spec:
+    return attrs.evolve(
+        spec,
+        prompt=attrs.evolve(spec.prompt, **prompt),
+        evaluation=attrs.evolve(spec.evaluation, baselines=(), resamples=100, permutations=100),
+    )
+
+
+def test_json_output_mode_round_trips(demo):
+    """In JSON mode the fake answers {"movies": [...]}, it is parsed as JSON and scores like list mode."""
+    spec, dataset, _, first = demo
+    provider = _provider(dataset)
+    outcome = run_experiment(_quick(spec, output_mode="json"), dataset, provider)
+
+    assert all(r.response_format == "json" for r in provider.completions)
+    assert all(p["answer_format"] == "json" for p in outcome.predictions)
+    assert all(e.messages[2].content.startswith('{"movies": [') for e in provider.uploads[0].training)
+    for variant, listed in zip(outcome.results.variants, first.results.variants, strict=True):
+        assert variant.model_scores("baseline").parse_failures == 0
+        assert variant.model_scores("finetuned").metric("precision@5") == listed.model_scores(
+            "finetuned"
+        ).metric("precision@5")
+
+
+def test_few_shot_column_uses_training_examples_only(demo):
+    """few_shot = 5 adds a Few-shot column whose prompts carry five training users' examples, no test user's."""
+    spec, dataset, _, _ = demo
+    provider = _provider(dataset)
+    outcome = run_experiment(_quick(spec, few_shot=5), dataset, provider)
+    few = [r for r in provider.completions if len(r.messages) > 2]
+    training_prompts = {e.messages[1].content for u in provider.uploads for e in u.training}
+    test_prompts = {r.messages[-1].content for r in provider.completions}
+
+    assert few
+    assert all(len(r.messages) == 1 + 2 * 5 + 1 for r in few)
+    assert all(m.content in training_prompts for r in few for m in r.messages[1:-1:2])
+    assert not test_prompts & training_prompts
+    for variant in outcome.results.variants:
+        shot = variant.model_scores("few_shot")
+
+        assert shot.label == "Few-shot"
+        assert shot.users == variant.model_scores("baseline").users
+        assert ("Few-shot", "Baseline") in {(c.a, c.b) for c in variant.comparisons}

@@ -54,6 +54,8 @@ class ChatRequest:
     messages: tuple[ChatMessage, ...]
     temperature: float = 0.0
     seed: int | None = None
+    response_format: Literal["text", "json"] = "text"
+    """"json": the answer must be a ``{"movies": [...]}`` object (structured outputs where supported)."""
 
 
 @attrs.frozen

@@ -22,6 +22,8 @@ tests assert on what happened.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
 import math
 import re
 from collections import Counter, defaultdict
@@ -61,6 +63,17 @@ def _digest(*parts: str) -> int:
 
 
 def _list_items(text: str) -> list[str]:
+    """
+    The titles of a numbered list, or of a ``{"movies": [...]}`` JSON answer.
+    """
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(stripped)
+        except json.JSONDecodeError:
+            return []
+        movies = data.get("movies") if isinstance(data, dict) else None
+        return [m for m in movies if isinstance(m, str)] if isinstance(movies, list) else []
     return [m.group(1) for line in text.splitlines() if (m := _ITEM.match(line))]
 
 
@@ -190,11 +203,14 @@ class FakeProvider(Provider):
         rates = []
         for example in examples:
             messages = tuple(m for m in example.messages if m.role != "assistant")
+            as_json = any(
+                m.role == "assistant" and m.content.lstrip().startswith("{") for m in example.messages
+            )
             answer = next((m.content for m in example.messages if m.role == "assistant"), "")
             truth = set(_list_items(answer))
             if not truth:
                 continue
-            picked = set(_list_items(self._answer(model, messages)))
+            picked = set(_list_items(self._answer(model, messages, as_json=as_json)))
             rates.append(len(picked & truth) / len(truth))
         return sum(rates) / len(rates) if rates else None
 
@@ -204,7 +220,7 @@ class FakeProvider(Provider):
     def complete(self, requests: Sequence[ChatRequest]) -> Iterator[ChatResult]:
         for request in requests:
             self.completions.append(request)
-            text = self._answer(request.model, request.messages)
+            text = self._answer(request.model, request.messages, as_json=request.response_format == "json")
             prompt_tokens = sum(_tokens(m.content) for m in request.messages)
             yield ChatResult(
                 key=request.key,
@@ -213,12 +229,19 @@ class FakeProvider(Provider):
                 usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=_tokens(text)),
             )
 
-    def _answer(self, model: str, messages: Sequence[ChatMessage]) -> str:
+    def _answer(self, model: str, messages: Sequence[ChatMessage], *, as_json: bool = False) -> str:
         system = "\n".join(m.content for m in messages if m.role == "system")
-        user = "\n".join(m.content for m in messages if m.role == "user")
+        turns = [m for m in messages if m.role != "system"]
         found = _FIRST_INT.search(system)
         n = int(found.group(1)) if found else 10
+        # The last user turn is the request; earlier (user, assistant) turns are in-context examples.
+        user = next((m.content for m in reversed(turns) if m.role == "user"), "")
         profile = _list_items(user)
+        examples = [
+            (set(_list_items(a.content)), _list_items(b.content))
+            for a, b in itertools.pairwise(turns)
+            if a.role == "user" and b.role == "assistant"
+        ]
         learned = self._models.get(model)
         if model.startswith("ft:") and learned is None:
             msg = f"model {model!r} does not exist (no fine-tune produced it)"
@@ -231,8 +254,21 @@ class FakeProvider(Provider):
                     score[answer] += z
             ranked = sorted((a for a in score if a not in profile), key=lambda a: (-score[a], a))
             picks = ranked[:n]
+        elif examples:
+            # In context, the base model copies answers of examples whose profiles overlap this one.
+            weight: dict[str, float] = defaultdict(float)
+            mine = set(profile)
+            for example_profile, example_answer in examples:
+                overlap = len(example_profile & mine)
+                for answer in example_answer:
+                    weight[answer] += overlap
+            picks = sorted(
+                (a for a in weight if weight[a] > 0 and a not in mine), key=lambda a: (-weight[a], a)
+            )[:n]
         seed = _digest(model, *(f"{m.role}:{m.content}" for m in messages))
         picks += self._base_picks(seed, n - len(picks), exclude={*profile, *picks})
+        if as_json:
+            return json.dumps({"movies": picks}, ensure_ascii=False)
         return "\n".join(f"{i}. {t}" for i, t in enumerate(picks, start=1))
 
     def _base_picks(self, seed: int, count: int, *, exclude: set[str]) -> list[str]:
