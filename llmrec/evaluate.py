@@ -43,7 +43,16 @@ from llmrec.providers.base import (
     JobState,
     Provider,
 )
-from llmrec.results import STATS, Comparison, Funnel, ModelRole, ModelScores, Results, VariantResults
+from llmrec.results import (
+    STATS,
+    Comparison,
+    Funnel,
+    ModelRole,
+    ModelScores,
+    Results,
+    SeedSpread,
+    VariantResults,
+)
 from llmrec.sampling import (
     GroundTruth,
     RatingIndex,
@@ -215,7 +224,11 @@ def run_experiment(
     resume_jobs: Mapping[str, FineTuneJob] | None = None,
 ) -> ExperimentOutcome:
     """
-    Run the whole experiment against ``provider`` and score it.
+    Run the whole experiment against ``provider`` and score it; repeat it for ``experiment.seeds``.
+
+    With ``experiment.seeds``, every other seed reruns sampling, fine-tuning and scoring on the same
+    dataset; the results keep the tables of ``experiment.seed`` and add each model's metrics across
+    the seeds (``Results.spread``). Fine-tune jobs of another seed are keyed ``<variant>@seed<N>``.
 
     Args:
         spec: the experiment.
@@ -229,16 +242,72 @@ def run_experiment(
         resume_jobs: already submitted jobs by variant name, polled instead of submitting again.
 
     Returns:
-        The results, predictions, job states, model ids and token usage.
+        The results, predictions (each with its ``seed``), job states, model ids and token usage.
 
     Raises:
         ProviderError: when fine-tuning or a completion fails.
     """
-    seed = spec.experiment.seed
     store = store if store is not None else MemoryStore()
-    progress("index ratings", 0, 1)
     index = index if index is not None else build_index(dataset.ratings)
-    progress("index ratings", 1, 1)
+    first = _run_one(spec, dataset, provider, wait, store, progress, index, on_job, resume_jobs or {}, "")
+    others = [s for s in dict.fromkeys(spec.experiment.seeds) if s != spec.experiment.seed]
+    if not spec.experiment.seeds:
+        return first
+    runs = [first]
+    for seed in others:
+        again = attrs.evolve(spec, experiment=attrs.evolve(spec.experiment, seed=seed))
+        runs.append(
+            _run_one(
+                again,
+                dataset,
+                provider,
+                wait,
+                store,
+                progress,
+                index,
+                on_job,
+                resume_jobs or {},
+                f"@seed{seed}",
+            )
+        )
+    seeds = (spec.experiment.seed, *others)
+    spread = tuple(
+        SeedSpread(
+            variant=variant.name,
+            label=model.label,
+            metric=name,
+            values=tuple(run.results.variants[v].models[m].metric(name) for run in runs),
+        )
+        for v, variant in enumerate(first.results.variants)
+        for m, model in enumerate(variant.models)
+        for name in first.results.metric_names
+    )
+    usage = {key: sum(run.usage[key] for run in runs) for key in first.usage}
+    return ExperimentOutcome(
+        results=attrs.evolve(first.results, seeds=seeds, spread=spread),
+        predictions=tuple(p for run in runs for p in run.predictions),
+        jobs=tuple(j for run in runs for j in run.jobs),
+        models=tuple(m for run in runs for m in run.models),
+        usage=usage,
+    )
+
+
+def _run_one(
+    spec: Spec,
+    dataset: Dataset,
+    provider: Provider,
+    wait: Callable[[], None],
+    store: CompletionStore,
+    progress: Progress,
+    index: RatingIndex,
+    on_job: Callable[[str, FineTuneJob], None] | None,
+    resume_jobs: Mapping[str, FineTuneJob],
+    job_suffix: str,
+) -> ExperimentOutcome:
+    """
+    One run of the experiment with ``spec.experiment.seed``; ``job_suffix`` keys its fine-tune jobs.
+    """
+    seed = spec.experiment.seed
     sample = sample_users(index, spec.sampling, seed)
     splits = assign_splits(sample.users, spec.split, seed)
     movies = dataset.movies
@@ -261,7 +330,6 @@ def run_experiment(
     jobs: list[tuple[str, JobState]] = []
     models: list[tuple[str, str, str]] = []
     usage = {"prompt_tokens": 0, "completion_tokens": 0}
-    resume_jobs = resume_jobs or {}
 
     for plan in plans:
         name = plan.spec.name
@@ -292,13 +360,17 @@ def run_experiment(
             )
             progress(f"fine-tune {name}", 0, 1)
 
-            def submitted(job: FineTuneJob, name: str = name) -> None:
-                if on_job is not None:
-                    on_job(name, job)
+            job_key = name + job_suffix
 
-            state = run_finetune(provider, request, wait=wait, on_submit=submitted, job=resume_jobs.get(name))
+            def submitted(job: FineTuneJob, key: str = job_key) -> None:
+                if on_job is not None:
+                    on_job(key, job)
+
+            state = run_finetune(
+                provider, request, wait=wait, on_submit=submitted, job=resume_jobs.get(job_key)
+            )
             progress(f"fine-tune {name}", 1, 1)
-            jobs.append((name, state))
+            jobs.append((job_key, state))
             assert state.model is not None  # run_finetune guarantees it
             model = state.model
 
@@ -358,6 +430,7 @@ def run_experiment(
             predictions.append(
                 _prediction(
                     variant=name,
+                    seed=seed,
                     role=role,
                     model=role_models[role],
                     user=int(sample.users[i]),
@@ -523,6 +596,7 @@ def _classic_scores(
             records.append(
                 {
                     "variant": plan.spec.name,
+                    "seed": spec.experiment.seed,
                     "role": "classic",
                     "model": label,
                     "source": baseline.source,
@@ -716,6 +790,7 @@ def _complete(
 def _prediction(
     *,
     variant: str,
+    seed: int,
     role: str,
     model: str,
     user: int,
@@ -732,6 +807,7 @@ def _prediction(
 ) -> dict[str, Any]:
     return {
         "variant": variant,
+        "seed": seed,
         "role": role,
         "model": model,
         "user": user,

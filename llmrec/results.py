@@ -171,6 +171,37 @@ class VariantResults:
 
 
 @attrs.frozen
+class SeedSpread:
+    """
+    One model's metric across repeated runs with different seeds (``experiment.seeds``).
+    """
+
+    variant: str
+    label: str
+    metric: str
+    values: tuple[float, ...]
+    """The metric's mean over test users, one per seed, in ``Results.seeds`` order."""
+
+    @property
+    def mean(self) -> float:
+        """
+        Mean across seeds.
+        """
+        return sum(self.values) / len(self.values) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        """
+        Sample standard deviation across seeds (NaN with fewer than two).
+        """
+        n = len(self.values)
+        if n < 2:
+            return math.nan
+        m = self.mean
+        return math.sqrt(sum((v - m) ** 2 for v in self.values) / (n - 1))
+
+
+@attrs.frozen
 class Results:
     """
     The whole experiment's scores.
@@ -183,6 +214,10 @@ class Results:
     schema_version: int = SCHEMA_VERSION
     matching: str | None = None
     """The title-matching mode the metrics were scored with ("exact", "normalized", "fuzzy")."""
+    seeds: tuple[int, ...] = ()
+    """The seeds of a repeated experiment (the first is ``experiment.seed``); empty when not repeated."""
+    spread: tuple[SeedSpread, ...] = ()
+    """Every model's metrics across ``seeds``."""
 
     def to_dict(self) -> dict[str, Any]:
         """
@@ -194,6 +229,26 @@ class Results:
             "title": self.title,
             "metrics": list(self.metric_names),
             **({"matching": self.matching} if self.matching is not None else {}),
+            **(
+                {
+                    "seeds": {
+                        "values": list(self.seeds),
+                        "spread": [
+                            {
+                                "variant": x.variant,
+                                "label": x.label,
+                                "metric": x.metric,
+                                "values": list(x.values),
+                                "mean": x.mean,
+                                "std": x.std,
+                            }
+                            for x in self.spread
+                        ],
+                    }
+                }
+                if self.seeds
+                else {}
+            ),
             "variants": [
                 {
                     "name": v.name,
@@ -242,6 +297,11 @@ class Results:
             title=str(data["title"]),
             metric_names=tuple(data["metrics"]),
             matching=data.get("matching"),
+            seeds=tuple(int(x) for x in data.get("seeds", {}).get("values", ())),
+            spread=tuple(
+                SeedSpread(x["variant"], x["label"], x["metric"], tuple(float(v) for v in x["values"]))
+                for x in data.get("seeds", {}).get("spread", ())
+            ),
             variants=tuple(
                 VariantResults(
                     name=v["name"],

@@ -268,6 +268,14 @@ def _shares_sum_to_one(train: float, validation: float, test: float) -> list[Spe
     return []
 
 
+def _seeds_not_negative(seeds: tuple[int, ...]) -> list[SpecProblem]:
+    return [
+        SpecProblem(f"seeds[{i}]", "an integer >= 0", value, has_value=True)
+        for i, value in enumerate(seeds)
+        if value < 0
+    ]
+
+
 def _variants_given(variant: tuple[VariantSpec, ...]) -> list[SpecProblem]:
     return [] if variant else [SpecProblem("variant", "expected at least one [[variant]] table")]
 
@@ -304,6 +312,11 @@ class ExperimentSpec:
 
     seed: int = _field(0, _at_least(0))
     """Seed of every random choice (user sample, neighbour draws, splits, synthetic data, fake models)."""
+
+    seeds: tuple[int, ...] = ()
+    """Repeat the sampling (users, neighbours, splits), fine-tuning and scoring with each of these seeds too and report mean and spread across them; the tables and predictions stay those of `seed`; the dataset is the same for all."""
+
+    _checks: ClassVar[tuple[CrossCheck, ...]] = (_seeds_not_negative,)
 
     def __attrs_post_init__(self) -> None:
         _run_checks(self)

@@ -374,3 +374,37 @@ def test_few_shot_column_uses_training_examples_only(demo):
         assert shot.label == "Few-shot"
         assert shot.users == variant.model_scores("baseline").users
         assert ("Few-shot", "Baseline") in {(c.a, c.b) for c in variant.comparisons}
+
+
+def test_repeated_seeds_report_mean_and_spread(demo):
+    """experiment.seeds reruns the experiment per seed; the spread holds one value per seed and model."""
+    spec, dataset, _, first = demo
+    spec = _quick(spec)
+    spec = attrs.evolve(spec, experiment=attrs.evolve(spec.experiment, seeds=(11, 12, 13)))
+    outcome = run_experiment(spec, dataset, _provider(dataset))
+    results = outcome.results
+    cell = next(
+        x
+        for x in results.spread
+        if (x.variant, x.label, x.metric) == ("profileData50", "Fine-tuned", "precision@5")
+    )
+
+    assert results.seeds == (11, 12, 13)
+    assert cell.values[0] == results.variants[0].model_scores("finetuned").metric("precision@5")
+    assert len(set(cell.values)) == 3
+    assert min(cell.values) <= cell.mean <= max(cell.values)
+    assert cell.std > 0
+    assert {p["seed"] for p in outcome.predictions} == {11, 12, 13}
+    assert len(outcome.jobs) == 6
+    assert {key for key, _ in outcome.jobs} >= {
+        "profileData50",
+        "profileData50@seed12",
+        "profileData60@seed13",
+    }
+    assert "Across seeds" in llmrec_report(results)
+
+
+def llmrec_report(results):
+    from llmrec.report import render_report
+
+    return render_report(results)

@@ -96,6 +96,9 @@ def render_report(results: Results, *, manifest: Mapping[str, Any] | None = None
         spec_text=spec_text,
         manifest_items=details,
         grounding_headers=_GROUNDING,
+        seeds=", ".join(str(x) for x in results.seeds),
+        spread_headers=tuple(metric_label(n) for n in _sensitivity_metrics(results.metric_names)),
+        spread=_spread_rows(results),
     )
 
 
@@ -222,6 +225,24 @@ _GROUNDING = (
     ("in_profile_rate", "Items already in the profile"),
     ("fuzzy_rate", "Fuzzy-matched items"),
 )
+
+
+def _spread_rows(results: Results) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    """
+    (variant, model, "mean ± std" per shown metric) for a repeated experiment.
+    """
+    shown = _sensitivity_metrics(results.metric_names)
+    cells = {(x.variant, x.label, x.metric): x for x in results.spread}
+    rows = []
+    for variant in results.variants:
+        for model in variant.models:
+            values = []
+            for name in shown:
+                x = cells.get((variant.name, model.label, name))
+                values.append(_MISSING if x is None else f"{x.mean:.4f} ± {x.std:.4f}")
+            if any(v != _MISSING for v in values):
+                rows.append((variant.name, model.label, tuple(values)))
+    return tuple(rows)
 
 
 def _sensitivity_metrics(metric_names: tuple[str, ...]) -> tuple[str, ...]:
