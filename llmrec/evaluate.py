@@ -30,6 +30,7 @@ from llmrec.baselines import (
 )
 from llmrec.data import Dataset, Movies
 from llmrec.errors import ProviderError
+from llmrec.ground_truth import future_ground_truth, knn_ground_truth
 from llmrec.metrics import hits, ideal_scores, metric_names, score_list
 from llmrec.parsing import AnswerFlags, ParsedList, TitleMatcher, answer_flags, parse_recommendations
 from llmrec.prompts import build_example, build_few_shot_messages, build_messages
@@ -209,6 +210,10 @@ class _VariantPlan:
     sampling: SamplingSpec
     truth: GroundTruth
     kept: np.ndarray[Any, np.dtype[np.bool_]]
+    profiles: tuple[np.ndarray[Any, np.dtype[np.int32]], ...]
+    """The profiles prompted with (the sample's, or earlier-ratings profiles for "future")."""
+    titles: list[list[str]]
+    """The profiles as display titles."""
 
 
 def run_experiment(
@@ -314,15 +319,21 @@ def _run_one(
     matcher = TitleMatcher(movies)
     names = metric_names(spec.evaluation.k, extended=spec.evaluation.extended_metrics)
     percentiles = popularity_percentiles(dataset.ratings, int(movies.ids.max()) + 1)
-    profile_titles = [[movies.display(int(m)) for m in p] for p in sample.profiles]
 
     plans: list[_VariantPlan] = []
     for i, variant in enumerate(spec.variant):
         sampling = spec.variant_sampling(variant)
         progress(f"ground truth {variant.name}", i, len(spec.variant))
-        truth = derive_ground_truth(index, sample, sampling, seed, variant=variant.name)
+        if sampling.ground_truth == "future":
+            profiles, truth = future_ground_truth(index, sample, sampling, variant=variant.name)
+        elif sampling.ground_truth == "knn":
+            profiles, truth = knn_ground_truth(index, sample, sampling, variant=variant.name)
+        else:
+            profiles = sample.profiles
+            truth = derive_ground_truth(index, sample, sampling, seed, variant=variant.name)
         kept = np.array([len(m) > 0 for m in truth.movies], dtype=bool)
-        plans.append(_VariantPlan(variant, sampling, truth, kept))
+        titles = [[movies.display(int(m)) for m in p] for p in profiles]
+        plans.append(_VariantPlan(variant, sampling, truth, kept, profiles, titles))
     progress("ground truth", len(spec.variant), len(spec.variant))
 
     variants_out: list[VariantResults] = []
@@ -340,7 +351,7 @@ def _run_one(
         def examples(rows: Sequence[int], plan: _VariantPlan = plan) -> tuple[FineTuneExample, ...]:
             return tuple(
                 build_example(
-                    profile_titles[i], [movies.display(int(m)) for m in plan.truth.movies[i]], spec.prompt
+                    plan.titles[i], [movies.display(int(m)) for m in plan.truth.movies[i]], spec.prompt
                 )
                 for i in rows
             )
@@ -381,14 +392,14 @@ def _run_one(
             "few_shot": spec.finetune.base_model,
         }
         llm_roles = _ROLES + ((("few_shot", "Few-shot"),) if spec.prompt.few_shot > 0 else ())
-        shots = _few_shot_examples(spec, plan, members["train"], profile_titles, movies, name)
+        shots = _few_shot_examples(spec, plan, members["train"], movies, name)
         requests: dict[str, tuple[ChatRequest, int, ModelRole]] = {}
         for role, _ in llm_roles:
             for i in test_rows:
                 if role == "few_shot":
-                    messages = build_few_shot_messages(profile_titles[i], shots, spec.prompt)
+                    messages = build_few_shot_messages(plan.titles[i], shots, spec.prompt)
                 else:
-                    messages = build_messages(profile_titles[i], spec.prompt)
+                    messages = build_messages(plan.titles[i], spec.prompt)
                 req = ChatRequest(
                     key=f"r{len(requests)}",
                     model=role_models[role],
@@ -421,7 +432,7 @@ def _run_one(
             entry.add(scores, ranked)
             entry.failures += parsed.failure is not None
             entry.flags.append(
-                answer_flags(parsed, [int(m) for m in sample.profiles[i]], spec.prompt.n_recommendations)
+                answer_flags(parsed, [int(m) for m in plan.profiles[i]], spec.prompt.n_recommendations)
             )
             for mode in MATCH_MODES:
                 entry.sensitivity.setdefault(mode, []).append(
@@ -434,8 +445,8 @@ def _run_one(
                     role=role,
                     model=role_models[role],
                     user=int(sample.users[i]),
-                    profile=[int(m) for m in sample.profiles[i]],
-                    profile_titles=profile_titles[i],
+                    profile=[int(m) for m in plan.profiles[i]],
+                    profile_titles=plan.titles[i],
                     truth=truth_ids,
                     truth_titles=[movies.display(m) for m in truth_ids],
                     text=text,
@@ -501,7 +512,6 @@ def _few_shot_examples(
     spec: Spec,
     plan: _VariantPlan,
     train: Sequence[int],
-    profile_titles: Sequence[Sequence[str]],
     movies: Movies,
     variant: str,
 ) -> list[tuple[Sequence[str], list[str]]]:
@@ -514,7 +524,7 @@ def _few_shot_examples(
         return []
     rng = np.random.default_rng(derive_seed(spec.experiment.seed, f"{variant}/few-shot"))
     chosen = sorted(rng.choice(np.array(train), size=k, replace=False).tolist())
-    return [(profile_titles[i], [movies.display(int(m)) for m in plan.truth.movies[i]]) for i in chosen]
+    return [(plan.titles[i], [movies.display(int(m)) for m in plan.truth.movies[i]]) for i in chosen]
 
 
 @attrs.define
@@ -566,7 +576,7 @@ def _classic_scores(
     if evaluation.baseline_fit == "train_pairs":
         train = members["train"]
         interactions = interactions_from_pairs(
-            [sample.profiles[i] for i in train], [plan.truth.movies[i] for i in train]
+            [plan.profiles[i] for i in train], [plan.truth.movies[i] for i in train]
         )
     else:
         test_users = sample.users[np.array([s == "test" for s in splits], dtype=bool)]
@@ -590,7 +600,7 @@ def _classic_scores(
         for i in members["test"]:
             truth = [int(m) for m in plan.truth.movies[i]]
             relevant = frozenset(truth)
-            ranked: list[int | None] = list(baseline.recommend(sample.profiles[i], n))
+            ranked: list[int | None] = list(baseline.recommend(plan.profiles[i], n))
             scores = score_list(ranked, relevant, names)
             entry.add(scores, ranked)
             records.append(
@@ -601,7 +611,7 @@ def _classic_scores(
                     "model": label,
                     "source": baseline.source,
                     "user": int(sample.users[i]),
-                    "profile": [int(m) for m in sample.profiles[i]],
+                    "profile": [int(m) for m in plan.profiles[i]],
                     "ground_truth": truth,
                     "raw_text": None,
                     "parse_failure": None,

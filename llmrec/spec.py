@@ -44,6 +44,7 @@ __all__ = [
     "ExperimentSpec",
     "FinetuneSpec",
     "GroundTruthExclusion",
+    "GroundTruthRule",
     "InferenceSpec",
     "MatchMode",
     "NeighborPool",
@@ -71,6 +72,7 @@ BaselineKind = Literal["random", "popular", "item_knn", "ease"]
 BaselineFit = Literal["ratings_without_test_users", "train_pairs"]
 MatchMode = Literal["exact", "normalized", "fuzzy"]
 OutputMode = Literal["list", "json"]
+GroundTruthRule = Literal["neighbors", "future", "knn"]
 
 Check = tuple[Callable[[Any], bool], str]
 _CHECK = "llmrec_check"
@@ -410,6 +412,18 @@ class SamplingSpec:
     max_ground_truth: int = _field(10, _positive_int())
     """At most this many ground-truth movies per user, ranked by share then movie id ("the maximum number of suggested movies is 10")."""
 
+    ground_truth: GroundTruthRule = "neighbors"
+    """How the ground truth is made: "neighbors" (the paper's rule above), "future" (the user's own later ratings: a temporal hold-out) or "knn" (movies of the most cosine-similar users); see docs/sampling.md."""
+
+    future_share: float = _field(0.2, (lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
+    """For "future": the share of each user's latest ratings held out (at least one; every rating on the cut date is held out too)."""
+
+    future_min_stars: int = _field(4, _stars())
+    """For "future": held-out ratings with at least this many stars are relevant."""
+
+    knn_neighbors: int = _field(50, _positive_int())
+    """For "knn": how many most similar users vote for the ground truth."""
+
     def __attrs_post_init__(self) -> None:
         _run_checks(self)
 
@@ -437,6 +451,18 @@ class VariantSpec:
 
     max_ground_truth: int | None = _field(None, _positive_int())
     """Overrides sampling.max_ground_truth for this variant."""
+
+    ground_truth: GroundTruthRule | None = None
+    """Overrides sampling.ground_truth for this variant (e.g. one "neighbors" and one "future" variant side by side)."""
+
+    future_share: float | None = _field(None, (lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
+    """Overrides sampling.future_share for this variant."""
+
+    future_min_stars: int | None = _field(None, _stars())
+    """Overrides sampling.future_min_stars for this variant."""
+
+    knn_neighbors: int | None = _field(None, _positive_int())
+    """Overrides sampling.knn_neighbors for this variant."""
 
     model: str | None = None
     """An already fine-tuned model id for this variant; skips fine-tuning it."""

@@ -408,3 +408,23 @@ def llmrec_report(results):
     from llmrec.report import render_report
 
     return render_report(results)
+
+
+def test_ground_truth_rules_side_by_side(demo):
+    """A neighbour, a future and a knn variant run together; the future variant prompts with earlier ratings."""
+    spec, dataset, _, _ = demo
+    variants = (
+        VariantSpec(name="rule"),
+        VariantSpec(name="future", ground_truth="future"),
+        VariantSpec(name="knn", ground_truth="knn"),
+    )
+    outcome = run_experiment(attrs.evolve(_quick(spec), variant=variants), dataset, _provider(dataset))
+    profiles = {
+        (p["variant"], p["user"]): p["profile"] for p in outcome.predictions if p["role"] == "baseline"
+    }
+    shared = [u for (v, u) in profiles if v == "future" and ("rule", u) in profiles]
+
+    assert [v.name for v in outcome.results.variants] == ["rule", "future", "knn"]
+    assert all(v.model_scores("finetuned").users > 0 for v in outcome.results.variants)
+    assert shared
+    assert any(profiles[("future", u)] != profiles[("rule", u)] for u in shared)
