@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmrec.data import Dataset, Movies, Ratings, day_to_date, netflix
 from llmrec.data.netflix import read_netflix, write_netflix
@@ -385,3 +387,188 @@ def test_genuine_excerpt_round_trips(shared: Path, tmp_path: Path) -> None:
     write_netflix(original, tmp_path)
 
     _assert_same(read_netflix(tmp_path), original)
+
+
+# --- the fast path: chunks, threads and the word checks -----------------------------------------
+
+
+def _careful_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    Make every chunk go through the careful parser, the reference for the fast path.
+    """
+    monkeypatch.setattr(netflix, "_scan_chunk", lambda chunk: None)
+
+
+_TITLES_32767 = b"".join(b"%d,2000,M%d\n" % (i, i) for i in (1, 2, 7, 9, 10, 11, 500, 32767))
+
+
+@st.composite
+def _rating_files(draw: st.DrawFn) -> bytes:
+    """
+    A valid rating file with the odd corners the format allows: ids of 1 to 9 digits (leading
+    zeros too), every star, dates from 1880 to 2059 (leap days too), empty and repeated blocks,
+    CRLF lines, a missing final newline.
+    """
+    lines: list[bytes] = []
+    for _ in range(draw(st.integers(1, 6))):
+        movie = draw(st.sampled_from([1, 2, 7, 9, 10, 11, 500, 32767]))
+        lines.append(draw(st.sampled_from([b"%d:", b"0%d:"])) % movie if movie < 10000 else b"%d:" % movie)
+        for _ in range(draw(st.integers(0, 12))):
+            user = draw(st.integers(1, 999_999_999))
+            width = draw(st.integers(len(str(user)), 9))
+            day = draw(st.integers(-32768, 32767))
+            date = str(np.datetime64(day, "D")).encode()
+            lines.append(b"%0*d,%d,%s" % (width, user, draw(st.integers(1, 5)), date))
+    ending = draw(st.sampled_from([b"\n", b"\r\n"]))
+    text = ending.join(lines)
+    return text if draw(st.booleans()) else text + ending
+
+
+@given(text=_rating_files(), block=st.sampled_from([7, 64, 333, 1 << 20]))
+@settings(max_examples=150, deadline=None)
+def test_fast_path_agrees_with_careful_parser(
+    tmp_path_factory: pytest.TempPathFactory, text: bytes, block: int
+) -> None:
+    """Any valid file reads the same through the fast path as through the careful parser alone."""
+    folder = tmp_path_factory.mktemp("fast")
+    (folder / "movie_titles.csv").write_bytes(_TITLES_32767)
+    (folder / "combined_data_1.txt").write_bytes(text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(netflix, "_BLOCK_BYTES", block)
+        fast = read_netflix(folder).ratings
+        _careful_only(patch)
+        careful = read_netflix(folder).ratings
+
+    for x, y in zip(_columns(fast), _columns(careful), strict=True):
+        assert np.array_equal(x, y)
+        assert x.dtype == y.dtype
+
+
+def _columns(ratings: Ratings) -> list[np.ndarray]:
+    return [ratings.user, ratings.movie, ratings.stars, ratings.day]
+
+
+def _big_file(lines: int, seed: int = 0) -> list[bytes]:
+    """
+    ``lines`` rating lines in blocks of 1000, as Netflix writes them (movies 1, 2, 7, 9 and 10).
+    """
+    rng = np.random.default_rng(seed)
+    out: list[bytes] = []
+    users = rng.integers(1, 2_649_430, lines)
+    stars = rng.integers(1, 6, lines)
+    days = rng.integers(10_900, 13_149, lines).astype("datetime64[D]").astype(str)
+    movies = [1, 2, 7, 9, 10]
+    for i in range(lines):
+        if i % 1000 == 0:
+            out.append(b"%d:" % movies[(i // 1000) % 5])
+        out.append(b"%d,%d,%s" % (users[i], stars[i], days[i].encode()))
+    return out
+
+
+def test_many_chunks_on_threads_keep_file_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file of hundreds of chunks, scanned on worker threads, reads in order like the careful parser."""
+    folder = _folder(tmp_path, b"\n".join(_big_file(60_000)) + b"\n")
+    monkeypatch.setattr(netflix, "_BLOCK_BYTES", 4096)
+    fast = read_netflix(folder)
+    _careful_only(monkeypatch)
+    careful = read_netflix(folder)
+
+    assert len(fast.ratings) == 60_000
+    for x, y in zip(_columns(fast.ratings), _columns(careful.ratings), strict=True):
+        assert np.array_equal(x, y)
+
+
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [
+        pytest.param(b"12,6,2005-01-01", "rating 6 outside 1-5", id="rating"),
+        pytest.param(b"12,3,2005-02-29", "does not exist", id="date"),
+        pytest.param(b"11:", "movie 11 is not in movie_titles.csv", id="unknown-movie"),
+        pytest.param(b"12,3,2005-01\r-01", "is not YYYY-MM-DD", id="stray-cr"),
+        pytest.param(b"", "empty line", id="blank"),
+    ],
+)
+def test_bad_line_deep_in_a_big_file_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: bytes, words: str
+) -> None:
+    """A bad line among many chunks raises with its own line number, not a later one."""
+    lines = _big_file(50_000)
+    lines[31_234] = bad
+    lines[45_000] = b"12,9,2005-01-01"  # a second bad line: only the first is reported
+    folder = _folder(tmp_path, b"\n".join(lines) + b"\n")
+    monkeypatch.setattr(netflix, "_BLOCK_BYTES", 8192)
+
+    error = _error(folder)
+
+    assert error.line == 31_235
+    assert words in str(error)
+
+
+def test_wide_ids_and_crlf_take_the_careful_path(tmp_path: Path) -> None:
+    """Nine-digit ids and CRLF lines, which the word checks leave alone, still read right."""
+    text = b"1:\r\n999999999,5,2059-09-18\r\n123456789,1,1880-04-21\r\n2:\r\n7,3,2000-02-29\r\n"
+
+    ratings = read_netflix(_folder(tmp_path, text)).ratings
+
+    assert ratings.user.tolist() == [999_999_999, 123_456_789, 7]
+    assert ratings.movie.tolist() == [1, 1, 2]
+    assert ratings.day.tolist() == [_day("2059-09-18"), _day("1880-04-21"), _day("2000-02-29")]
+
+
+def test_dates_at_the_int16_edges(tmp_path: Path) -> None:
+    """The first and last days an int16 holds read; one day beyond either end is refused."""
+    first, last = str(np.datetime64(-32768, "D")), str(np.datetime64(32767, "D"))
+    ok = f"1:\n5,1,{first}\n6,2,{last}\n".encode()
+    before = str(np.datetime64(-32769, "D"))
+
+    ratings = read_netflix(_folder(tmp_path, ok)).ratings
+    (tmp_path / "combined_data_1.txt").write_bytes(f"1:\n5,1,{before}\n".encode())
+    error = _error(tmp_path)
+
+    assert ratings.day.tolist() == [-32768, 32767]
+    assert "outside the supported range" in str(error)
+
+
+def test_columns_are_exactly_sized(tmp_path: Path) -> None:
+    """The columns, allocated for the most ratings the files could hold, are cut to the ratings read."""
+    ratings = read_netflix(TINY).ratings
+
+    assert [c.shape for c in _columns(ratings)] == [(29,)] * 4
+    assert all(c.flags.owndata or c.base is not None for c in _columns(ratings))
+
+
+def test_a_line_longer_than_many_chunks_is_named_briefly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line spanning many chunks (a file with no newlines) raises quickly, quoting only its start."""
+    folder = _folder(tmp_path, b"1:\n" + b"7" * 300_000 + b",3,2005-01-01\n")
+    monkeypatch.setattr(netflix, "_BLOCK_BYTES", 1000)
+
+    error = _error(folder)
+
+    assert error.line == 2
+    assert "got a line of 300,013 bytes starting '7777" in str(error)
+    assert len(str(error)) < 300
+
+
+@pytest.mark.parametrize(
+    ("date", "words"),
+    [
+        pytest.param(b"1880-04-12", "outside the supported range", id="day-before-int16"),
+        pytest.param(b"1879-12-31", "outside the supported range", id="year-1879"),
+        pytest.param(b"0000-01-01", "does not exist", id="year-0"),
+        pytest.param(b"2059-09-19", "outside the supported range", id="day-after-int16"),
+        pytest.param(b"2060-01-01", "outside the supported range", id="year-2060"),
+        pytest.param(b"9999-12-31", "outside the supported range", id="year-9999"),
+        pytest.param(b"2005-19-01", "does not exist", id="month-19"),
+        pytest.param(b"2005-01-39", "does not exist", id="day-39"),
+        pytest.param(b"2005-04-31", "does not exist", id="april-31"),
+        pytest.param(b"2005-01-00", "does not exist", id="day-0"),
+    ],
+)
+def test_dates_the_day_table_refuses(tmp_path: Path, date: bytes, words: str) -> None:
+    """Dates outside the int16 days or the calendar are refused, with the careful parser's words."""
+    error = _error(_folder(tmp_path, b"1:\n12,3,2005-01-01\n12,3," + date + b"\n"))
+
+    assert error.line == 3
+    assert words in str(error)

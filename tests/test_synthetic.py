@@ -11,7 +11,13 @@ import pytest
 
 from llmrec.data import Ratings
 from llmrec.data.netflix import read_netflix, write_netflix
-from llmrec.data.synthetic import SyntheticData, draw_synthetic, generate_synthetic
+from llmrec.data.synthetic import (
+    SyntheticData,
+    SynthSummary,
+    draw_synthetic,
+    generate_synthetic,
+    write_synthetic_netflix,
+)
 from llmrec.spec import SyntheticSpec
 
 DEFAULT = SyntheticSpec()
@@ -199,3 +205,138 @@ def test_too_many_movies_is_refused() -> None:
     """More movies than int16 ids allow raises ValueError."""
     with pytest.raises(ValueError, match="32767"):
         generate_synthetic(SyntheticSpec(movies=40_000), 1)
+
+
+# --- write_synthetic_netflix: Netflix-format files at any scale ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[SynthSummary, Path]:
+    """
+    200,000 synthetic ratings written as Netflix files once (956 users, 2,236 movies).
+    """
+    folder = tmp_path_factory.mktemp("synth")
+    return write_synthetic_netflix(200_000, folder, seed=5), folder
+
+
+def test_written_files_read_back_with_the_summary_counts(written: tuple[SynthSummary, Path]) -> None:
+    """The folder reads back as exactly the ratings, users, movies and bytes the summary reports."""
+    summary, folder = written
+    data = read_netflix(folder)
+    names = sorted(p.name for p in folder.iterdir())
+
+    assert len(data.ratings) == summary.ratings == 200_000
+    assert len(np.unique(data.ratings.user)) == summary.users
+    assert len(data.movies) == summary.movies
+    assert summary.bytes == sum(p.stat().st_size for p in folder.iterdir())
+    assert names == [f"combined_data_{i}.txt" for i in range(1, 5)] + ["movie_titles.csv"]
+    assert [Path(p).name for p in summary.paths] == names
+    assert str(summary).startswith("200,000 ratings by ")
+
+
+def test_written_data_has_netflix_shape(written: tuple[SynthSummary, Path]) -> None:
+    """Ids of 2-7 digits up to 2,649,429, movies 1..n in ascending blocks, stars 1-5, dates 1999-2005."""
+    summary, folder = written
+    r = read_netflix(folder).ratings
+    first_day = np.datetime64("1999-11-11", "D").astype(np.int64)
+    last_day = np.datetime64("2005-12-31", "D").astype(np.int64)
+
+    assert r.user.min() >= 10
+    assert r.user.max() <= 2_649_429
+    assert r.user.max() > 2_000_000
+    assert np.all(np.diff(r.movie) >= 0)
+    assert set(np.unique(r.movie).tolist()) <= set(range(1, summary.movies + 1))
+    assert set(np.unique(r.stars).tolist()) == {1, 2, 3, 4, 5}
+    assert r.day.min() >= first_day
+    assert r.day.max() <= last_day
+    assert summary.users > 900
+
+
+def test_written_data_has_no_repeated_pairs_and_unsorted_blocks(written: tuple[SynthSummary, Path]) -> None:
+    """No user rates a movie twice, and inside a movie block the customers are in no order."""
+    r = read_netflix(written[1]).ratings
+    pairs = r.user.astype(np.int64) * 100_000 + r.movie
+    top = np.bincount(r.movie).argmax()
+    block = r.user[r.movie == top]
+
+    assert len(np.unique(pairs)) == len(pairs)
+    assert 0.3 < np.mean(np.diff(block) > 0) < 0.7
+
+
+def test_written_data_is_skewed_like_netflix(written: tuple[SynthSummary, Path]) -> None:
+    """Popularity and activity are heavy-tailed; stars lean to 3 and 4; most ratings fall in 2004-2005."""
+    r = read_netflix(written[1]).ratings
+    per_movie = np.bincount(r.movie)[1:]
+    per_user = np.unique(r.user, return_counts=True)[1]
+    stars = np.bincount(r.stars, minlength=6)[1:] / len(r)
+    years = r.day.astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
+
+    assert per_movie.max() > 8 * np.median(per_movie)
+    assert per_user.max() > 5 * np.median(per_user)
+    assert np.median(per_user) < 0.8 * per_user.mean()
+    assert stars[2] + stars[3] > 0.5
+    assert stars[0] < stars[1] < stars[2]
+    assert np.mean(years >= 2004) > 0.5
+
+
+def test_same_seed_writes_the_same_bytes(tmp_path: Path) -> None:
+    """The same (ratings, seed, files) writes byte-identical files; another seed writes others."""
+    a = write_synthetic_netflix(3000, tmp_path / "a", seed=1, files=2)
+    b = write_synthetic_netflix(3000, tmp_path / "b", seed=1, files=2)
+    c = write_synthetic_netflix(3000, tmp_path / "c", seed=2, files=2)
+
+    assert [Path(p).read_bytes() for p in a.paths] == [Path(p).read_bytes() for p in b.paths]
+    assert Path(a.paths[0]).read_bytes() != Path(c.paths[0]).read_bytes()
+
+
+@pytest.mark.parametrize(("n", "files"), [(1, 4), (2, 1), (17, 3), (999, 4), (12_345, 7)])
+def test_exactly_the_ratings_asked_for(tmp_path: Path, n: int, files: int) -> None:
+    """Any count, even one rating spread over several files, is written exactly and reads back."""
+    summary = write_synthetic_netflix(n, tmp_path, files=files)
+    ratings = read_netflix(tmp_path).ratings
+
+    assert summary.ratings == len(ratings) == n
+    assert len(summary.paths) == files + 1
+    assert summary.users == len(np.unique(ratings.user))
+
+
+def test_files_hold_runs_of_movies(tmp_path: Path) -> None:
+    """Each file holds a run of movies after the previous file's, with about equal rating counts."""
+    summary = write_synthetic_netflix(100_000, tmp_path, files=4)
+    per_file = []
+    last = 0
+    for path in summary.paths[:-1]:
+        text = Path(path).read_bytes()
+        heads = [int(line[:-1]) for line in text.split(b"\n") if line.endswith(b":")]
+        assert heads == sorted(heads)
+        assert heads[0] > last
+        last = heads[-1]
+        per_file.append(text.count(b",") // 2)
+
+    assert sum(per_file) == 100_000
+    assert min(per_file) > 0.5 * max(per_file)
+
+
+def test_stale_rating_files_are_removed(tmp_path: Path) -> None:
+    """Rating files left by an earlier, larger write are removed, so the folder reads back as written."""
+    write_synthetic_netflix(2000, tmp_path, files=4)
+    (tmp_path / "combined_data_9.txt").write_bytes(b"1:\n5,5,2005-05-05\n")
+
+    summary = write_synthetic_netflix(1000, tmp_path, files=2)
+
+    assert sorted(p.name for p in tmp_path.glob("combined_data_*.txt")) == [
+        "combined_data_1.txt",
+        "combined_data_2.txt",
+    ]
+    assert len(read_netflix(tmp_path).ratings) == summary.ratings == 1000
+
+
+def test_bad_arguments_are_refused(tmp_path: Path) -> None:
+    """Fewer than one rating or file, or more than two billion ratings, raise ValueError."""
+    with pytest.raises(ValueError, match="n_ratings"):
+        write_synthetic_netflix(0, tmp_path)
+    with pytest.raises(ValueError, match="n_ratings"):
+        write_synthetic_netflix(2_000_000_001, tmp_path)
+    with pytest.raises(ValueError, match="files"):
+        write_synthetic_netflix(10, tmp_path, files=0)
+    assert list(tmp_path.iterdir()) == []

@@ -9,23 +9,44 @@ The format (see the official README of the Netflix Prize data):
   unquoted commas (so only the first two commas split fields), some years are the literal ``NULL``
   (stored as year 0) and some (year, title) pairs repeat.
 
-Ratings are parsed with numpy over the raw bytes, never one Python object per line: newlines are
-located with ``np.flatnonzero``, every check is a vectorised mask, and numbers are built from digit
-bytes with arithmetic. Only when a mask finds a bad line is that one line decoded in Python, to say
-what is wrong with it. LF and CRLF are both accepted, and so is a missing final newline.
+Ratings are parsed with numpy over the raw bytes, never one Python object per line. A rating file
+is read in chunks of whole lines (about a MiB) into columns allocated once for the whole read.
+Worker threads scan the chunks (numpy lets go of the GIL in each whole-array step) while the
+calling thread reads the next ones and places finished chunks in file order:
+
+- The fast scan takes the 24 bytes before each LF as three 64-bit words and checks every byte of
+  ``CustomerID,Rating,YYYY-MM-DD`` at once with word arithmetic; customer ids come out of the words
+  the same way and dates from a day table. Lines it does not accept are either ``MovieID:`` headers
+  (read one by one; there are few) or send the chunk to the careful parser.
+- The careful parser checks each field with its own vectorised mask; when a mask finds a bad line,
+  that one line is decoded in Python to say what is wrong with it, and the error names the file and
+  line. Chunks with CRLF endings or 9-digit customer ids take this path too.
+
+LF and CRLF are both accepted, and so is a missing final newline. ``read_netflix`` can keep its
+parse in a cache folder (``llmrec.data.cache``) and load it from there next time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import functools
+import importlib
 import os
 import re
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
+import attrs
 import numpy as np
 import numpy.typing as npt
 
 from llmrec.data import EPOCH, Dataset, Movies, Ratings
+from llmrec.data.cache import cache_key, load_dataset, store_dataset
 from llmrec.errors import DataError
 
 __all__ = ["RATINGS_GLOB", "TITLES_FILE", "read_netflix", "write_netflix"]
@@ -42,34 +63,53 @@ _MAX_CUSTOMER_DIGITS = 9  # 999,999,999 still fits the int32 user column
 _MAX_MOVIE_DIGITS = 5
 _DAY_MIN = int(np.iinfo(np.int16).min)
 _DAY_MAX = int(np.iinfo(np.int16).max)
-# Parse in pieces of about this many bytes so the per-byte helper arrays stay small on the
-# 500 MB genuine files.
-_BLOCK_BYTES = 1 << 24
+# Rating files are read in chunks of about this many bytes: small enough that a chunk's temporaries
+# stay in the CPU caches, large enough that the per-chunk Python steps cost little.
+_BLOCK_BYTES = 1 << 20
+_WORKERS = 2  # threads parsing chunks while the calling thread reads the next ones
+_PAD = 32  # bytes before a chunk's first line, so the 24-byte window before each LF stays in the buffer
+_SLACK = 16  # bytes after a chunk's last line, for the same window's last word
+_MIN_RATING_BYTES = 15  # "1,1,2005-01-01" and its LF
+_LONG_LINE = 80  # error messages quote lines up to this long
+_TEMPORARY_BYTES = 24 << 20  # see _keep_freed_memory
 _WRITE_ROWS = 1 << 20
 
 _U8 = npt.NDArray[np.uint8]
 _I64 = npt.NDArray[np.int64]
+_I32 = npt.NDArray[np.int32]
 _Bool = npt.NDArray[np.bool_]
 
 
-def read_netflix(folder: str | os.PathLike[str]) -> Dataset:
+def read_netflix(
+    folder: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None
+) -> Dataset:
     """
-    Read the Netflix Prize files in a folder.
+    Read the Netflix Prize files in a folder, or their parse from a cache.
 
     Every ``combined_data_*.txt`` in the folder is read (any subset of the four, at least one), in
-    name order, together with ``movie_titles.csv``.
+    name order, together with ``movie_titles.csv``. The rating files are read in chunks of about a
+    MiB, scanned by two worker threads with whole-array numpy steps, into columns allocated once:
+    the full Netflix set (100 million ratings, 2 GB) takes a few seconds and about 1 GiB of memory.
+
+    With ``cache_dir``, a parse of the same files (same names, sizes, modification times and first
+    and last MiB, see ``llmrec.data.cache``) is loaded from there instead, its columns mapped
+    read-only (milliseconds for the full set); otherwise the files are parsed and the parse is
+    stored there for next time.
 
     Args:
         folder: the folder holding the files.
+        cache_dir: a folder for parse caches, or None to parse every time.
 
     Returns:
         The ratings (in file order) with the movie catalogue (in file order); ``source`` is the folder.
+        From the cache the rating and catalogue arrays are read-only.
 
     Raises:
-        DataError: when the folder, the rating files or the titles file are missing, or a file is
-            malformed (naming the file and the 1-based line): a line that is neither ``MovieID:`` nor
-            ``CustomerID,Rating,YYYY-MM-DD``, a partial last line, a rating outside 1-5, a date that
-            does not exist, a rating before any ``MovieID:`` line, or a movie missing from the titles.
+        DataError: when the folder, the rating files or the titles file are missing or unreadable,
+            the cache cannot be written, or a file is malformed (naming the file and the 1-based
+            line): a line that is neither ``MovieID:`` nor ``CustomerID,Rating,YYYY-MM-DD``, a
+            partial last line, a rating outside 1-5, a date that does not exist, a rating before any
+            ``MovieID:`` line, or a movie missing from the titles.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -83,17 +123,32 @@ def read_netflix(folder: str | os.PathLike[str]) -> Dataset:
     if not titles_path.is_file():
         msg = "movie titles file not found"
         raise DataError(msg, path=str(titles_path))
+    if cache_dir is None:
+        return _parse_folder(root, rating_files, titles_path)
 
+    inputs = [*rating_files, titles_path]
+    try:
+        key = cache_key(inputs)
+    except OSError as exc:
+        msg = f"cannot read file ({exc.strerror or exc})"
+        raise DataError(msg, path=exc.filename or str(root)) from None
+    cached = load_dataset(cache_dir, key, source=str(root))
+    if cached is not None:
+        return cached
+    dataset = _parse_folder(root, rating_files, titles_path)
+    try:
+        store_dataset(cache_dir, key, dataset, inputs=inputs)
+    except OSError as exc:
+        msg = f"cannot write the parse cache ({exc.strerror or exc})"
+        raise DataError(msg, path=str(cache_dir)) from None
+    return dataset
+
+
+def _parse_folder(root: Path, rating_files: list[Path], titles_path: Path) -> Dataset:
     movies = _parse_titles(_read_bytes(titles_path), str(titles_path))
     known = np.zeros(_MAX_MOVIE + 1, dtype=np.bool_)
     known[movies.ids] = True
-    parts = [_parse_ratings(_read_bytes(p), str(p), known) for p in rating_files]
-    ratings = Ratings(
-        np.concatenate([p[0] for p in parts]),
-        np.concatenate([p[1] for p in parts]),
-        np.concatenate([p[2] for p in parts]),
-        np.concatenate([p[3] for p in parts]),
-    )
+    ratings = Ratings(*_read_ratings(rating_files, known))
     return Dataset(ratings, movies, source=str(root))
 
 
@@ -188,41 +243,401 @@ def _parse_titles(data: bytes, path: str) -> Movies:
 _Columns = tuple[npt.NDArray[np.int32], npt.NDArray[np.int16], npt.NDArray[np.int8], npt.NDArray[np.int16]]
 
 
-def _parse_ratings(data: bytes, path: str, known: _Bool) -> _Columns:
+def _read_ratings(paths: list[Path], known: _Bool) -> _Columns:
     """
-    Parse one ``combined_data_*.txt`` in blocks of whole lines.
+    Parse the rating files, in order, into one set of columns.
+
+    The columns are allocated once for the most ratings the files could hold (a rating line takes at
+    least 15 bytes): pages never written are never touched, so they cost address space but no
+    memory, and the columns are shrunk in place at the end.
     """
-    users: list[npt.NDArray[np.int32]] = []
-    movies: list[npt.NDArray[np.int16]] = []
-    stars: list[npt.NDArray[np.int8]] = []
-    days: list[npt.NDArray[np.int16]] = []
-    movie = 0  # the movie of the current block; 0 = no "MovieID:" line yet
-    first_line = 1
-    begin = 0
-    size = len(data)
-    while begin < size:
-        cut = data.find(b"\n", min(begin + _BLOCK_BYTES, size - 1))
-        end = size if cut < 0 else cut + 1
-        buf = np.frombuffer(data, dtype=np.uint8, count=end - begin, offset=begin)
-        final = end == size
-        if buf[-1] != _LF:  # a missing final newline is fine; a cut line still fails the checks
-            buf = np.append(buf, np.uint8(_LF))
-        block = _Block(buf, path, first_line, movie, final and data[-1:] != b"\n", known)
-        users.append(block.user)
-        movies.append(block.movie)
-        stars.append(block.stars)
-        days.append(block.day)
-        movie = block.last_movie
-        first_line += block.lines
-        begin = end
-    if not users:
-        return (
-            np.empty(0, np.int32),
-            np.empty(0, np.int16),
-            np.empty(0, np.int8),
-            np.empty(0, np.int16),
+    bound = 0
+    for path in paths:
+        try:
+            bound += (path.stat().st_size + 1) // _MIN_RATING_BYTES
+        except OSError as exc:
+            msg = f"cannot read file ({exc.strerror or exc})"
+            raise DataError(msg, path=str(path)) from None
+    _keep_freed_memory()
+    out = _Output(bound)
+    workers = max(1, min(_WORKERS, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers, thread_name_prefix="llmrec-netflix") as pool:
+        for path in paths:
+            _RatingFile(path, known, out, pool, 2 * workers + 1).read()
+    return out.finish()
+
+
+def _keep_freed_memory() -> None:
+    """
+    Stop glibc from handing large freed blocks back to the OS, so temporaries reuse warm memory.
+
+    glibc serves blocks above its mmap threshold (128 KiB at first) with fresh ``mmap`` calls and
+    unmaps them on ``free``, so the temporaries of every chunk would page-fault anew (that doubled
+    the parse time). Freeing one mmap-served block raises the threshold, and the trim threshold with
+    it, to that block's size (mallopt(3), M_MMAP_THRESHOLD: "dynamic adjustment"); later blocks below
+    it come from the heap and are reused. Elsewhere than glibc this is a harmless allocation.
+    """
+    block = np.empty(_TEMPORARY_BYTES, dtype=np.uint8)
+    del block
+
+
+@contextlib.contextmanager
+def _small_pages() -> Iterator[None]:
+    """
+    Allocate without numpy's transparent-huge-page advice (numpy gives it to blocks of 4 MiB or more).
+
+    Huge pages come from large free blocks, which a virtual machine that hands free memory back to
+    its host (free page reporting) must first fault in again on the host side: on the 2-core VM the
+    targets were measured on, zeroing the 900 MB of output columns in huge pages cost 1.5-3 s of
+    kernel time, in small pages about 1 s. numpy keeps the switch in a private function; without it
+    this does nothing.
+    """
+    switch = _hugepage_switch()
+    if switch is None:
+        yield
+        return
+    before = switch(False)
+    try:
+        yield
+    finally:
+        switch(before)
+
+
+def _hugepage_switch() -> Callable[[bool], bool] | None:
+    for name in ("numpy._core.multiarray", "numpy.core.multiarray"):  # numpy 2, numpy 1
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        switch: Callable[[bool], bool] | None = getattr(module, "_set_madvise_hugepage", None)
+        return switch
+    return None
+
+
+class _Output:
+    """
+    The four output columns, filled in file order.
+    """
+
+    def __init__(self, bound: int) -> None:
+        with _small_pages():
+            self.user = np.empty(bound, dtype=np.int32)
+            self.movie = np.empty(bound, dtype=np.int16)
+            self.stars = np.empty(bound, dtype=np.int8)
+            self.day = np.empty(bound, dtype=np.int16)
+        self.size = 0
+        """Ratings placed so far."""
+
+    def finish(self) -> _Columns:
+        """
+        The columns cut to the ratings placed; shrinking in place does not copy (glibc uses mremap).
+        """
+        columns = (self.user, self.movie, self.stars, self.day)
+        for column in columns:
+            column.resize(self.size, refcheck=False)
+        return columns
+
+    def append(self, columns: _Columns) -> None:
+        stop = self.size + len(columns[0])
+        self.user[self.size : stop] = columns[0]
+        self.movie[self.size : stop] = columns[1]
+        self.stars[self.size : stop] = columns[2]
+        self.day[self.size : stop] = columns[3]
+        self.size = stop
+
+
+@attrs.frozen(eq=False)
+class _Chunk:
+    """
+    Whole lines of a rating file in ``buf[_PAD:end]``, each ending in LF.
+    """
+
+    buf: _U8
+    end: int
+    unterminated: bool
+    """Whether the file's last line had no LF (the chunk's last LF was added)."""
+
+
+@attrs.frozen(eq=False)
+class _Scanned:
+    """
+    A chunk whose every line is a rating line the fast checks accept or a ``MovieID:`` line.
+
+    The arrays hold one entry per line; the entries of header lines mean nothing.
+    """
+
+    lines: int
+    user: npt.NDArray[np.uint64]
+    stars: _U8
+    """The rating character (``"1"`` to ``"5"``)."""
+    day: _I32
+    heads: tuple[int, ...]
+    """The 0-based lines of the chunk that are headers ..."""
+    head_ids: tuple[int, ...]
+    """... and their movie ids."""
+
+
+class _RatingFile:
+    """
+    One rating file read in chunks of whole lines: this thread reads the chunks and places their
+    ratings in file order, worker threads scan them meanwhile.
+    """
+
+    def __init__(self, path: Path, known: _Bool, out: _Output, pool: Executor, depth: int) -> None:
+        self.path, self.name, self.known, self.out, self.pool = path, str(path), known, out, pool
+        self.depth = depth
+        self.pending: deque[tuple[_Chunk, Future[_Scanned | None]]] = deque()
+        self.movie = 0
+        """The movie of the current block (0: no ``MovieID:`` line yet)."""
+        self.line = 1
+        """The number of the next line to place."""
+
+    def read(self) -> None:
+        """
+        Parse the file into the output columns, after the ratings already there.
+
+        Raises:
+            DataError: when the file cannot be read or a line is malformed (the first such line).
+        """
+        try:
+            with open(self.path, "rb", buffering=0) as file:
+                self._read(file)
+            while self.pending:
+                self._settle(*self.pending.popleft())
+        except OSError as exc:
+            msg = f"cannot read file ({exc.strerror or exc})"
+            raise DataError(msg, path=self.name) from None
+        finally:
+            for _, future in self.pending:  # left over only when an error stopped the reading
+                future.cancel()
+
+    def _read(self, file: _RawFile) -> None:
+        carry = np.empty(0, dtype=np.uint8)  # the start of a line not ended by the last read
+        while True:
+            start = _PAD + len(carry)
+            want = max(_BLOCK_BYTES, len(carry))  # more at a time while a line outgrows the chunks
+            buf = np.empty(-(-(start + want + _SLACK) // 8) * 8, dtype=np.uint8)
+            buf[: _PAD - 1] = 0
+            buf[_PAD - 1] = _LF  # the end of the line before the first one, for the scans
+            buf[_PAD:start] = carry
+            got = file.readinto(buf.data[start : start + want])
+            end = start + (got or 0)
+            unterminated = False
+            if not got:
+                if not len(carry):
+                    return
+                buf[end] = _LF  # a missing final newline is fine; a cut line still fails the checks
+                end += 1
+                unterminated = True
+                carry = carry[:0]
+            else:
+                cut = _last_lf(buf, _PAD, end)
+                if cut < 0:
+                    carry = buf[_PAD:end].copy()
+                    continue
+                carry = buf[cut + 1 : end].copy()
+                end = cut + 1
+            buf[end:] = 0
+            if len(self.pending) >= self.depth:
+                self._settle(*self.pending.popleft())
+            chunk = _Chunk(buf, end, unterminated)
+            self.pending.append((chunk, self.pool.submit(_scan_chunk, chunk)))
+
+    def _settle(self, chunk: _Chunk, future: Future[_Scanned | None]) -> None:
+        scanned = future.result()
+        if scanned is None or not self._place(scanned):
+            self._fallback(chunk)
+
+    def _place(self, scanned: _Scanned) -> bool:
+        """
+        Append a scanned chunk's ratings; False, placing nothing, when a header names a movie not in
+        the titles or ratings come before the file's first header (the careful parser says which).
+        """
+        heads, head_ids = scanned.heads, scanned.head_ids
+        if not all(self.known[movie] for movie in head_ids):
+            return False
+        if self.movie == 0 and scanned.lines and not (heads and heads[0] == 0):
+            return False
+        out = self.out
+        offset, start, movie = out.size, 0, self.movie
+        for head, head_id in zip([*heads, scanned.lines], [*head_ids, movie], strict=True):
+            stop = offset + head - start
+            if stop > offset:
+                out.user[offset:stop] = scanned.user[start:head]
+                out.movie[offset:stop] = movie
+                np.subtract(scanned.stars[start:head], _ZERO, out=out.stars[offset:stop], casting="unsafe")
+                out.day[offset:stop] = scanned.day[start:head]
+            offset, start, movie = stop, head + 1, head_id
+        out.size = offset
+        self.movie = head_ids[-1] if head_ids else self.movie
+        self.line += scanned.lines
+        return True
+
+    def _fallback(self, chunk: _Chunk) -> None:
+        """
+        Parse a chunk with the careful parser, which names the first bad line.
+        """
+        block = _Block(
+            chunk.buf[_PAD : chunk.end], self.name, self.line, self.movie, chunk.unterminated, self.known
         )
-    return (np.concatenate(users), np.concatenate(movies), np.concatenate(stars), np.concatenate(days))
+        self.out.append((block.user, block.movie, block.stars, block.day))
+        self.movie = block.last_movie
+        self.line += block.lines
+
+
+class _RawFile(Protocol):
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+def _last_lf(buf: _U8, begin: int, end: int) -> int:
+    """
+    Position of the last LF in ``buf[begin:end]``, or -1; looks at the tail first.
+    """
+    stop, width = end, 256
+    while stop > begin:
+        lo = max(begin, stop - width)
+        found = np.flatnonzero(buf[lo:stop] == _LF)
+        if len(found):
+            return lo + int(found[-1])
+        stop, width = lo, width * 16
+    return -1
+
+
+_HEADER_BYTES_RE = re.compile(rb"([0-9]{1,5}):")
+
+
+def _scan_chunk(chunk: _Chunk) -> _Scanned | None:
+    """
+    Scan a chunk on a worker thread (numpy releases the GIL in each whole-array step).
+
+    Returns:
+        The chunk's lines decoded, or None when a line is neither a rating line the fast checks
+        accept nor a header line with a movie id in 1-32767: the careful parser then takes over.
+    """
+    if sys.byteorder != "little":
+        return None  # the word arithmetic of _scan assumes little-endian words
+    buf = chunk.buf
+    ends = np.flatnonzero(buf[: chunk.end] == _LF)  # ends[0] ends the line before the first one
+    ok, user, stars, day = _scan(buf.view(np.uint64), ends)
+    heads: list[int] = []
+    head_ids: list[int] = []
+    if not ok.all():
+        for line in np.flatnonzero(~ok).tolist():
+            match = _HEADER_BYTES_RE.fullmatch(buf[ends[line] + 1 : ends[line + 1]].tobytes())
+            if match is None or not 1 <= int(match[1]) <= _MAX_MOVIE:
+                return None
+            heads.append(line)
+            head_ids.append(int(match[1]))
+    return _Scanned(len(ok), user, stars, day, tuple(heads), tuple(head_ids))
+
+
+def _word(text: bytes) -> np.uint64:
+    """
+    Eight bytes as one little-endian word: the first byte is the lowest.
+    """
+    return np.uint64(int.from_bytes(text, "little"))
+
+
+# The fast checks look at the 24 bytes before each LF as three words, A (e-24..e-17), B (e-16..e-9)
+# and C (e-8..e-1); in "CustomerID,R,YYYY-MM-DD" the last 13 bytes sit at fixed places. A byte is
+# checked to lie in 0..limit after XOR with its expected character by adding 0x7F - limit: the sum
+# has its top bit set exactly when it is out of range (a byte past 0x80 already has it, and a carry
+# out of such a byte only ever sets more bits).
+_TOP = _word(b"\x80" * 8)
+_ALL = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+_DIGITS = _word(b"0" * 8)
+_DIGIT_LIMIT = _word(b"\x76" * 8)
+# C: Y Y - M M - D D, with month tens <= 1 and day tens <= 3 so the table index stays small
+_C_EXPECT = _word(b"00-00-00")
+_C_LIMIT = _word(bytes([0x76, 0x76, 0x7F, 0x7E, 0x76, 0x7F, 0x7C, 0x76]))
+# B: i i i , R , Y Y; the id bytes are checked with A; R - 1 <= 4 after subtracting one
+_B_EXPECT = _word(b"\x00\x00\x00,0,00")
+_B_KEEP = _word(bytes([0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]))
+_B_LIMIT = _word(bytes([0, 0, 0, 0x7F, 0x7B, 0x7F, 0x76, 0x76]))
+_STAR_ONE = np.uint64(1 << 32)
+_LOW_BYTE = np.uint64(0xFF)
+_TOO_WIDE = np.uint64(~7 & 0xFFFF_FFFF_FFFF_FFFF)
+_MONTH_AND_DAY = np.uint64(0x00FF_0000_FF00_0000)
+_MONTH_TO_64 = np.uint64(1 + (1 << 30))  # x + (x << 30): month (bits 24-31) to bits 54 up
+# the date table: index (year - 1880) * 1280 + month * 64 + day of month
+_TABLE_FIRST_YEAR, _TABLE_YEARS = 1880, 180
+_NOT_A_DAY = 1 << 20
+
+
+def _scan(words: npt.NDArray[np.uint64], ends: _I64) -> tuple[_Bool, npt.NDArray[np.uint64], _U8, _I32]:
+    """
+    Check and decode the lines ending at ``ends[1:]`` (``ends[0]`` ends the line before).
+
+    Returns:
+        Whether each line is a rating line the fast checks accept, then its customer id, its rating
+        character and its day.
+    """
+    u = np.uint64
+    end = ends[1:]
+    id_width = (end - ends[:-1] - 15).view(u)  # digits - 1: 0 to 7 here, 9-digit ids go the careful way
+    first = end - 24
+    shift = ((first & 7) << 3).view(u)
+    back = u(64) - shift
+    base = first >> 3
+    w0 = words.take(base)
+    w1 = words[1:].take(base)
+    w2 = words[2:].take(base)
+    w3 = words[3:].take(base)
+    a = (w0 >> shift) | (w1 << back)
+    b = (w1 >> shift) | (w2 << back)
+    c = (w2 >> shift) | (w3 << back)
+    del w0, w1, w2, w3, shift, back, base, first
+
+    xc = c ^ _C_EXPECT
+    xb = ((b ^ _B_EXPECT) & _B_KEEP) - _STAR_ONE
+    # the id: the 8 bytes before the comma, the bytes before the line turned into leading zeros
+    xi = ((a >> u(24)) | (b << u(40))) ^ _DIGITS
+    xi &= _ALL << ((u(7) - id_width) << u(3))
+    bad = (xc + _C_LIMIT) | xc | (xb + _B_LIMIT) | xb | (xi + _DIGIT_LIMIT) | xi
+    bad &= _TOP
+    bad |= id_width & _TOO_WIDE  # 9 or more digits, or a line too short for a rating
+
+    # eight digits to a number, pairs then quads then the whole
+    user = xi * u(10) + (xi >> u(8))
+    user &= u(0x00FF_00FF_00FF_00FF)
+    user = user * u(100) + (user >> u(16))
+    user &= u(0x0000_FFFF_0000_FFFF)
+    user = user * u(10000) + (user >> u(32))
+    user &= u(0xFFFF_FFFF)
+
+    # the date: byte 0 of pairs is the year's last two digits, byte 3 the month, byte 6 the day;
+    # one multiplication adds month * 64 to the day (bits 48 up). A year before 1880 wraps around
+    # to a huge or negative index, one after 2059 lands on or past the table's invalid last year:
+    # "clip" takes both to an entry that is no day.
+    pairs = xc * u(10) + (xc >> u(8))
+    year = ((xb >> u(48)) & _LOW_BYTE) * u(1000) + (xb >> u(56)) * u(100) + (pairs & _LOW_BYTE)
+    key = (year - u(_TABLE_FIRST_YEAR)) * u(1280) + (((pairs & _MONTH_AND_DAY) * _MONTH_TO_64) >> u(48))
+    day = _day_table().take(key.view(np.int64), mode="clip")
+
+    ok = bad == 0
+    ok &= user != 0
+    ok &= day != _NOT_A_DAY
+    stars = b.view(np.uint8)[4::8]
+    return ok, user, stars, day
+
+
+@functools.cache
+def _day_table() -> _I32:
+    """
+    Days since 1970-01-01 by ``(year - 1880) * 1280 + month * 64 + day``; ``_NOT_A_DAY`` where the date
+    does not exist or its day does not fit int16 (years 1880 to 2059 hold all that do).
+    """
+    year, month, mday = np.meshgrid(
+        np.arange(_TABLE_YEARS + 1) + _TABLE_FIRST_YEAR, np.arange(20), np.arange(64), indexing="ij"
+    )
+    valid = (month >= 1) & (month <= 12) & (mday >= 1) & (year < _TABLE_FIRST_YEAR + _TABLE_YEARS)
+    index = (year - 1970) * 12 + np.where(valid, month - 1, 0)
+    first = index.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+    after = (index + 1).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+    day = first + mday - 1
+    valid &= (mday <= after - first) & (day >= _DAY_MIN) & (day <= _DAY_MAX)
+    table: _I32 = np.where(valid, day, _NOT_A_DAY).astype(np.int32).reshape(-1)
+    return table
 
 
 class _Block:
@@ -344,8 +759,15 @@ class _Block:
         Say what is wrong with line ``index`` of the block (found bad by the masks) and raise.
         """
         start, end = int(self.starts[index]), int(self.ends[index])
-        text = self.buf[start:end].tobytes().decode("iso-8859-1")
         number = self.first_line + index
+        if end - start > _LONG_LINE:  # no Netflix line is this long; do not quote it all
+            head_text = self.buf[start : start + 40].tobytes().decode("iso-8859-1")
+            msg = (
+                "expected 'MovieID:' or 'CustomerID,Rating,YYYY-MM-DD', "
+                f"got a line of {end - start:,} bytes starting {head_text!r}"
+            )
+            raise DataError(msg, path=self.path, line=number)
+        text = self.buf[start:end].tobytes().decode("iso-8859-1")
         last = index == self.lines - 1
         in_block = movie_before != 0 or bool((head < index).any())
         msg = _explain(text, in_block=in_block, cut=last and self.unterminated)
