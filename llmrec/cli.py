@@ -164,7 +164,7 @@ def _check_inputs(spec: Spec, source: str) -> None:
         raise SpecError(source, (_problem("dataset.path", f"expected {', '.join(missing)} in {folder}"),))
 
 
-def _load_dataset(spec: Spec) -> Dataset:
+def _load_dataset(spec: Spec, cache_dir: Path | None = None) -> Dataset:
     if spec.dataset.format == "synthetic":
         from llmrec.data.synthetic import generate_synthetic
 
@@ -175,7 +175,7 @@ def _load_dataset(spec: Spec) -> Dataset:
         return read_movielens(spec.dataset.path or "")
     from llmrec.data.netflix import read_netflix
 
-    return read_netflix(spec.dataset.path or "")
+    return read_netflix(spec.dataset.path or "", cache_dir=cache_dir)
 
 
 def _synth(ratings: int, out: str, seed: int) -> int:
@@ -262,7 +262,7 @@ def _run(args: argparse.Namespace) -> int:
     run_dir = Path(args.runs) / name
     progress = _Progress(args.quiet)
     progress("load data", 0, 1)
-    dataset = _load_dataset(spec)
+    dataset = _load_dataset(spec, cache_dir=Path(args.runs) / "cache")
     progress("load data", 1, 1)
     provider = _make_provider(spec, dataset)
     run_dir.mkdir(parents=True, exist_ok=True)
