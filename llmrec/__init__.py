@@ -12,13 +12,31 @@ The typed API mirrors ``llmrec run spec.toml``::
     html = llmrec.render_report(outcome.results)
 """
 
+from llmrec.baselines import (
+    Baseline,
+    fit_ease,
+    fit_item_knn,
+    fit_popular,
+    fit_random,
+    interactions_from_pairs,
+    interactions_from_ratings,
+)
 from llmrec.data import Dataset, Movies, Ratings
+from llmrec.data.movielens import read_movielens
 from llmrec.data.netflix import read_netflix, write_netflix
-from llmrec.data.synthetic import generate_synthetic
+from llmrec.data.synthetic import generate_synthetic, write_synthetic_netflix
 from llmrec.errors import DataError, LlmrecError, ParseError, ProviderError, SpecError, SpecProblem
 from llmrec.evaluate import ExperimentOutcome, MemoryStore, run_experiment, run_finetune
-from llmrec.metrics import METRICS, metric_names, score_list
-from llmrec.parsing import ParsedItem, ParsedList, TitleMatcher, parse_recommendations
+from llmrec.ground_truth import future_ground_truth, knn_ground_truth
+from llmrec.metrics import METRICS, ideal_scores, metric_names, score_list
+from llmrec.parsing import (
+    AnswerFlags,
+    ParsedItem,
+    ParsedList,
+    TitleMatcher,
+    answer_flags,
+    parse_recommendations,
+)
 from llmrec.prompts import build_example, build_messages
 from llmrec.providers.base import (
     ChatMessage,
@@ -34,15 +52,20 @@ from llmrec.providers.base import (
 )
 from llmrec.providers.fake import FakeProvider
 from llmrec.report import render_report, report_assets
-from llmrec.results import ModelScores, Results, VariantResults
+from llmrec.results import Comparison, Funnel, ModelScores, Results, SeedSpread, VariantResults
 from llmrec.sampling import GroundTruth, Sample, assign_splits, build_index, derive_ground_truth, sample_users
+from llmrec.scoring import beyond_accuracy, grounding_rates, ranked_ids
 from llmrec.spec import Spec, parse_spec
+from llmrec.stats import bootstrap_ci, bootstrap_mean_ci, compare_paired, holm, sign_flip_pvalue
 
 __all__ = [
     "METRICS",
+    "AnswerFlags",
+    "Baseline",
     "ChatMessage",
     "ChatRequest",
     "ChatResult",
+    "Comparison",
     "DataError",
     "Dataset",
     "ExperimentOutcome",
@@ -50,6 +73,7 @@ __all__ = [
     "FineTuneExample",
     "FineTuneJob",
     "FineTuneRequest",
+    "Funnel",
     "GroundTruth",
     "Hyperparameters",
     "JobState",
@@ -65,21 +89,40 @@ __all__ = [
     "Ratings",
     "Results",
     "Sample",
+    "SeedSpread",
     "Spec",
     "SpecError",
     "SpecProblem",
     "TitleMatcher",
     "Usage",
     "VariantResults",
+    "answer_flags",
     "assign_splits",
+    "beyond_accuracy",
+    "bootstrap_ci",
+    "bootstrap_mean_ci",
     "build_example",
     "build_index",
     "build_messages",
+    "compare_paired",
     "derive_ground_truth",
+    "fit_ease",
+    "fit_item_knn",
+    "fit_popular",
+    "fit_random",
+    "future_ground_truth",
     "generate_synthetic",
+    "grounding_rates",
+    "holm",
+    "ideal_scores",
+    "interactions_from_pairs",
+    "interactions_from_ratings",
+    "knn_ground_truth",
     "metric_names",
     "parse_recommendations",
     "parse_spec",
+    "ranked_ids",
+    "read_movielens",
     "read_netflix",
     "render_report",
     "report_assets",
@@ -87,5 +130,7 @@ __all__ = [
     "run_finetune",
     "sample_users",
     "score_list",
+    "sign_flip_pvalue",
     "write_netflix",
+    "write_synthetic_netflix",
 ]
