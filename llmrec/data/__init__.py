@@ -18,7 +18,16 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["EPOCH", "Dataset", "MovieIds", "Movies", "Ratings", "day_to_date", "format_title"]
+__all__ = [
+    "EPOCH",
+    "Dataset",
+    "MovieIds",
+    "Movies",
+    "Ratings",
+    "day_to_date",
+    "format_title",
+    "parse_movie_id",
+]
 
 EPOCH = _dt.date(1970, 1, 1)
 """Day 0 of ``Ratings.day``."""
@@ -161,3 +170,27 @@ class Dataset:
     ratings: Ratings
     movies: Movies
     source: str = "<memory>"
+
+
+def parse_movie_id(text: str, *, limit: int, seen: dict[int, int], path: str, line: int) -> int:
+    """
+    A catalogue file's movie id, checked: digits only, within 1..limit, not listed before.
+
+    ``seen`` maps ids already listed to their line; the caller records this one after its own checks.
+
+    Raises:
+        DataError: naming the file and line.
+    """
+    from llmrec.errors import DataError
+
+    if not (text.isascii() and text.isdigit()):
+        msg = f"movie id {text!r} is not a number"
+        raise DataError(msg, path=path, line=line)
+    movie = int(text)
+    if not 1 <= movie <= limit:
+        msg = f"movie id {movie} outside 1-{limit}"
+        raise DataError(msg, path=path, line=line)
+    if movie in seen:
+        msg = f"movie id {movie} already listed on line {seen[movie]}"
+        raise DataError(msg, path=path, line=line)
+    return movie

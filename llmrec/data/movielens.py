@@ -52,7 +52,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from llmrec.data import Dataset, MovieIds, Movies, Ratings
+from llmrec.data import Dataset, MovieIds, Movies, Ratings, parse_movie_id
 from llmrec.errors import DataError
 
 __all__ = [
@@ -303,16 +303,7 @@ def _parse_movies(
             msg = f"expected {layout.movies_fields} fields, got {len(fields)}: {shown!r}"
             raise DataError(msg, path=path, line=number)
         movie_text, raw_title = fields[0], fields[1]
-        if not (movie_text.isascii() and movie_text.isdigit()):
-            msg = f"movie id {movie_text!r} is not a number"
-            raise DataError(msg, path=path, line=number)
-        movie = int(movie_text)
-        if not 1 <= movie <= limit:
-            msg = f"movie id {movie} outside 1-{limit}"
-            raise DataError(msg, path=path, line=number)
-        if movie in seen:
-            msg = f"movie id {movie} already listed on line {seen[movie]}"
-            raise DataError(msg, path=path, line=number)
+        movie = parse_movie_id(movie_text, limit=limit, seen=seen, path=path, line=number)
         title, year = split_year(raw_title)
         if title == "":
             msg = f"movie {movie} has an empty title"

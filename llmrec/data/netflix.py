@@ -45,7 +45,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from llmrec.data import EPOCH, Dataset, Movies, Ratings
+from llmrec.data import EPOCH, Dataset, Movies, Ratings, parse_movie_id
 from llmrec.data.cache import cache_key, load_dataset, store_dataset
 from llmrec.errors import DataError
 
@@ -213,16 +213,7 @@ def _parse_titles(data: bytes, path: str) -> Movies:
             msg = f"expected 'MovieID,YearOfRelease,Title', got {line!r}"
             raise DataError(msg, path=path, line=number)
         movie_text, year_text, title = fields
-        if not (movie_text.isascii() and movie_text.isdigit()):
-            msg = f"movie id {movie_text!r} is not a number"
-            raise DataError(msg, path=path, line=number)
-        movie = int(movie_text)
-        if not 1 <= movie <= _MAX_MOVIE:
-            msg = f"movie id {movie} outside 1-{_MAX_MOVIE}"
-            raise DataError(msg, path=path, line=number)
-        if movie in seen:
-            msg = f"movie id {movie} already listed on line {seen[movie]}"
-            raise DataError(msg, path=path, line=number)
+        movie = parse_movie_id(movie_text, limit=_MAX_MOVIE, seen=seen, path=path, line=number)
         if year_text == "NULL":
             year = 0
         elif _YEAR_RE.fullmatch(year_text):
