@@ -356,7 +356,7 @@ def test_json_output_mode_round_trips(demo):
 
 
 def test_few_shot_column_uses_training_examples_only(demo):
-    """few_shot = 5 adds a Few-shot column whose prompts carry five training users' examples, no test user's."""
+    """few_shot = 5 adds a Few-shot column prompting with five training users' examples, no test user's."""
     spec, dataset, _, _ = demo
     provider = _provider(dataset)
     outcome = run_experiment(_quick(spec, few_shot=5), dataset, provider)
@@ -378,7 +378,7 @@ def test_few_shot_column_uses_training_examples_only(demo):
 
 def test_repeated_seeds_report_mean_and_spread(demo):
     """experiment.seeds reruns the experiment per seed; the spread holds one value per seed and model."""
-    spec, dataset, _, first = demo
+    spec, dataset, _, _ = demo
     spec = _quick(spec)
     spec = attrs.evolve(spec, experiment=attrs.evolve(spec.experiment, seeds=(11, 12, 13)))
     outcome = run_experiment(spec, dataset, _provider(dataset))
@@ -411,7 +411,7 @@ def llmrec_report(results):
 
 
 def test_ground_truth_rules_side_by_side(demo):
-    """A neighbour, a future and a knn variant run together; the future variant prompts with earlier ratings."""
+    """Neighbour, future and knn variants run together; the future one prompts with earlier ratings."""
     spec, dataset, _, _ = demo
     variants = (
         VariantSpec(name="rule"),
