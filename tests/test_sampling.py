@@ -1,15 +1,20 @@
 """
-The sampling rules on the hand-made tiny dataset (tests/conftest.py) and their invariants.
+The sampling rules on the hand-made tiny dataset (tests/conftest.py) and their invariants, and the fast
+implementation against a plain per-user reference on random small datasets.
 """
 
 from __future__ import annotations
+
+import itertools
+from typing import Any
 
 import attrs
 import numpy as np
 import pytest
 
+from llmrec import sampling
 from llmrec.data import Ratings
-from llmrec.sampling import assign_splits, build_index, derive_ground_truth, sample_users
+from llmrec.sampling import RatingIndex, assign_splits, build_index, derive_ground_truth, sample_users
 from llmrec.spec import SamplingSpec, SplitSpec
 
 PROFILE3 = SamplingSpec(profile_size=3)
@@ -214,3 +219,267 @@ def test_neighbour_pool_of_sampled_users_only(tiny_ratings):
 
     assert truth.candidates.tolist() == [0]
     assert truth.movies[0].tolist() == []
+
+
+# --- the fast implementation against a plain per-user reference ------------------------------------
+
+OPTIONS = list(
+    itertools.product(
+        ("before_draw", "after_draw"),  # eligibility_filter
+        ("newest_first", "oldest_first"),  # profile_date_order
+        ("all_users", "sampled_users"),  # neighbor_pool
+        (1, 3),  # watched_min_stars
+        ("rated", "profile"),  # ground_truth_excludes
+        (1, 2),  # star_scale
+    )
+)
+
+
+def _random_ratings(rng: np.random.Generator, star_scale: int = 1, n_users: int = 70) -> Ratings:
+    """
+    A small random dataset: sparse user ids, 40 movies, stars leaning high, few distinct days (ties).
+    """
+    ids = np.sort(rng.choice(10**6, size=n_users, replace=False)) + 1
+    users, movies = [], []
+    for uid in rng.permutation(ids):
+        rated = rng.choice(np.arange(1, 41), size=int(rng.integers(1, 25)), replace=False)
+        users += [int(uid)] * len(rated)
+        movies += rated.tolist()
+    n = len(users)
+    stars = rng.choice(np.arange(1, 5 * star_scale + 1), size=n)
+    stars = np.where(rng.random(n) < 0.4, 5 * star_scale, stars)
+    order = rng.permutation(n)
+    return Ratings(
+        user=np.array(users)[order],
+        movie=np.array(movies)[order],
+        stars=stars[order],
+        day=rng.integers(-5, 15, n),
+        star_scale=star_scale,
+    )
+
+
+def _random_spec(rng: np.random.Generator, options: tuple[Any, ...]) -> SamplingSpec:
+    eligibility, date_order, pool, watched, excludes, _ = options
+    return SamplingSpec(
+        users=int(rng.integers(5, 40)),
+        min_five_star_ratings=int(rng.integers(0, 5)),
+        eligibility_filter=eligibility,
+        profile_size=int(rng.integers(1, 8)),
+        profile_date_order=date_order,
+        neighbor_min_stars=int(rng.integers(3, 6)),
+        neighbor_min_shared=int(rng.integers(1, 3)),
+        neighbors=int(rng.integers(1, 12)),
+        neighbor_pool=pool,
+        watch_factor=float(rng.choice([0.1, 0.25, 0.5, 0.6, 1.0])),
+        watched_min_stars=watched,
+        ground_truth_excludes=excludes,
+        max_ground_truth=int(rng.integers(1, 12)),
+    )
+
+
+def _reference(ratings: Ratings, spec: SamplingSpec, seed: int) -> dict[str, Any]:
+    """
+    The rules of the module docstring, one user at a time over plain dicts.
+    """
+    scale = ratings.star_scale
+    rows: dict[int, dict[int, tuple[int, int]]] = {}
+    for u, m, s, d in zip(
+        ratings.user.tolist(),
+        ratings.movie.tolist(),
+        ratings.stars.tolist(),
+        ratings.day.tolist(),
+        strict=True,
+    ):
+        rows.setdefault(u, {})[m] = (s, d)
+    ids = sorted(rows)
+    fives = [sum(s == 5 * scale for s, _ in rows[u].values()) for u in ids]
+    eligible = [i for i, f in enumerate(fives) if f >= spec.min_five_star_ratings]
+    pool = np.array(eligible if spec.eligibility_filter == "before_draw" else range(len(ids)), dtype=np.int64)
+    if len(pool) > spec.users:
+        pool = np.sort(np.random.default_rng([seed, 2**32 - 1]).choice(pool, size=spec.users, replace=False))
+    chosen = [int(i) for i in pool if fives[i] >= spec.min_five_star_ratings]
+    sign = -1 if spec.profile_date_order == "newest_first" else 1
+    profiles = [
+        [m for m, _ in sorted(rows[ids[i]].items(), key=lambda kv: (-kv[1][0], sign * kv[1][1], kv[0]))][
+            : spec.profile_size
+        ]
+        for i in chosen
+    ]
+    out: dict[str, Any] = {"users": [ids[i] for i in chosen], "profiles": profiles, "eligible": len(eligible)}
+    movies, shares, candidates, drawn = [], [], [], []
+    for i, profile in zip(chosen, profiles, strict=True):
+        pool_ok = set(chosen) if spec.neighbor_pool == "sampled_users" else set(range(len(ids)))
+        cands = [
+            j
+            for j, v in enumerate(ids)
+            if j != i
+            and j in pool_ok
+            and sum(rows[v].get(m, (0, 0))[0] >= spec.neighbor_min_stars * scale for m in profile)
+            >= spec.neighbor_min_shared
+        ]
+        picked = np.array(cands, dtype=np.int64)
+        if len(picked) > spec.neighbors:
+            rng = np.random.default_rng([seed, ids[i]])
+            picked = np.sort(rng.choice(picked, size=spec.neighbors, replace=False))
+        counts: dict[int, int] = {}
+        for j in picked.tolist():
+            for m, (s, _) in rows[ids[j]].items():
+                if spec.watched_min_stars == 1 or s >= spec.watched_min_stars * scale:
+                    counts[m] = counts.get(m, 0) + 1
+        excluded = set(rows[ids[i]]) if spec.ground_truth_excludes == "rated" else set(profile)
+        kept = [
+            (m, c)
+            for m, c in counts.items()
+            if m not in excluded and c > 0 and c / len(picked) >= spec.watch_factor
+        ]
+        kept.sort(key=lambda mc: (-mc[1], mc[0]))
+        kept = kept[: spec.max_ground_truth]
+        movies.append([m for m, _ in kept])
+        shares.append([c / len(picked) for _, c in kept])
+        candidates.append(len(cands))
+        drawn.append(len(picked))
+    out.update(movies=movies, shares=shares, candidates=candidates, drawn=drawn)
+    return out
+
+
+def _fast(ratings: Ratings, spec: SamplingSpec, seed: int, workers: int = 1) -> dict[str, Any]:
+    index = build_index(ratings)
+    sample = sample_users(index, spec, seed)
+    truth = derive_ground_truth(index, sample, spec, seed, workers=workers)
+    return {
+        "users": sample.users.tolist(),
+        "profiles": [p.tolist() for p in sample.profiles],
+        "eligible": sample.eligible,
+        "movies": [m.tolist() for m in truth.movies],
+        "shares": [s.tolist() for s in truth.shares],
+        "candidates": truth.candidates.tolist(),
+        "drawn": truth.drawn.tolist(),
+    }
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(map(str, o)))
+def test_fast_path_matches_the_per_user_reference(options):
+    """For every option combination, users, profiles, draws and ground truth equal a plain per-user loop."""
+    rng = np.random.default_rng([20261129, OPTIONS.index(options)])
+    for _ in range(3):
+        ratings = _random_ratings(rng, star_scale=options[-1])
+        spec = _random_spec(rng, options)
+        seed = int(rng.integers(0, 1000))
+        fast = _fast(ratings, spec, seed)
+
+        assert fast == _reference(ratings, spec, seed)
+
+
+def test_workers_give_the_same_ground_truth(rng):
+    """Two forked workers give exactly what one process gives."""
+    ratings = _random_ratings(rng, n_users=120)
+    spec = SamplingSpec(users=60, min_five_star_ratings=1, profile_size=4, neighbors=7, watch_factor=0.25)
+
+    assert _fast(ratings, spec, seed=3, workers=2) == _fast(ratings, spec, seed=3, workers=1)
+    assert _fast(ratings, spec, seed=3, workers=2) == _reference(ratings, spec, seed=3)
+
+
+def test_workers_below_one_are_rejected(tiny_ratings):
+    """workers = 0 is a ValueError, not a silent single process."""
+    index = build_index(tiny_ratings)
+    sample = sample_users(index, PROFILE3, seed=0)
+
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        derive_ground_truth(index, sample, PROFILE3, seed=0, workers=0)
+
+
+def _plain_index(ratings: Ratings) -> dict[str, list[Any]]:
+    """
+    The index arrays as the RatingIndex docstring describes them, by sorting Python tuples.
+    """
+    ids = sorted(set(ratings.user.tolist()))
+    dense = {u: i for i, u in enumerate(ids)}
+    rows = list(
+        zip(
+            ratings.user.tolist(),
+            ratings.movie.tolist(),
+            ratings.stars.tolist(),
+            ratings.day.tolist(),
+            strict=True,
+        )
+    )
+    by_user = sorted(rows, key=lambda r: (dense[r[0]], r[1]))
+    by_movie = sorted(rows, key=lambda r: (r[1], -r[2], dense[r[0]]))
+    n_movies = max(ratings.movie.tolist()) + 1
+    return {
+        "user_ids": ids,
+        "user_start": [sum(dense[r[0]] < i for r in rows) for i in range(len(ids) + 1)],
+        "user_movies": [r[1] for r in by_user],
+        "user_stars": [r[2] for r in by_user],
+        "user_days": [r[3] for r in by_user],
+        "movie_start": [sum(r[1] < m for r in rows) for m in range(n_movies + 1)],
+        "movie_users": [dense[r[0]] for r in by_movie],
+        "movie_stars": [r[2] for r in by_movie],
+    }
+
+
+def _index_lists(index: RatingIndex) -> dict[str, list[Any]]:
+    return {name: getattr(index, name).tolist() for name in _plain_index(Ratings([1], [1], [1], [1]))}
+
+
+@pytest.mark.parametrize("path", ["packed", "chunked", "lexsort", "sparse_ids"])
+def test_index_layout_on_every_path(rng, monkeypatch, path):
+    """Packed keys (whole or in small pieces), the lexsort fallback and sparse ids all give the same index."""
+    ratings = _random_ratings(rng, star_scale=2, n_users=90)
+    if path == "chunked":
+        monkeypatch.setattr(sampling, "_CHUNK", 7)
+    if path == "lexsort":
+        monkeypatch.setattr(sampling, "_KEY_BITS", 0)
+    if path == "sparse_ids":
+        ratings = attrs.evolve(ratings, user=ratings.user.astype(np.int64) * 2000 - 2**31 + 5000)
+    index = build_index(ratings)
+
+    assert _index_lists(index) == _plain_index(ratings)
+    assert index.n_movies == int(ratings.movie.max()) + 1
+    assert index.star_scale == 2
+
+
+@pytest.mark.parametrize("path", ["packed", "chunked", "lexsort"])
+def test_first_duplicate_is_named_on_every_path(monkeypatch, path):
+    """The first (user, movie) pair rated twice is reported, even across the pieces keys are packed in."""
+    if path == "chunked":
+        monkeypatch.setattr(sampling, "_CHUNK", 2)
+    if path == "lexsort":
+        monkeypatch.setattr(sampling, "_KEY_BITS", 0)
+    ratings = Ratings(
+        user=[7, 3, 3, 5, 5, 3, 7], movie=[2, 1, 4, 9, 9, 4, 2], stars=[5, 4, 3, 2, 1, 5, 5], day=[0] * 7
+    )
+
+    with pytest.raises(ValueError, match="user 3 rated movie 4 twice"):
+        build_index(ratings)
+
+
+def test_empty_ratings_give_an_empty_sample():
+    """No ratings: no users, no ground truth, and no error."""
+    index = build_index(Ratings([], [], [], []))
+    sample = sample_users(index, SamplingSpec(), seed=0)
+    truth = derive_ground_truth(index, sample, SamplingSpec(), seed=0)
+
+    assert len(index.user_ids) == 0
+    assert index.n_movies == 1
+    assert sample.users.tolist() == []
+    assert sample.eligible == 0
+    assert truth.movies == ()
+    assert truth.candidates.tolist() == []
+
+
+@pytest.mark.parametrize("watched", [1, 3])
+def test_neighbour_rows_summed_a_few_at_a_time(rng, monkeypatch, watched):
+    """Gathering the drawn neighbours' ratings three rows at a time changes nothing."""
+    monkeypatch.setattr(sampling, "_GATHER_ROWS", 3)
+    ratings = _random_ratings(rng, n_users=80)
+    spec = SamplingSpec(
+        users=30,
+        min_five_star_ratings=1,
+        profile_size=3,
+        neighbors=10,
+        watch_factor=0.25,
+        watched_min_stars=watched,
+    )
+
+    assert _fast(ratings, spec, seed=11) == _reference(ratings, spec, seed=11)
