@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import sys
 import time
@@ -289,6 +290,8 @@ def _run(args: argparse.Namespace) -> int:
             progress=progress,
             on_job=on_job,
             resume_jobs={v: FineTuneJob(id=j) for v, j in known_jobs.items()},
+            # big datasets: spread the neighbour ground truth over the cores (forked workers)
+            workers=min(2, os.cpu_count() or 1) if len(dataset.ratings) >= 5_000_000 else 1,
         )
     finally:
         store.close()

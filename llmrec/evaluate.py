@@ -227,6 +227,7 @@ def run_experiment(
     index: RatingIndex | None = None,
     on_job: Callable[[str, FineTuneJob], None] | None = None,
     resume_jobs: Mapping[str, FineTuneJob] | None = None,
+    workers: int = 1,
 ) -> ExperimentOutcome:
     """
     Run the whole experiment against ``provider`` and score it; repeat it for ``experiment.seeds``.
@@ -245,6 +246,8 @@ def run_experiment(
         index: a prebuilt ``build_index(dataset.ratings)``, to skip rebuilding it.
         on_job: called with (variant, job) right after a fine-tune is submitted.
         resume_jobs: already submitted jobs by variant name, polled instead of submitting again.
+        workers: processes for the neighbour ground truth (``derive_ground_truth``); the caller
+            chooses, from the cores it may use.
 
     Returns:
         The results, predictions (each with its ``seed``), job states, model ids and token usage.
@@ -254,7 +257,9 @@ def run_experiment(
     """
     store = store if store is not None else MemoryStore()
     index = index if index is not None else build_index(dataset.ratings)
-    first = _run_one(spec, dataset, provider, wait, store, progress, index, on_job, resume_jobs or {}, "")
+    first = _run_one(
+        spec, dataset, provider, wait, store, progress, index, on_job, resume_jobs or {}, "", workers
+    )
     others = [s for s in dict.fromkeys(spec.experiment.seeds) if s != spec.experiment.seed]
     if not spec.experiment.seeds:
         return first
@@ -308,6 +313,7 @@ def _run_one(
     on_job: Callable[[str, FineTuneJob], None] | None,
     resume_jobs: Mapping[str, FineTuneJob],
     job_suffix: str,
+    workers: int = 1,
 ) -> ExperimentOutcome:
     """
     One run of the experiment with ``spec.experiment.seed``; ``job_suffix`` keys its fine-tune jobs.
@@ -330,7 +336,7 @@ def _run_one(
             profiles, truth = knn_ground_truth(index, sample, sampling, variant=variant.name)
         else:
             profiles = sample.profiles
-            truth = derive_ground_truth(index, sample, sampling, seed, variant=variant.name)
+            truth = derive_ground_truth(index, sample, sampling, seed, variant=variant.name, workers=workers)
         kept = np.array([len(m) > 0 for m in truth.movies], dtype=bool)
         titles = [[movies.display(int(m)) for m in p] for p in profiles]
         plans.append(_VariantPlan(variant, sampling, truth, kept, profiles, titles))

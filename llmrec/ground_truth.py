@@ -39,6 +39,16 @@ def _order(
     return np.lexsort((movies, -d if newest else d, -stars.astype(np.int32)))
 
 
+def _concat_ranges(starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """
+    The concatenation of ``arange(s, e)`` for each pair, without a Python loop.
+    """
+    lengths = ends - starts
+    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    out: npt.NDArray[np.int64] = offsets + np.arange(int(lengths.sum()), dtype=np.int64)
+    return out
+
+
 def future_ground_truth(
     index: RatingIndex, sample: Sample, spec: SamplingSpec, *, variant: str = "future"
 ) -> tuple[Profiles, GroundTruth]:
@@ -120,11 +130,7 @@ def knn_ground_truth(
         zip(index.dense(sample.users).tolist(), sample.profiles, strict=True)
     ):
         mine = index.movies_of(dense).astype(np.int64)
-        starts, ends = index.movie_start[mine], index.movie_start[mine + 1]
-        lengths_m = ends - starts
-        rows = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths_m)[:-1])), lengths_m) + np.arange(
-            int(lengths_m.sum())
-        )
+        rows = _concat_ranges(index.movie_start[mine], index.movie_start[mine + 1])
         overlap = np.bincount(movie_users[rows], minlength=len(index.user_ids)).astype(np.float64)
         overlap[dense] = 0.0
         similarity = overlap / (norms * norms[dense] + 1e-300)
@@ -137,9 +143,7 @@ def knn_ground_truth(
             shares.append(np.zeros(0, dtype=np.float64))
             continue
         n_lengths = index.user_start[neighbours + 1] - index.user_start[neighbours]
-        n_rows = np.repeat(
-            index.user_start[neighbours] - np.concatenate(([0], np.cumsum(n_lengths)[:-1])), n_lengths
-        ) + np.arange(int(n_lengths.sum()))
+        n_rows = _concat_ranges(index.user_start[neighbours], index.user_start[neighbours + 1])
         weights = np.repeat(similarity[neighbours], n_lengths)
         keep = index.user_stars[n_rows] >= min_stars
         score = np.bincount(
