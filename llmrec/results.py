@@ -39,9 +39,15 @@ def metric_label(name: str) -> str:
     The display label of a metric name: "precision@3" -> "Precision@3", "mrr" -> "MRR".
     """
     base, _, k = name.partition("@")
-    pretty = {"precision": "Precision", "recall": "Recall", "f1": "F1", "mrr": "MRR", "map": "MAP"}.get(
-        base, base.upper() if len(base) <= 4 else base.capitalize()
-    )
+    pretty = {
+        "precision": "Precision",
+        "recall": "Recall",
+        "f1": "F1",
+        "mrr": "MRR",
+        "map": "MAP",
+        "ndcg": "NDCG",
+        "hitrate": "HitRate",
+    }.get(base, base.upper() if len(base) <= 4 else base.capitalize())
     return f"{pretty}@{k}" if k else pretty
 
 
