@@ -21,6 +21,7 @@ import numpy as np
 
 from llmrec.baselines import (
     Baseline,
+    Interactions,
     fit_ease,
     fit_item_knn,
     fit_popular,
@@ -204,6 +205,19 @@ def run_finetune(
     raise ProviderError(msg)
 
 
+@attrs.frozen(eq=False)
+class _Shared:
+    """
+    What every seed's run of one experiment shares: the rating index, the title matcher, the movies'
+    popularity percentiles, and the worker count for the ground truth.
+    """
+
+    index: RatingIndex
+    matcher: TitleMatcher
+    percentiles: np.ndarray[Any, np.dtype[np.float64]]
+    workers: int
+
+
 @attrs.frozen
 class _VariantPlan:
     spec: VariantSpec
@@ -257,9 +271,13 @@ def run_experiment(
     """
     store = store if store is not None else MemoryStore()
     index = index if index is not None else build_index(dataset.ratings)
-    first = _run_one(
-        spec, dataset, provider, wait, store, progress, index, on_job, resume_jobs or {}, "", workers
+    shared = _Shared(
+        index=index,
+        matcher=TitleMatcher(dataset.movies),
+        percentiles=popularity_percentiles(dataset.ratings, int(dataset.movies.ids.max()) + 1),
+        workers=workers,
     )
+    first = _run_one(spec, dataset, provider, wait, store, progress, shared, on_job, resume_jobs or {}, "")
     others = [s for s in dict.fromkeys(spec.experiment.seeds) if s != spec.experiment.seed]
     if not spec.experiment.seeds:
         return first
@@ -274,7 +292,7 @@ def run_experiment(
                 wait,
                 store,
                 progress,
-                index,
+                shared,
                 on_job,
                 resume_jobs or {},
                 f"@seed{seed}",
@@ -309,22 +327,23 @@ def _run_one(
     wait: Callable[[], None],
     store: CompletionStore,
     progress: Progress,
-    index: RatingIndex,
+    shared: _Shared,
     on_job: Callable[[str, FineTuneJob], None] | None,
     resume_jobs: Mapping[str, FineTuneJob],
     job_suffix: str,
-    workers: int = 1,
 ) -> ExperimentOutcome:
     """
     One run of the experiment with ``spec.experiment.seed``; ``job_suffix`` keys its fine-tune jobs.
     """
     seed = spec.experiment.seed
+    index, matcher, percentiles = shared.index, shared.matcher, shared.percentiles
     sample = sample_users(index, spec.sampling, seed)
     splits = assign_splits(sample.users, spec.split, seed)
     movies = dataset.movies
-    matcher = TitleMatcher(movies)
     names = metric_names(spec.evaluation.k, extended=spec.evaluation.extended_metrics)
-    percentiles = popularity_percentiles(dataset.ratings, int(movies.ids.max()) + 1)
+    # Fitted on the ratings without the test users, the baselines are the same for every variant
+    # (a user's split does not depend on the variant): fit them once, on first use.
+    ratings_baselines: list[Baseline] | None = None
 
     plans: list[_VariantPlan] = []
     for i, variant in enumerate(spec.variant):
@@ -336,7 +355,9 @@ def _run_one(
             profiles, truth = knn_ground_truth(index, sample, sampling, variant=variant.name)
         else:
             profiles = sample.profiles
-            truth = derive_ground_truth(index, sample, sampling, seed, variant=variant.name, workers=workers)
+            truth = derive_ground_truth(
+                index, sample, sampling, seed, variant=variant.name, workers=shared.workers
+            )
         kept = np.array([len(m) > 0 for m in truth.movies], dtype=bool)
         titles = [[movies.display(int(m)) for m in p] for p in profiles]
         plans.append(_VariantPlan(variant, sampling, truth, kept, profiles, titles))
@@ -432,18 +453,18 @@ def _run_one(
             parsed = parse_recommendations(
                 text, matcher, spec.prompt.n_recommendations, fuzzy_threshold=evaluation.fuzzy_threshold
             )
-            ranked = ranked_ids(parsed, relevant, evaluation.matching)
-            scores = score_list(ranked, relevant, names)
             entry = by_role[role]
+            for mode in MATCH_MODES:
+                by_mode = ranked_ids(parsed, relevant, mode)
+                mode_scores = score_list(by_mode, relevant, names)
+                entry.sensitivity.setdefault(mode, []).append(mode_scores)
+                if mode == evaluation.matching:
+                    ranked, scores = by_mode, mode_scores
             entry.add(scores, ranked)
             entry.failures += parsed.failure is not None
             entry.flags.append(
                 answer_flags(parsed, [int(m) for m in plan.profiles[i]], spec.prompt.n_recommendations)
             )
-            for mode in MATCH_MODES:
-                entry.sensitivity.setdefault(mode, []).append(
-                    score_list(ranked_ids(parsed, relevant, mode), relevant, names)
-                )
             predictions.append(
                 _prediction(
                     variant=name,
@@ -466,8 +487,23 @@ def _run_one(
 
         if spec.evaluation.baselines:
             progress(f"baselines {name}", 0, len(spec.evaluation.baselines))
+            if spec.evaluation.baseline_fit == "train_pairs":
+                train = members["train"]
+                fitted = _fit_baselines(
+                    spec,
+                    dataset,
+                    interactions_from_pairs(
+                        [plan.profiles[i] for i in train], [plan.truth.movies[i] for i in train]
+                    ),
+                )
+            else:
+                if ratings_baselines is None:
+                    test_users = sample.users[np.array([s == "test" for s in splits], dtype=bool)]
+                    interactions = interactions_from_ratings(dataset.ratings, exclude_users=test_users)
+                    ratings_baselines = _fit_baselines(spec, dataset, interactions)
+                fitted = ratings_baselines
             classic, classic_predictions = _classic_scores(
-                spec, dataset, sample, splits, plan, members, names
+                spec, dataset, sample, plan, members, names, fitted
             )
             scored += classic
             predictions.extend(classic_predictions)
@@ -561,46 +597,49 @@ class _Scored:
 _CLASSIC_LABELS = {"random": "Random", "popular": "MostPopular", "item_knn": "ItemKNN", "ease": "EASE"}
 
 
+def _fit_baselines(spec: Spec, dataset: Dataset, interactions: Interactions) -> list[Baseline]:
+    """
+    The spec's classic baselines, in its order, fitted on a leakage-free source.
+
+    The ground truth is a function of the profile and the full rating matrix, so a baseline never sees
+    that matrix whole: ``interactions`` are either the training users' (profile -> ground truth) pairs
+    or the ratings with every test user's ratings removed (test users of any variant: the split is per
+    user). Random draws from the catalogue alone.
+    """
+    evaluation = spec.evaluation
+    fitted: list[Baseline] = []
+    for kind in evaluation.baselines:
+        if kind == "random":
+            fitted.append(
+                fit_random(derive_seed(spec.experiment.seed, "baseline/random"), dataset.movies.ids)
+            )
+        elif kind == "popular":
+            fitted.append(fit_popular(interactions))
+        elif kind == "item_knn":
+            fitted.append(fit_item_knn(interactions, n_items=evaluation.baseline_items))
+        else:
+            fitted.append(fit_ease(interactions, n_items=evaluation.baseline_items))
+    return fitted
+
+
 def _classic_scores(
     spec: Spec,
     dataset: Dataset,
     sample: Sample,
-    splits: Sequence[SplitName],
     plan: _VariantPlan,
     members: Mapping[SplitName, list[int]],
     names: Sequence[str],
+    fitted: Sequence[Baseline],
 ) -> tuple[list[_Scored], list[dict[str, Any]]]:
     """
-    Fit each classic baseline on a leakage-free source and score it on the variant's test users;
-    also return one prediction record per test user and baseline (its ranked movie ids).
-
-    The ground truth is a function of the profile and the full rating matrix, so a baseline never sees
-    that matrix whole: either the training users' (profile -> ground truth) pairs, or the ratings with
-    every test user's ratings removed (test users of any variant: the split is per user).
+    Score each fitted classic baseline on the variant's test users; also return one prediction record
+    per test user and baseline (its ranked movie ids).
     """
-    evaluation = spec.evaluation
-    if evaluation.baseline_fit == "train_pairs":
-        train = members["train"]
-        interactions = interactions_from_pairs(
-            [plan.profiles[i] for i in train], [plan.truth.movies[i] for i in train]
-        )
-    else:
-        test_users = sample.users[np.array([s == "test" for s in splits], dtype=bool)]
-        interactions = interactions_from_ratings(dataset.ratings, exclude_users=test_users)
     n = spec.prompt.n_recommendations
     out: list[_Scored] = []
     records: list[dict[str, Any]] = []
     movies = dataset.movies
-    for kind in evaluation.baselines:
-        baseline: Baseline
-        if kind == "random":
-            baseline = fit_random(derive_seed(spec.experiment.seed, "baseline/random"), dataset.movies.ids)
-        elif kind == "popular":
-            baseline = fit_popular(interactions)
-        elif kind == "item_knn":
-            baseline = fit_item_knn(interactions, n_items=evaluation.baseline_items)
-        else:
-            baseline = fit_ease(interactions, n_items=evaluation.baseline_items)
+    for kind, baseline in zip(spec.evaluation.baselines, fitted, strict=True):
         entry = _Scored("classic", _CLASSIC_LABELS[kind], baseline.name, baseline.source)
         label = entry.label
         for i in members["test"]:
