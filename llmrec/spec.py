@@ -42,12 +42,16 @@ __all__ = [
     "EligibilityFilter",
     "EvaluationSpec",
     "ExperimentSpec",
+    "FakeProviderSpec",
     "FinetuneSpec",
     "GroundTruthExclusion",
     "GroundTruthRule",
     "InferenceSpec",
+    "LocalProviderSpec",
+    "LoraSpec",
     "MatchMode",
     "NeighborPool",
+    "OpenAIProviderSpec",
     "OutputMode",
     "PromptSpec",
     "ProviderKind",
@@ -63,7 +67,10 @@ __all__ = [
 ]
 
 DatasetFormat = Literal["netflix", "movielens", "synthetic"]
-ProviderKind = Literal["fake", "openai"]
+ProviderKind = Literal["fake", "openai", "local"]
+OpenAIMode = Literal["sync", "batch"]
+RequestProfile = Literal["chat", "reasoning"]
+Device = Literal["auto", "cpu", "cuda"]
 EligibilityFilter = Literal["before_draw", "after_draw"]
 DateOrder = Literal["newest_first", "oldest_first"]
 NeighborPool = Literal["all_users", "sampled_users"]
@@ -299,6 +306,39 @@ def _one_shared_model(variant: tuple[VariantSpec, ...], finetune: FinetuneSpec) 
         )
         return [SpecProblem("finetune.model", expected, finetune.model, True)]
     return []
+
+
+def _kind_specific(finetune: FinetuneSpec, provider: ProviderSpec) -> list[SpecProblem]:
+    kind = provider.kind
+    out: list[SpecProblem] = []
+    if kind == "local" and finetune.learning_rate_multiplier is not None:
+        out.append(
+            SpecProblem(
+                "finetune.learning_rate_multiplier",
+                'no learning_rate_multiplier with provider.kind = "local" (it is OpenAI-only; '
+                "set finetune.learning_rate instead)",
+                finetune.learning_rate_multiplier,
+                True,
+            )
+        )
+    if kind == "openai" and finetune.learning_rate is not None:
+        out.append(
+            SpecProblem(
+                "finetune.learning_rate",
+                'no learning_rate with provider.kind = "openai" (OpenAI takes '
+                "finetune.learning_rate_multiplier)",
+                finetune.learning_rate,
+                True,
+            )
+        )
+    if kind == "openai" and finetune.lora is not None:
+        out.append(
+            SpecProblem(
+                "finetune.lora",
+                'expected no [finetune.lora] table with provider.kind = "openai" (LoRA is local-only)',
+            )
+        )
+    return out
 
 
 @attrs.frozen
@@ -552,25 +592,139 @@ class PromptSpec:
 
 
 @attrs.frozen
+class LoraSpec:
+    """
+    LoRA adapter settings for local fine-tuning (``provider.kind = "local"``).
+    """
+
+    rank: int = _field(16, _positive_int())
+    """LoRA rank r (vLLM serves it with --max-lora-rank at least this)."""
+
+    alpha: int = _field(32, _positive_int())
+    """LoRA alpha (the update is scaled by alpha / rank)."""
+
+    dropout: float = _field(0.05, (lambda v: 0.0 <= v < 1.0, "a number in [0, 1)"))
+    """Dropout on the LoRA layers."""
+
+    target_modules: tuple[str, ...] = ("all-linear",)
+    """Modules that get adapters: names such as "q_proj", or ["all-linear"] for every linear layer but the output head."""
+
+    def __attrs_post_init__(self) -> None:
+        _run_checks(self)
+
+
+@attrs.frozen
 class FinetuneSpec:
     """
-    Fine-tuning settings (the paper's Table 1).
+    Fine-tuning settings (the paper's Table 1), shared by every backend; kind-specific ones are checked against provider.kind.
     """
 
     base_model: str = "gpt-4o-mini-2024-07-18"
-    """Model fine-tuned, and used zero-shot as the Baseline column."""
+    """Model fine-tuned, and used zero-shot as the Baseline column (an OpenAI model id, or a Hugging Face id or local folder for provider.kind = "local")."""
 
     batch_size: int = _field(32, _positive_int())
-    """Fine-tune batch size (Table 1: 32)."""
+    """Fine-tune batch size (Table 1: 32); local training reaches it by gradient accumulation."""
 
     epochs: int = _field(2, _positive_int())
     """Fine-tune epochs (Table 1: 2)."""
 
-    learning_rate_multiplier: float = _field(1.0, (lambda v: v > 0 and math.isfinite(v), "a number > 0"))
-    """Fine-tune learning-rate multiplier (Table 1: 1)."""
+    learning_rate_multiplier: float | None = _field(
+        None, (lambda v: v > 0 and math.isfinite(v), "a number > 0")
+    )
+    """OpenAI only: learning-rate multiplier; unset: 1, as in Table 1."""
+
+    learning_rate: float | None = _field(None, (lambda v: v > 0 and math.isfinite(v), "a number > 0"))
+    """Local only: the learning rate of LoRA training (unset: 2e-4)."""
+
+    lora: LoraSpec | None = None
+    """Local only: LoRA settings ([finetune.lora]; unset: the defaults below)."""
+
+    seed: int | None = _field(None, _at_least(0))
+    """Seed sent with the fine-tune job; defaults to experiment.seed."""
 
     model: str | None = None
-    """An already fine-tuned model id; skips fine-tuning (only with a single variant; else set [[variant]] model)."""
+    """An already fine-tuned model id; skips fine-tuning (only with a single variant; else set [[variant]] model). With OpenAI: an "ft:..." id; with a compatible server: a served adapter name."""
+
+    def __attrs_post_init__(self) -> None:
+        _run_checks(self)
+
+
+@attrs.frozen
+class FakeProviderSpec:
+    """
+    The offline fake provider ([provider.fake]).
+    """
+
+    min_z: float = _field(4.0, (lambda v: v > 0 and math.isfinite(v), "a number > 0"))
+    """How far above chance (standard deviations) a co-occurrence must be for the fake fine-tune to learn it."""
+
+    min_count: int = _field(3, _positive_int())
+    """How many training examples must show a title pair before the fake fine-tune can learn it."""
+
+    def __attrs_post_init__(self) -> None:
+        _run_checks(self)
+
+
+@attrs.frozen
+class OpenAIProviderSpec:
+    """
+    The OpenAI API or any OpenAI-compatible server ([provider.openai]); the key comes from OPENAI_API_KEY only.
+    """
+
+    base_url: str | None = None
+    """API base URL (e.g. "http://localhost:8000/v1" for vLLM); unset: OPENAI_BASE_URL, else OpenAI's."""
+
+    mode: OpenAIMode = "sync"
+    """"sync": one chat request per answer; "batch": the Batch API (half price, within 24 h)."""
+
+    concurrency: int = _field(8, _positive_int())
+    """Chat requests in flight at once."""
+
+    max_retries: int = _field(6, _at_least(0))
+    """Retries of a request that failed with 408/409/429/5xx, a timeout or a malformed body."""
+
+    timeout_s: float = _field(120.0, (lambda v: v > 0 and math.isfinite(v), "a number > 0"))
+    """Seconds before one HTTP request times out (then it is retried)."""
+
+    requests_per_minute: int | None = _field(None, _positive_int())
+    """Client-side cap on requests per minute (the server's x-ratelimit-* headers also hold requests back)."""
+
+    tokens_per_minute: int | None = _field(None, _positive_int())
+    """Client-side cap on tokens per minute."""
+
+    budget_usd: float | None = _field(None, (lambda v: v > 0 and math.isfinite(v), "a number > 0"))
+    """Refuse a run whose estimate exceeds this many dollars, and stop before spending more."""
+
+    request_profile: RequestProfile = "chat"
+    """"chat": temperature and seed; "reasoning": reasoning_effort and no temperature (reasoning models)."""
+
+    reasoning_effort: str | None = None
+    """Sent with the "reasoning" profile ("low", "medium", "high")."""
+
+    poll_interval_s: float = _field(30.0, (lambda v: v > 0 and math.isfinite(v), "a number > 0"))
+    """Seconds between polls of a fine-tune job or a batch."""
+
+    def __attrs_post_init__(self) -> None:
+        _run_checks(self)
+
+
+@attrs.frozen
+class LocalProviderSpec:
+    """
+    Open-weight models trained with TRL + PEFT LoRA and run with transformers ([provider.local]; needs llmrec[local]).
+    """
+
+    device: Device = "auto"
+    """"auto": CUDA when available, else CPU (bf16 on a GPU, float32 on CPU)."""
+
+    micro_batch_size: int | None = _field(None, _positive_int())
+    """Examples per device step; batch_size is reached by gradient accumulation (unset: the largest divisor of batch_size up to 8)."""
+
+    generation_batch_size: int = _field(8, _positive_int())
+    """Test users per batched generation."""
+
+    max_seq_length: int | None = _field(None, _positive_int())
+    """Longest training sequence in tokens; unset: derived from the data (examples that would be cut are counted and refused)."""
 
     def __attrs_post_init__(self) -> None:
         _run_checks(self)
@@ -579,14 +733,32 @@ class FinetuneSpec:
 @attrs.frozen
 class ProviderSpec:
     """
-    Which provider runs fine-tuning and inference.
+    Which provider runs fine-tuning and inference, with a settings table per kind.
     """
 
     kind: ProviderKind = "fake"
-    """"fake": deterministic offline provider shipped with llmrec; "openai": the OpenAI API (key from OPENAI_API_KEY)."""
+    """"fake": deterministic offline provider shipped with llmrec; "openai": the OpenAI API or a compatible server (key from OPENAI_API_KEY); "local": open-weight models with TRL + PEFT (llmrec[local])."""
+
+    fake: FakeProviderSpec = _field(FakeProviderSpec())
+    """Fake provider settings ([provider.fake])."""
+
+    openai: OpenAIProviderSpec = _field(OpenAIProviderSpec())
+    """OpenAI settings ([provider.openai])."""
+
+    local: LocalProviderSpec = _field(LocalProviderSpec())
+    """Local model settings ([provider.local])."""
 
     def __attrs_post_init__(self) -> None:
         _run_checks(self)
+
+    @property
+    def settings(self) -> FakeProviderSpec | OpenAIProviderSpec | LocalProviderSpec:
+        """
+        The settings table of the chosen kind.
+        """
+        if self.kind == "openai":
+            return self.openai
+        return self.local if self.kind == "local" else self.fake
 
 
 @attrs.frozen
@@ -600,6 +772,9 @@ class InferenceSpec:
 
     seed: int | None = _field(None, _at_least(0))
     """Seed sent with each request; defaults to experiment.seed."""
+
+    max_completion_tokens: int = _field(512, _positive_int())
+    """Upper bound on tokens per answer (sent as max_completion_tokens; also the worst case a budget reserves per request)."""
 
     def __attrs_post_init__(self) -> None:
         _run_checks(self)
@@ -640,6 +815,9 @@ class EvaluationSpec:
 
     confidence: float = _field(0.95, (lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
     """Confidence level of the bootstrap intervals."""
+
+    min_test_users: int = _field(30, _positive_int())
+    """A variant with fewer scored test users is flagged as too small to mean anything; a paid run refuses to start with one unless --allow-small is given."""
 
     def __attrs_post_init__(self) -> None:
         _run_checks(self)
@@ -700,7 +878,12 @@ class Spec:
     def __attrs_post_init__(self) -> None:
         _run_checks(self)
 
-    _checks: ClassVar[tuple[CrossCheck, ...]] = (_variants_given, _variant_names_unique, _one_shared_model)
+    _checks: ClassVar[tuple[CrossCheck, ...]] = (
+        _variants_given,
+        _variant_names_unique,
+        _one_shared_model,
+        _kind_specific,
+    )
 
     def variant_sampling(self, variant: VariantSpec) -> SamplingSpec:
         """
@@ -966,8 +1149,12 @@ def _field_order(path: str) -> tuple[int, ...]:
 
 def _table_class(hint: Any) -> type | None:
     """
-    The spec class a field holds: itself, or the item class of a tuple of tables; None for values.
+    The spec class a field holds: itself (also when optional), or the item class of a tuple of tables;
+    None for values.
     """
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if type(None) in get_args(hint) and len(args) == 1 and attrs.has(args[0]):
+        hint = args[0]
     if attrs.has(hint):
         return typing.cast("type", hint)
     if typing.get_origin(hint) is tuple and attrs.has(get_args(hint)[0]):

@@ -118,10 +118,20 @@ def spec_tables() -> list[SpecTable]:
     return list(_tables(Spec, ""))
 
 
+def _unoptional(hint: Any) -> Any:
+    """
+    ``X`` for ``X | None`` when X is a table class (an optional table such as [finetune.lora]).
+    """
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if type(None) in get_args(hint) and len(args) == 1 and attrs.has(args[0]):
+        return args[0]
+    return hint
+
+
 def _tables(cls: type, prefix: str) -> Iterator[SpecTable]:
     hints = typing.get_type_hints(cls)
     for f in attrs.fields(cls):
-        hint = hints[f.name]
+        hint = _unoptional(hints[f.name])
         name = f"{prefix}{f.name}"
         if attrs.has(hint):
             yield SpecTable(f"[{name}]", hint, cls, f.name)
@@ -221,8 +231,9 @@ def _default_toml() -> list[str]:
     for table in spec_tables():
         objects: list[object] = [Spec()]
         for part in table.path:
-            objects = [o for parent in objects for o in _as_list(getattr(parent, part))]
-        lines += ["", *_toml_tables(table, objects)] if lines else _toml_tables(table, objects)
+            objects = [o for parent in objects for o in _as_list(getattr(parent, part)) if o is not None]
+        if objects:
+            lines += ["", *_toml_tables(table, objects)] if lines else _toml_tables(table, objects)
     return lines
 
 

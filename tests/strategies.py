@@ -8,6 +8,7 @@ import math
 import re
 from typing import Any, get_args
 
+import attrs
 from hypothesis import strategies as st
 
 from llmrec.spec import (
@@ -17,6 +18,7 @@ from llmrec.spec import (
     ExperimentSpec,
     FinetuneSpec,
     InferenceSpec,
+    LoraSpec,
     PromptSpec,
     ProviderKind,
     ProviderSpec,
@@ -119,7 +121,10 @@ finetune_specs = st.builds(
     base_model=texts,
     batch_size=small_ints,
     epochs=small_ints,
-    learning_rate_multiplier=st.floats(min_value=0.0, max_value=100.0, exclude_min=True),
+    learning_rate_multiplier=optional(st.floats(min_value=0.0, max_value=100.0, exclude_min=True)),
+    learning_rate=optional(st.floats(min_value=1e-7, max_value=1.0)),
+    lora=optional(st.builds(LoraSpec, rank=small_ints, alpha=small_ints)),
+    seed=optional(st.integers(min_value=0, max_value=2**31 - 1)),
     model=optional(texts),
 )
 
@@ -148,12 +153,13 @@ def specs(draw: st.DrawFn) -> Spec:
     variants = tuple(draw(variant_specs(n)) for n in variant_names)
     finetune = draw(finetune_specs)
     if len(variants) > 1 and finetune.model is not None:
-        finetune = FinetuneSpec(
-            base_model=finetune.base_model,
-            batch_size=finetune.batch_size,
-            epochs=finetune.epochs,
-            learning_rate_multiplier=finetune.learning_rate_multiplier,
-        )
+        finetune = attrs.evolve(finetune, model=None)
+    provider = draw(provider_specs)
+    # kind-specific settings only where the kind takes them
+    if provider.kind == "local":
+        finetune = attrs.evolve(finetune, learning_rate_multiplier=None)
+    if provider.kind == "openai":
+        finetune = attrs.evolve(finetune, learning_rate=None, lora=None)
     return Spec(
         experiment=draw(experiment_specs),
         dataset=draw(dataset_specs()),
@@ -162,7 +168,7 @@ def specs(draw: st.DrawFn) -> Spec:
         split=draw(split_specs()),
         prompt=draw(prompt_specs),
         finetune=finetune,
-        provider=draw(provider_specs),
+        provider=provider,
         inference=draw(inference_specs),
         evaluation=draw(evaluation_specs),
         report=draw(report_specs),

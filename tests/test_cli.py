@@ -275,7 +275,7 @@ def test_bad_spec_exits_2_with_every_problem_and_no_traceback(workdir, capsys):
     assert err == (
         "error: bad.toml has 2 problems\n"
         "  sampling.users = -3: expected an integer > 0\n"
-        '  provider.kind = "opnai": expected one of "fake", "openai"\n'
+        '  provider.kind = "opnai": expected one of "fake", "openai", "local"\n'
     )
 
 

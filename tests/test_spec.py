@@ -67,7 +67,7 @@ def test_defaults_are_the_papers_setup():
     assert (spec.split.train, spec.split.validation, spec.split.test) == (0.7, 0.2, 0.1)
     assert spec.finetune.batch_size == 32
     assert spec.finetune.epochs == 2
-    assert spec.finetune.learning_rate_multiplier == 1.0
+    assert spec.finetune.learning_rate_multiplier is None  # unset: 1, as in Table 1
     assert spec.finetune.base_model == "gpt-4o-mini-2024-07-18"
     assert spec.evaluation.k == (3, 5)
     assert spec.prompt.n_recommendations == 10
@@ -239,7 +239,7 @@ def test_literal_choices_come_from_the_literal():
     """
     (problem,) = _problems('[provider]\nkind = "opnai"\n')
 
-    assert problem == SpecProblem("provider.kind", 'one of "fake", "openai"', "opnai", has_value=True)
+    assert problem == SpecProblem("provider.kind", 'one of "fake", "openai", "local"', "opnai", has_value=True)
 
 
 def test_unknown_key_has_no_value():
@@ -279,7 +279,7 @@ def test_all_problems_reported_at_once_in_field_order():
         "specs/netflix-small.toml has 3 problems\n"
         "  sampling.users = -3: expected an integer > 0\n"
         '  finetune: unknown key "epoch" (did you mean "epochs"?)\n'
-        '  provider.kind = "opnai": expected one of "fake", "openai"'
+        '  provider.kind = "opnai": expected one of "fake", "openai", "local"'
     )
     assert [p.path for p in info.value.problems] == ["sampling.users", "finetune", "provider.kind"]
 
@@ -337,7 +337,7 @@ def test_no_false_cross_problem_from_a_broken_table():
     [
         (lambda: SamplingSpec(users=-3), "users = -3: expected an integer > 0"),
         (lambda: SamplingSpec(users="many"), 'users = "many": expected an integer'),  # type: ignore[arg-type]
-        (lambda: ProviderSpec(kind="opnai"), 'kind = "opnai": expected one of "fake", "openai"'),  # type: ignore[arg-type]
+        (lambda: ProviderSpec(kind="opnai"), 'kind = "opnai": expected one of "fake", "openai", "local"'),  # type: ignore[arg-type]
         (lambda: EvaluationSpec(k=(3, 0)), "k[1] = 0: expected an integer > 0"),
         (lambda: VariantSpec(name="v", watch_factor=0.0), "watch_factor = 0.0: expected a number in (0, 1]"),
         (lambda: DatasetSpec(format="netflix"), 'path: expected a folder path when format = "netflix"'),

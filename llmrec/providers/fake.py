@@ -13,10 +13,15 @@ computes every answer from them.
   ranks answer titles by the summed evidence of the profile's titles and fills the rest of the list
   like its base model. Without real association (answers shuffled across users) almost no pair passes,
   so the fine-tuned model behaves like the base model.
-- Jobs advance one status per poll (queued, running, succeeded); nothing sleeps.
+- Jobs and batches advance one status per poll (queued, running, succeeded); nothing sleeps.
 
-It records ``uploads`` (fine-tune requests), ``jobs`` (job ids) and ``completions`` (chat requests) so
-tests assert on what happened.
+It offers every capability of the seam (chat, fine-tuning, batch chat). Like a real service it can
+keep its jobs in a folder (``state_dir``): a new process with the same folder re-attaches to a job by
+id, finds it by its idempotency key, and serves the models it trained, which is how resuming across
+processes is tested. Without a folder everything lives in memory.
+
+It records ``uploads`` (fine-tune requests), ``jobs`` (job ids), ``completions`` (chat requests) and
+``batches`` (batch ids) so tests assert on what happened.
 """
 
 from __future__ import annotations
@@ -25,26 +30,36 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import attrs
+import cattrs
 import numpy as np
 from typing_extensions import override
 
 from llmrec.data import Movies
 from llmrec.errors import ProviderError
 from llmrec.providers.base import (
+    BatchChat,
+    BatchJob,
+    BatchState,
+    BatchStatus,
+    ChatCompleter,
     ChatMessage,
     ChatRequest,
     ChatResult,
     FineTuneExample,
     FineTuneJob,
+    FineTuner,
     FineTuneRequest,
+    JobEvent,
     JobState,
     JobStatus,
-    Provider,
     Usage,
 )
 
@@ -55,6 +70,8 @@ _FIRST_INT = re.compile(r"\b(\d{1,3})\b")
 _MADE_UP = ("Lost", "Hidden", "Crimson", "Paper", "Velvet", "Iron", "Quiet", "Golden")
 _MADE_UP_2 = ("Orchard", "Signal", "Lantern", "Frontier", "Mirage", "Harbour", "Meridian", "Cascade")
 _STATUSES: tuple[JobStatus, ...] = ("queued", "running", "succeeded")
+_BATCH_STATUSES: tuple[BatchStatus, ...] = ("validating", "in_progress", "completed")
+_STATE = cattrs.Converter()
 
 
 def _digest(*parts: str) -> int:
@@ -82,6 +99,11 @@ def _tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
 
 
+def _content(request: FineTuneRequest) -> str:
+    # What the job learns from: never the metadata (it carries stage keys, which change with llmrec).
+    return repr(attrs.evolve(request, metadata=()))
+
+
 @attrs.frozen
 class _Association:
     """
@@ -98,10 +120,18 @@ class _Job:
     request: FineTuneRequest
     polls: int = 0
     model: str | None = None
-    events: list[str] = attrs.field(factory=list)
+    cancelled: bool = False
+    events: list[JobEvent] = attrs.field(factory=list)
 
 
-class FakeProvider(Provider):
+@attrs.define
+class _Batch:
+    requests: list[ChatRequest]
+    key: str
+    polls: int = 0
+
+
+class FakeProvider(ChatCompleter, FineTuner, BatchChat):
     """
     The offline provider: deterministic answers computed from the messages alone.
 
@@ -109,27 +139,41 @@ class FakeProvider(Provider):
         catalogue: the titles the fake "knows", as the prompts write them ("Title (Year)").
         min_z: how far above chance (in standard deviations) a co-occurrence must be to be learned.
         min_count: how many training examples must show a pair before it can be learned.
+        state_dir: a folder where the fake keeps its jobs and batches like a service would, so a
+            later process can re-attach; None keeps them in memory.
     """
 
-    def __init__(self, catalogue: Sequence[str], *, min_z: float = 4.0, min_count: float = 3) -> None:
+    def __init__(
+        self,
+        catalogue: Sequence[str],
+        *,
+        min_z: float = 4.0,
+        min_count: float = 3,
+        state_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
         if not catalogue:
             msg = "FakeProvider needs a non-empty catalogue"
             raise ValueError(msg)
         self._catalogue = tuple(dict.fromkeys(catalogue))
         self._min_z = min_z
         self._min_count = min_count
+        self._state_dir = Path(state_dir) if state_dir is not None else None
         self._jobs: dict[str, _Job] = {}
+        self._batches: dict[str, _Batch] = {}
         self._models: dict[str, _Association] = {}
         self.uploads: list[FineTuneRequest] = []
         self.jobs: list[str] = []
         self.completions: list[ChatRequest] = []
+        self.batches: list[str] = []
 
     @classmethod
-    def for_movies(cls, movies: Movies, **options: float) -> FakeProvider:
+    def for_movies(
+        cls, movies: Movies, *, state_dir: str | os.PathLike[str] | None = None, **options: float
+    ) -> FakeProvider:
         """
         A fake that knows every title of a catalogue, written as prompts write them ("Title (Year)").
         """
-        return cls([movies.display(int(m)) for m in movies.ids], **options)
+        return cls([movies.display(int(m)) for m in movies.ids], state_dir=state_dir, **options)
 
     @property
     def catalogue(self) -> tuple[str, ...]:
@@ -138,38 +182,155 @@ class FakeProvider(Provider):
         """
         return self._catalogue
 
-    # -- fine-tuning -----------------------------------------------------------------------------------
+    @property
+    @override
+    def identity(self) -> str:
+        return f"fake(min_z={self._min_z:g},min_count={self._min_count:g})"
+
+    # -- the service's memory ----------------------------------------------------------------------------
+
+    def _save(self, kind: str, ident: str, data: Any) -> None:
+        if self._state_dir is None:
+            return
+        folder = self._state_dir / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{ident}.tmp"
+        tmp.write_text(json.dumps(_STATE.unstructure(data), ensure_ascii=False), encoding="utf-8")
+        tmp.replace(folder / f"{ident}.json")
+
+    def _load_job(self, job_id: str) -> _Job | None:
+        found = self._jobs.get(job_id)
+        if found is None and self._state_dir is not None:
+            path = self._state_dir / "jobs" / f"{job_id}.json"
+            if path.is_file():
+                found = _STATE.structure(json.loads(path.read_text(encoding="utf-8")), _Job)
+                self._jobs[job_id] = found
+        return found
+
+    def _load_batch(self, batch_id: str) -> _Batch | None:
+        found = self._batches.get(batch_id)
+        if found is None and self._state_dir is not None:
+            path = self._state_dir / "batches" / f"{batch_id}.json"
+            if path.is_file():
+                found = _STATE.structure(json.loads(path.read_text(encoding="utf-8")), _Batch)
+                self._batches[batch_id] = found
+        return found
+
+    def _known(self, kind: str) -> list[str]:
+        memory = self._jobs if kind == "jobs" else self._batches
+        ids = set(memory)
+        if self._state_dir is not None and (self._state_dir / kind).is_dir():
+            ids |= {p.stem for p in (self._state_dir / kind).glob("*.json")}
+        return sorted(ids)
+
+    def _model(self, model: str) -> _Association | None:
+        learned = self._models.get(model)
+        if learned is None and model.startswith("ft:"):
+            for job_id in self._known("jobs"):
+                if model.endswith(job_id[-8:]):
+                    job = self._load_job(job_id)
+                    if job is not None and job.model == model:
+                        self._train(job.request, job_id)
+                        learned = self._models.get(model)
+        return learned
+
+    # -- fine-tuning -------------------------------------------------------------------------------------
 
     @override
     def submit_finetune(self, request: FineTuneRequest) -> FineTuneJob:
         if not request.training:
             msg = "fine-tune request has no training examples"
             raise ProviderError(msg)
-        job_id = f"ftjob-fake-{_digest(request.base_model, repr(request)):016x}"
+        job_id = f"ftjob-fake-{_digest(request.base_model, _content(request)):016x}"
+        if job_id in self._known("jobs"):
+            # a second identical submission is a second job at a real service
+            job_id = f"{job_id}-{len(self._known('jobs'))}"
         self.uploads.append(request)
         self.jobs.append(job_id)
-        self._jobs[job_id] = _Job(request=request, events=["created", "validating files"])
+        job = _Job(request=request)
+        self._event(job, "created fine-tuning job")
+        self._event(
+            job,
+            f"validating {len(request.training)} training and {len(request.validation)} validation examples",
+        )
+        self._jobs[job_id] = job
+        self._save("jobs", job_id, job)
         return FineTuneJob(id=job_id)
 
+    def _event(self, job: _Job, message: str, metrics: tuple[tuple[str, float], ...] = ()) -> None:
+        n = len(job.events)
+        job.events.append(
+            JobEvent(id=f"ev-{n:04d}", time=float(n), level="info", message=message, metrics=metrics)
+        )
+
     @override
-    def poll_finetune(self, job: FineTuneJob) -> JobState:
-        state = self._jobs.get(job.id)
+    def find_finetune(self, idempotency_key: str) -> FineTuneJob | None:
+        for job_id in reversed(self._known("jobs")):
+            job = self._load_job(job_id)
+            if job is not None and job.request.idempotency_key == idempotency_key:
+                return FineTuneJob(id=job_id)
+        return None
+
+    def _job(self, job: FineTuneJob) -> _Job:
+        state = self._load_job(job.id)
         if state is None:
             msg = f"unknown fine-tune job {job.id!r}"
             raise ProviderError(msg, status=404)
+        return state
+
+    @override
+    def poll_finetune(self, job: FineTuneJob) -> JobState:
+        state = self._job(job)
+        if state.cancelled:
+            return JobState(job_id=job.id, status="cancelled")
         state.polls = min(state.polls + 1, len(_STATUSES))
         status = _STATUSES[state.polls - 1]
-        if status == "running" and "running" not in state.events:
-            state.events.append("running")
+        if status == "running" and not any(e.message == "running" for e in state.events):
+            self._event(state, "running")
         if status == "succeeded" and state.model is None:
             state.model = self._train(state.request, job.id)
             learned = self._models[state.model]
+            train_hits = self._validation_hit_rate(state.model, state.request.training)
             hits = self._validation_hit_rate(state.model, state.request.validation)
-            state.events.append(f"learned {learned.pairs} title associations")
+            metrics = tuple(
+                (name, value)
+                for name, value in (("step", 1.0), ("train_hit_rate", train_hits), ("valid_hit_rate", hits))
+                if value is not None
+            )
+            self._event(state, f"learned {learned.pairs} title associations", metrics)
             if hits is not None:
-                state.events.append(f"validation hit rate {hits:.4f}")
-            state.events.append("succeeded")
-        return JobState(job_id=job.id, status=status, events=tuple(state.events), model=state.model)
+                self._event(state, f"validation hit rate {hits:.4f}")
+            self._event(state, "succeeded")
+        self._save("jobs", job.id, state)
+        examples = state.request.training
+        trained = (
+            sum(_tokens(m.content) for e in examples for m in e.messages)
+            * state.request.hyperparameters.epochs
+        )
+        return JobState(
+            job_id=job.id,
+            status=status,
+            model=state.model,
+            trained_tokens=trained if status == "succeeded" else None,
+        )
+
+    @override
+    def finetune_events(self, job: FineTuneJob, after: str | None = None) -> tuple[JobEvent, ...]:
+        events = self._job(job).events
+        if after is None:
+            return tuple(events)
+        ids = [e.id for e in events]
+        return tuple(events[ids.index(after) + 1 :]) if after in ids else tuple(events)
+
+    @override
+    def cancel_finetune(self, job: FineTuneJob) -> JobState:
+        state = self._job(job)
+        if state.model is None:
+            state.cancelled = True
+            self._event(state, "cancelled")
+            self._save("jobs", job.id, state)
+            return JobState(job_id=job.id, status="cancelled")
+        return JobState(job_id=job.id, status="succeeded", model=state.model)
 
     def _train(self, request: FineTuneRequest, job_id: str) -> str:
         pairs: list[tuple[set[str], set[str]]] = []
@@ -220,14 +381,79 @@ class FakeProvider(Provider):
     def complete(self, requests: Sequence[ChatRequest]) -> Iterator[ChatResult]:
         for request in requests:
             self.completions.append(request)
-            text = self._answer(request.model, request.messages, as_json=request.response_format == "json")
-            prompt_tokens = sum(_tokens(m.content) for m in request.messages)
-            yield ChatResult(
-                key=request.key,
-                model=request.model,
-                text=text,
-                usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=_tokens(text)),
-            )
+            yield self._result(request)
+
+    def _result(self, request: ChatRequest, mode: str = "sync") -> ChatResult:
+        text = self._answer(request.model, request.messages, as_json=request.response_format == "json")
+        prompt_tokens = sum(_tokens(m.content) for m in request.messages)
+        digest = _digest(request.model, *(m.content for m in request.messages))
+        return ChatResult(
+            key=request.key,
+            model=request.model,
+            text=text,
+            usage=Usage(
+                prompt_tokens=prompt_tokens,
+                completion_tokens=_tokens(text),
+                mode="batch" if mode == "batch" else "sync",
+            ),
+            finish_reason="stop",
+            request_id=f"req-fake-{digest:016x}",
+            system_fingerprint="fp_fake",
+        )
+
+    # -- batch chat --------------------------------------------------------------------------------------
+
+    @property
+    @override
+    def max_batch_requests(self) -> int:
+        return 50_000
+
+    @override
+    def submit_batch(self, requests: Sequence[ChatRequest], *, idempotency_key: str) -> BatchJob:
+        batch_id = f"batch-fake-{_digest(idempotency_key, *(r.key for r in requests)):016x}"
+        batch = _Batch(requests=list(requests), key=idempotency_key)
+        self._batches[batch_id] = batch
+        self.batches.append(batch_id)
+        self._save("batches", batch_id, batch)
+        return BatchJob(id=batch_id)
+
+    @override
+    def find_batch(self, idempotency_key: str) -> BatchJob | None:
+        for batch_id in reversed(self._known("batches")):
+            batch = self._load_batch(batch_id)
+            if batch is not None and batch.key == idempotency_key:
+                return BatchJob(id=batch_id)
+        return None
+
+    def _batch(self, job: BatchJob) -> _Batch:
+        batch = self._load_batch(job.id)
+        if batch is None:
+            msg = f"unknown batch {job.id!r}"
+            raise ProviderError(msg, status=404)
+        return batch
+
+    @override
+    def poll_batch(self, job: BatchJob) -> BatchState:
+        batch = self._batch(job)
+        batch.polls = min(batch.polls + 1, len(_BATCH_STATUSES))
+        self._save("batches", job.id, batch)
+        status = _BATCH_STATUSES[batch.polls - 1]
+        n = len(batch.requests)
+        return BatchState(job.id, status, total=n, completed=n if status == "completed" else 0)
+
+    @override
+    def fetch_batch(self, job: BatchJob) -> tuple[ChatResult, ...]:
+        batch = self._batch(job)
+        if batch.polls < len(_BATCH_STATUSES):
+            msg = f"batch {job.id} is not completed"
+            raise ProviderError(msg, status=400)
+        self.completions.extend(batch.requests)
+        return tuple(self._result(r, mode="batch") for r in batch.requests)
+
+    @override
+    def cancel_batch(self, job: BatchJob) -> BatchState:
+        batch = self._batch(job)
+        return BatchState(job.id, "cancelled", total=len(batch.requests))
 
     def _answer(self, model: str, messages: Sequence[ChatMessage], *, as_json: bool = False) -> str:
         system = "\n".join(m.content for m in messages if m.role == "system")
@@ -242,7 +468,7 @@ class FakeProvider(Provider):
             for a, b in itertools.pairwise(turns)
             if a.role == "user" and b.role == "assistant"
         ]
-        learned = self._models.get(model)
+        learned = self._model(model)
         if model.startswith("ft:") and learned is None:
             msg = f"model {model!r} does not exist (no fine-tune produced it)"
             raise ProviderError(msg, status=404)
