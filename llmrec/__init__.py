@@ -26,7 +26,7 @@ from llmrec.data.movielens import read_movielens
 from llmrec.data.netflix import read_netflix, write_netflix
 from llmrec.data.synthetic import generate_synthetic, write_synthetic_netflix
 from llmrec.errors import DataError, LlmrecError, ParseError, ProviderError, SpecError, SpecProblem
-from llmrec.evaluate import ExperimentOutcome, MemoryStore, run_experiment, run_finetune
+from llmrec.evaluate import ExperimentOutcome, run_experiment
 from llmrec.ground_truth import future_ground_truth, knn_ground_truth
 from llmrec.metrics import METRICS, ideal_scores, metric_names, score_list
 from llmrec.parsing import (
@@ -39,60 +39,87 @@ from llmrec.parsing import (
 )
 from llmrec.prompts import build_example, build_messages
 from llmrec.providers.base import (
+    Backend,
+    BatchChat,
+    ChatCompleter,
     ChatMessage,
     ChatRequest,
     ChatResult,
     FineTuneExample,
     FineTuneJob,
+    FineTuner,
     FineTuneRequest,
     Hyperparameters,
+    JobEvent,
     JobState,
     Provider,
     Usage,
 )
 from llmrec.providers.fake import FakeProvider
+from llmrec.ragged import Ragged
 from llmrec.report import render_report, report_assets
-from llmrec.results import Comparison, Funnel, ModelScores, Results, SeedSpread, VariantResults
+from llmrec.results import (
+    Comparison,
+    Funnel,
+    ModelScores,
+    Prediction,
+    PredictionItem,
+    Results,
+    SeedSpread,
+    VariantResults,
+)
 from llmrec.sampling import GroundTruth, Sample, assign_splits, build_index, derive_ground_truth, sample_users
 from llmrec.scoring import beyond_accuracy, grounding_rates, ranked_ids
 from llmrec.spec import Spec, parse_spec
 from llmrec.stats import bootstrap_ci, bootstrap_mean_ci, compare_paired, holm, sign_flip_pvalue
+from llmrec.store import DiskRunStore, MemoryRunStore, RunStore, StageRecord
 
 __all__ = [
     "METRICS",
     "AnswerFlags",
+    "Backend",
     "Baseline",
+    "BatchChat",
+    "ChatCompleter",
     "ChatMessage",
     "ChatRequest",
     "ChatResult",
     "Comparison",
     "DataError",
     "Dataset",
+    "DiskRunStore",
     "ExperimentOutcome",
     "FakeProvider",
     "FineTuneExample",
     "FineTuneJob",
     "FineTuneRequest",
+    "FineTuner",
     "Funnel",
     "GroundTruth",
     "Hyperparameters",
+    "JobEvent",
     "JobState",
     "LlmrecError",
-    "MemoryStore",
+    "MemoryRunStore",
     "ModelScores",
     "Movies",
     "ParseError",
     "ParsedItem",
     "ParsedList",
+    "Prediction",
+    "PredictionItem",
     "Provider",
     "ProviderError",
+    "Ragged",
     "Ratings",
     "Results",
+    "RunStore",
     "Sample",
     "SeedSpread",
     "Spec",
     "SpecError",
     "SpecProblem",
+    "StageRecord",
     "TitleMatcher",
     "Usage",
     "VariantResults",
@@ -127,7 +154,6 @@ __all__ = [
     "render_report",
     "report_assets",
     "run_experiment",
-    "run_finetune",
     "sample_users",
     "score_list",
     "sign_flip_pvalue",

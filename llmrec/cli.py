@@ -12,22 +12,25 @@ import datetime as dt
 import json
 import os
 import platform
+import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TextIO
-
-import attrs
+from types import FrameType
+from typing import Any
 
 from llmrec.data import Dataset
 from llmrec.errors import DataError, LlmrecError, ProviderError, SpecError, SpecProblem
-from llmrec.evaluate import ExperimentOutcome, run_experiment
-from llmrec.providers.base import ChatResult, FineTuneJob, Provider, Usage
+from llmrec.pipeline import ExperimentOutcome, run_stages
+from llmrec.providers.base import Backend, as_backend
 from llmrec.providers.fake import FakeProvider
 from llmrec.report import render_report, report_assets
 from llmrec.spec import Spec, parse_spec, spec_hash
+from llmrec.stages.evaluate import encode_predictions
+from llmrec.status import describe_run
+from llmrec.store import DiskRunStore, RunLockedError, StoreError, atomic_write
 
 __all__ = ["main"]
 
@@ -35,6 +38,17 @@ EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class _Terminated(BaseException):
+    """
+    SIGTERM, raised in the main thread like KeyboardInterrupt is for SIGINT.
+    """
+
+
+def _on_term(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
 
 
 def _version() -> str:
@@ -60,6 +74,16 @@ def _parser() -> argparse.ArgumentParser:
         "--fresh", action="store_true", help="ignore stored answers and start the run state over"
     )
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.add_argument(
+        "--allow-small",
+        action="store_true",
+        help="run a paid provider even when a variant has fewer than evaluation.min_test_users test users",
+    )
+
+    status = sub.add_parser(
+        "status", help="list a run directory's stages: done, partial, their keys and counts"
+    )
+    status.add_argument("run_dir", help="the run directory (runs/<experiment name>)")
 
     validate = sub.add_parser("validate", help="check a spec without running it")
     validate.add_argument("spec", help="the experiment spec (TOML)")
@@ -91,27 +115,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     Run the command line; returns the exit code (the console script exits with it).
     """
     args = _parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _on_term)
     try:
         if args.command == "validate":
             return _validate(args.spec, check_inputs=args.check_inputs)
         if args.command == "data":
             return _synth(args.ratings, args.out, args.seed)
+        if args.command == "status":
+            return _status(args.run_dir)
         return _run(args)
     except (SpecError, DataError) as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
     except ProviderError as exc:
-        _error(f"provider failed: {exc}")
+        _error(f"provider failed: {exc}; everything answered so far is kept in the run folder")
         return EXIT_RUNTIME
-    except LlmrecError as exc:
+    except (RunLockedError, StoreError, LlmrecError) as exc:
         _error(str(exc))
         return EXIT_RUNTIME
     except KeyboardInterrupt:
-        _error("interrupted; answers received so far are kept in the run folder")
+        _error("interrupted; everything computed and answered so far is kept in the run folder")
         return EXIT_INTERRUPTED
+    except _Terminated:
+        _error("terminated; everything computed and answered so far is kept in the run folder")
+        return EXIT_TERMINATED
     except OSError as exc:
         _error(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
         return EXIT_RUNTIME
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _error(message: str) -> None:
@@ -189,137 +221,181 @@ def _synth(ratings: int, out: str, seed: int) -> int:
     return EXIT_OK
 
 
-def _make_provider(spec: Spec, dataset: Dataset) -> Provider:
+def _backend(spec: Spec, dataset: Callable[[], Dataset], run_dir: Path) -> Backend:
     if spec.provider.kind == "fake":
-        return FakeProvider.for_movies(dataset.movies)
+        settings = spec.provider.fake
+        fake = FakeProvider(
+            lambda: [dataset().movies.display(int(m)) for m in dataset().movies.ids],
+            min_z=settings.min_z,
+            min_count=settings.min_count,
+            state_dir=run_dir / "fake-service",
+        )
+        return as_backend(fake)
     msg = (
         f'provider.kind = "{spec.provider.kind}" is not available in llmrec {_version()} yet; '
-        'use kind = "fake" (the OpenAI provider is planned)'
+        'use kind = "fake"'
     )
     raise ProviderError(msg)
 
 
-class _JsonlStore:
+def _fingerprint(spec: Spec) -> str:
     """
-    Chat results in ``runs/<name>/completions.jsonl``, one line each, written as they arrive.
+    The dataset files' names, sizes and modification times (what the load key depends on).
     """
+    if spec.dataset.format == "synthetic":
+        return "synthetic"
+    folder = Path(spec.dataset.path or "")
+    parts = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if path.is_file():
+            stat = path.stat()
+            parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "|".join(parts)
 
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._results: dict[str, ChatResult] = {}
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut short by a crash: its request is simply asked again
-                usage = Usage(row["usage"]["prompt_tokens"], row["usage"]["completion_tokens"])
-                self._results[row["fingerprint"]] = ChatResult(row["key"], row["model"], row["text"], usage)
-        self._file: TextIO = path.open("a", encoding="utf-8")
 
-    @property
-    def reused(self) -> int:
-        return len(self._results)
-
-    def get(self, fingerprint: str) -> ChatResult | None:
-        return self._results.get(fingerprint)
-
-    def put(self, fingerprint: str, result: ChatResult) -> None:
-        row = {"fingerprint": fingerprint, **attrs.asdict(result)}
-        self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self._file.flush()
-        self._results[fingerprint] = result
-
-    def close(self) -> None:
-        self._file.close()
+def _data_bytes(spec: Spec) -> int:
+    if spec.dataset.format == "synthetic" or not spec.dataset.path:
+        return 0
+    folder = Path(spec.dataset.path)
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
 
 
 class _Progress:
     """
-    Progress lines on stderr, at most a few a second per stage.
+    Progress lines on stderr with rate and ETA, at most two a second per stage.
     """
 
     def __init__(self, quiet: bool) -> None:
         self._quiet = quiet
         self._last: dict[str, float] = {}
+        self._first: dict[str, tuple[float, int]] = {}
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
+    def __call__(
+        self, stage: str, done: int, total: int | None, *, rate: float | None = None, note: str = ""
+    ) -> None:
         if self._quiet:
             return
         now = time.monotonic()
-        if done < total and now - self._last.get(stage, 0.0) < 0.5:
+        start = self._first.setdefault(stage, (now, done))
+        finished = total is not None and done >= total
+        if not finished and now - self._last.get(stage, 0.0) < 0.5:
             return
         self._last[stage] = now
-        print(f"  {stage}: {done}/{total}", file=sys.stderr)
+        elapsed = now - start[0]
+        line = f"  {stage}: {done}/{total}" if total is not None else f"  {stage}: {done}"
+        speed = (done - start[1]) / elapsed if elapsed > 0 else 0.0
+        if speed > 0 and not finished:
+            line += f" ({speed:.1f}/s"
+            if total is not None:
+                line += f", ETA {max(0.0, (total - done) / speed):.0f} s"
+            line += ")"
+        if rate is not None:
+            line += f" {rate:.1f} {note}".rstrip()
+        elif note:
+            line += f" {note}"
+        print(line, file=sys.stderr)
+
+
+def _check_paths(spec_path: str, out: Path, runs: Path) -> None:
+    problems = []
+    if Path(spec_path).is_dir():
+        problems.append(SpecProblem("", f"expected a spec file, but {spec_path} is a folder"))
+    for flag, path in (("--out", out), ("--runs", runs)):
+        probe = path
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if probe.exists() and not probe.is_dir():
+            problems.append(SpecProblem("", f"{flag} {path}: expected a folder, but {probe} is a file"))
+        elif probe.exists() and not os.access(probe, os.W_OK):
+            problems.append(SpecProblem("", f"{flag} {path}: {probe} is not writable"))
+    if problems:
+        raise SpecError(spec_path, tuple(problems))
 
 
 def _run(args: argparse.Namespace) -> int:
-    # gather: spec, data, provider, run state
+    # gather: spec, paths, run store, provider (the dataset loads only if a stage needs it)
     started = dt.datetime.now(dt.UTC)
+    if Path(args.spec).is_dir():
+        _check_paths(args.spec, Path("."), Path("."))
     spec, spec_text = _load_spec(args.spec)
-    _check_inputs(spec, args.spec)
     name = spec.experiment.name
     out = Path(args.out) if args.out else Path("reports") / name
-    run_dir = Path(args.runs) / name
+    runs = Path(args.runs)
+    _check_paths(args.spec, out, runs)
+    _check_inputs(spec, args.spec)
+    run_dir = runs / name
+    if args.fresh and run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir / "stages", ignore_errors=True)
+        shutil.rmtree(run_dir / "fake-service", ignore_errors=True)
     progress = _Progress(args.quiet)
-    progress("load data", 0, 1)
-    dataset = _load_dataset(spec, cache_dir=Path(args.runs) / "cache")
-    progress("load data", 1, 1)
-    provider = _make_provider(spec, dataset)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if args.fresh:
-        for stale in ("completions.jsonl", "jobs.json"):
-            (run_dir / stale).unlink(missing_ok=True)
-    jobs_path = run_dir / "jobs.json"
-    known_jobs = _read_jobs(jobs_path) if spec.provider.kind != "fake" else {}
-    store = _JsonlStore(run_dir / "completions.jsonl")
-    reused = store.reused
-
-    def on_job(variant: str, job: FineTuneJob) -> None:
-        known_jobs[variant] = job.id
-        jobs_path.write_text(json.dumps(known_jobs, indent=2) + "\n", encoding="utf-8")
-
-    # compute
+    store = DiskRunStore(run_dir, durable=spec.provider.kind != "fake")
     try:
-        outcome = run_experiment(
+        cache: dict[str, Dataset] = {}
+
+        def dataset() -> Dataset:
+            if "d" not in cache:
+                progress("load data", 0, 1)
+                cache["d"] = _load_dataset(spec, cache_dir=runs / "cache")
+                progress("load data", 1, 1)
+            return cache["d"]
+
+        backend = _backend(spec, dataset, run_dir)
+        poll = spec.provider.openai.poll_interval_s if spec.provider.kind == "openai" else 0.0
+
+        # compute
+        outcome = run_stages(
             spec,
             dataset,
-            provider,
-            wait=lambda: time.sleep(5.0 if spec.provider.kind != "fake" else 0.0),
+            backend,
             store=store,
+            data_fingerprint=_fingerprint(spec),
+            version=_version(),
             progress=progress,
-            on_job=on_job,
-            resume_jobs={v: FineTuneJob(id=j) for v, j in known_jobs.items()},
+            wait=lambda: time.sleep(poll),
             # big datasets: spread the neighbour ground truth over the cores (forked workers)
-            workers=min(2, os.cpu_count() or 1) if len(dataset.ratings) >= 5_000_000 else 1,
+            workers=min(2, os.cpu_count() or 1) if _data_bytes(spec) >= 100_000_000 else 1,
+            source=args.spec,
+            paid=spec.provider.kind == "openai",
+            allow_small=args.allow_small,
         )
+        finished = dt.datetime.now(dt.UTC)
+
+        # write: the report folder
+        manifest = _manifest(spec, spec_text, args.spec, outcome, started, finished, backend)
+        out.mkdir(parents=True, exist_ok=True)
+        report_started = time.monotonic()
+        files = {
+            "results.json": _json(outcome.results.to_dict()),
+            "predictions.jsonl": encode_predictions(outcome.predictions).decode("utf-8", "surrogatepass"),
+            **report_assets(),
+            "index.html": render_report(outcome.results, manifest=manifest),
+        }
+        manifest["stages"].append(
+            {
+                "stage": "report",
+                "kind": "report",
+                "computed": True,
+                "seconds": round(time.monotonic() - report_started, 6),
+            }
+        )
+        files["manifest.json"] = _json(manifest)
+        for filename, content in files.items():
+            atomic_write(out / filename, content.encode("utf-8", "surrogatepass"))
     finally:
         store.close()
-    finished = dt.datetime.now(dt.UTC)
-
-    # write: the report folder
-    manifest = _manifest(spec, spec_text, args.spec, dataset, outcome, started, finished, reused)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(_json(outcome.results.to_dict()), encoding="utf-8")
-    with (out / "predictions.jsonl").open("w", encoding="utf-8") as fh:
-        for record in outcome.predictions:
-            fh.write(json.dumps({"schema_version": 1, **record}, ensure_ascii=False) + "\n")
-    (out / "manifest.json").write_text(_json(manifest), encoding="utf-8")
-    for asset, content in report_assets().items():
-        (out / asset).write_text(content, encoding="utf-8")
-    (out / "index.html").write_text(render_report(outcome.results, manifest=manifest), encoding="utf-8")
     _summary(outcome, out)
     return EXIT_OK
 
 
-def _read_jobs(path: Path) -> dict[str, str]:
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+def _status(run_dir: str) -> int:
+    root = Path(run_dir)
+    if not (root / "stages").is_dir():
+        raise SpecError(run_dir, (SpecProblem("", "expected a run directory (with a stages/ folder)"),))
+    for line in describe_run(root):
+        print(line)
+    return EXIT_OK
 
 
 def _json(data: Mapping[str, Any]) -> str:
@@ -330,11 +406,10 @@ def _manifest(
     spec: Spec,
     spec_text: str,
     spec_path: str,
-    dataset: Dataset,
     outcome: ExperimentOutcome,
     started: dt.datetime,
     finished: dt.datetime,
-    reused: int,
+    backend: Backend,
 ) -> dict[str, Any]:
     def version(pkg: str) -> str:
         try:
@@ -343,21 +418,39 @@ def _manifest(
             return "not installed"
 
     return {
-        "schema_version": 1,
+        "schema_version": 2,
         "experiment": spec.experiment.name,
         "spec_path": spec_path,
         "spec_hash": spec_hash(spec_text),
         "spec_text": spec_text,
         "seeds": {"experiment": spec.experiment.seed, "inference": spec.inference_seed},
-        "dataset": {"format": spec.dataset.format, "source": dataset.source, "ratings": len(dataset.ratings)},
+        "dataset": {"format": spec.dataset.format, "path": spec.dataset.path},
         "provider": spec.provider.kind,
+        "backend": backend.identity,
         "models": [{"variant": v, "role": r, "model": m} for v, r, m in outcome.models],
         "finetune_jobs": [
-            {"variant": v, "job": s.job_id, "status": s.status, "model": s.model, "events": list(s.events)}
+            {
+                "variant": v,
+                "job": s.job_id,
+                "status": s.status,
+                "model": s.model,
+                "trained_tokens": s.trained_tokens,
+            }
             for v, s in outcome.jobs
         ],
         "usage": dict(outcome.usage),
-        "answers_reused_from_run_state": reused,
+        "answers_reused_from_run_state": outcome.reused_answers,
+        "requests_sent_again_after_a_stop": outcome.repeated_requests,
+        "stages": [
+            {
+                "stage": r.stage,
+                "kind": r.kind,
+                "key": r.key,
+                "computed": r.computed,
+                "seconds": round(r.seconds, 6),
+            }
+            for r in outcome.stages
+        ],
         "versions": {
             "llmrec": _version(),
             "python": platform.python_version(),

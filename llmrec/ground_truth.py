@@ -24,12 +24,13 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from llmrec.ragged import Ragged
 from llmrec.sampling import GroundTruth, RatingIndex, Sample
 from llmrec.spec import SamplingSpec
 
 __all__ = ["future_ground_truth", "knn_ground_truth"]
 
-Profiles = tuple[npt.NDArray[np.int32], ...]
+Profiles = Ragged[np.int32]
 
 
 def _order(
@@ -94,12 +95,12 @@ def future_ground_truth(
         shares.append(stars[ranked].astype(np.float64) / index.star_scale)
     truth = GroundTruth(
         variant=variant,
-        movies=tuple(movies_out),
-        shares=tuple(shares),
+        movies=Ragged.from_rows(movies_out, np.int32),
+        shares=Ragged.from_rows(shares, np.float64),
         candidates=held_counts,
         drawn=held_counts.copy(),
     )
-    return tuple(profiles), truth
+    return Ragged.from_rows(profiles, np.int32), truth
 
 
 def knn_ground_truth(
@@ -156,6 +157,10 @@ def knn_ground_truth(
         movies_out.append(ranked.astype(np.int32))
         shares.append(score[ranked] / float(similarity[neighbours].sum()))
     truth = GroundTruth(
-        variant=variant, movies=tuple(movies_out), shares=tuple(shares), candidates=found, drawn=found.copy()
+        variant=variant,
+        movies=Ragged.from_rows(movies_out, np.int32),
+        shares=Ragged.from_rows(shares, np.float64),
+        candidates=found,
+        drawn=found.copy(),
     )
     return sample.profiles, truth

@@ -15,23 +15,73 @@ from typing import Any, Literal
 import attrs
 
 __all__ = [
+    "PREDICTIONS_SCHEMA_VERSION",
     "SCHEMA_VERSION",
     "STATS",
     "Funnel",
     "ModelRole",
     "ModelScores",
+    "Prediction",
+    "PredictionItem",
     "Results",
     "VariantResults",
     "metric_label",
 ]
 
 SCHEMA_VERSION = 1
+PREDICTIONS_SCHEMA_VERSION = 2
+"""2: one record shape for LLMs and classic baselines (``Prediction``), written by the codec."""
 
 ModelRole = Literal["baseline", "finetuned", "few_shot", "classic", "ideal"]
 """``baseline``: the zero-shot LLM (the paper's "Baseline" column); ``finetuned``: the fine-tuned LLM;
 ``few_shot``: the base LLM with training examples in the prompt; ``classic``: a classic recommender
 (Random, MostPopular, ItemKNN, EASE); ``ideal``: the best achievable value given the list length and
 each user's number of relevant movies."""
+
+
+@attrs.frozen
+class PredictionItem:
+    """
+    One item of a scored list: what was written (LLMs), what it matched, what it was scored as.
+    """
+
+    rank: int
+    title: str | None
+    match: str
+    """"id" for classic baselines; the title match kind for LLM answers."""
+    movie_ids: tuple[int, ...]
+    scored_as: int | None
+    hit: bool
+    text: str | None = None
+    year: int | None = None
+    fuzzy_score: float | None = None
+
+
+@attrs.frozen
+class Prediction:
+    """
+    One model's list for one test user of one variant and seed: one shape for LLMs and baselines.
+    """
+
+    variant: str
+    seed: int
+    role: str
+    model: str
+    user: int
+    profile: tuple[int, ...]
+    ground_truth: tuple[int, ...]
+    items: tuple[PredictionItem, ...]
+    ranked: tuple[int | None, ...]
+    metrics: tuple[tuple[str, float], ...]
+    profile_titles: tuple[str, ...] = ()
+    ground_truth_titles: tuple[str, ...] = ()
+    source: str | None = None
+    """What a classic baseline was fitted on; None for LLMs."""
+    raw_text: str | None = None
+    """The answer exactly as the model wrote it (LLMs)."""
+    answer_format: str | None = None
+    parse_failure: str | None = None
+    request_id: str | None = None
 
 
 def metric_label(name: str) -> str:
@@ -162,6 +212,22 @@ class VariantResults:
     comparisons: tuple[Comparison, ...] = ()
     confidence: float | None = None
     """Level of the intervals (e.g. 0.95), when computed."""
+    min_test_users: int | None = None
+    """The spec's ``evaluation.min_test_users``: fewer scored test users flag the variant as too small."""
+
+    @property
+    def test_users(self) -> int:
+        """
+        Test users scored.
+        """
+        return int(dict(self.counts).get("test_users", 0))
+
+    @property
+    def too_small(self) -> bool:
+        """
+        Whether the variant has fewer test users than ``min_test_users`` (too few to mean anything).
+        """
+        return self.min_test_users is not None and self.test_users < self.min_test_users
 
     def model_scores(self, role: ModelRole) -> ModelScores:
         """
@@ -286,6 +352,11 @@ class Results:
                         for m in v.models
                     ],
                     **({"confidence": v.confidence} if v.confidence is not None else {}),
+                    **(
+                        {"min_test_users": v.min_test_users, "too_small": v.too_small}
+                        if v.min_test_users is not None
+                        else {}
+                    ),
                     **({"comparisons": [attrs.asdict(c) for c in v.comparisons]} if v.comparisons else {}),
                 }
                 for v in self.variants
@@ -316,6 +387,7 @@ class Results:
                     funnel=_funnel_from_dict(v["funnel"]) if "funnel" in v else None,
                     comparisons=tuple(Comparison(**c) for c in v.get("comparisons", ())),
                     confidence=v.get("confidence"),
+                    min_test_users=v.get("min_test_users"),
                     models=tuple(
                         ModelScores(
                             role=m["role"],

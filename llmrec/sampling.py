@@ -46,6 +46,7 @@ import numpy.typing as npt
 import scipy.sparse as sp  # type: ignore[import-untyped,unused-ignore]
 
 from llmrec.data import Ratings
+from llmrec.ragged import Ragged
 from llmrec.spec import SamplingSpec, SplitSpec
 
 __all__ = [
@@ -404,7 +405,7 @@ class Sample:
     """
 
     users: npt.NDArray[np.int32]
-    profiles: tuple[npt.NDArray[np.int32], ...]
+    profiles: Ragged[np.int32]
     """Profile movie ids per user, in profile order (best first)."""
     eligible: int
     """Users who met ``min_five_star_ratings`` before the draw."""
@@ -432,7 +433,9 @@ def sample_users(index: RatingIndex, spec: SamplingSpec, seed: int) -> Sample:
     if spec.eligibility_filter == "after_draw":
         chosen = chosen[is_eligible[chosen]]
     newest = spec.profile_date_order == "newest_first"
-    profiles = tuple(_profile(index, int(u), spec.profile_size, newest_first=newest) for u in chosen)
+    profiles = Ragged.from_rows(
+        [_profile(index, int(u), spec.profile_size, newest_first=newest) for u in chosen], np.int32
+    )
     return Sample(users=index.user_ids[chosen], profiles=profiles, eligible=len(eligible))
 
 
@@ -463,9 +466,9 @@ class GroundTruth:
     """
 
     variant: str
-    movies: tuple[npt.NDArray[np.int32], ...]
+    movies: Ragged[np.int32]
     """Ranked ground-truth movie ids per user (may be empty)."""
-    shares: tuple[npt.NDArray[np.float64], ...]
+    shares: Ragged[np.float64]
     """Share of drawn neighbours who watched each ground-truth movie."""
     candidates: IntArray
     """Neighbour candidates per user, before the draw."""
@@ -520,8 +523,8 @@ def derive_ground_truth(
                 found = [one for part in pool.map(_run_adopted, tasks, chunksize=1) for one in part]
     return GroundTruth(
         variant=variant,
-        movies=tuple(one[0] for one in found),
-        shares=tuple(one[1] for one in found),
+        movies=Ragged.from_rows([one[0] for one in found], np.int32),
+        shares=Ragged.from_rows([one[1] for one in found], np.float64),
         candidates=np.array([one[2] for one in found], dtype=np.int64).reshape(n),
         drawn=np.array([one[3] for one in found], dtype=np.int64).reshape(n),
     )

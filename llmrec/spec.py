@@ -661,6 +661,9 @@ class FakeProviderSpec:
     min_count: int = _field(3, _positive_int())
     """How many training examples must show a title pair before the fake fine-tune can learn it."""
 
+    mode: OpenAIMode = "sync"
+    """"sync": answers one request at a time; "batch": through the fake's batch capability (as OpenAI's Batch API)."""
+
     def __attrs_post_init__(self) -> None:
         _run_checks(self)
 

@@ -82,7 +82,7 @@ def test_run_writes_the_report_folder(published):
     }
     assert results["schema_version"] == 1
     assert [v["name"] for v in results["variants"]] == ["profileData50", "profileData60"]
-    assert manifest["schema_version"] == 1
+    assert manifest["schema_version"] == 2
     assert manifest["spec_text"] == SMALL
     assert len(manifest["spec_hash"]) == 16
     assert "Table 2" in html
@@ -97,7 +97,7 @@ def test_run_writes_the_report_folder(published):
     ):
         assert section in html
     assert "fitted on ratings_without_test_users" in html
-    assert (published / "runs" / "small" / "completions.jsonl").exists()
+    assert list((published / "runs" / "small" / "stages").glob("infer_*/answers.jsonl"))
 
 
 def test_secrets_never_reach_any_file(published):
@@ -326,7 +326,7 @@ def test_interrupt_exits_130(workdir, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "run_experiment", interrupted)
+    monkeypatch.setattr(cli, "run_stages", interrupted)
     code = cli.main(["run", "small.toml", "--quiet"])
 
     assert code == 130

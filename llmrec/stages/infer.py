@@ -1,0 +1,231 @@
+"""
+Stage ``infer`` (per variant, seed and model): every test user's answer from one model.
+
+Paid, so keyed by content only: the backend's identity, the way it is asked (sync or batch) and the
+fingerprint of every request (model, messages and every generation parameter). Answers are archived
+raw (text, usage, ids) in the stage's append-only log as they arrive, before anything uses them: for
+a retired model that log is the only record that will ever exist. Each request is logged as "sent"
+when the backend pulls it and as "answer" when its result is stored, so a rerun sends only what has
+no stored answer, and counts the requests that were in flight at the stop (at most the backend's
+concurrency) and are sent again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import attrs
+import cattrs
+
+from llmrec.errors import ProviderError
+from llmrec.failpoints import failpoint
+from llmrec.keys import stage_key
+from llmrec.providers.base import BatchChat, BatchJob, ChatCompleter, ChatRequest, ChatResult, Progress
+from llmrec.store import StageDir
+
+__all__ = ["Answers", "fingerprint", "key", "run_batch", "run_sync"]
+
+_CONV = cattrs.Converter()
+
+
+def fingerprint(request: ChatRequest) -> str:
+    """
+    A key for a chat request's content (model, messages and every generation parameter), not its
+    caller key: two requests with the same fingerprint are the same question.
+    """
+    payload = json.dumps(
+        [
+            request.model,
+            [[m.role, m.content] for m in request.messages],
+            request.temperature,
+            request.seed,
+            request.response_format,
+            request.max_tokens,
+            list(request.stop),
+            request.reasoning_effort,
+        ],
+        ensure_ascii=True,
+    )
+    return hashlib.sha256(payload.encode("ascii")).hexdigest()
+
+
+@attrs.frozen
+class Answers:
+    """
+    One model's answers, by request fingerprint, and what resuming cost.
+    """
+
+    by_fingerprint: Mapping[str, ChatResult]
+    reused: int
+    """Answers found in the log instead of asked."""
+    repeated: int
+    """Requests that were in flight when an earlier run stopped, so were sent again."""
+
+
+def key(identity: str, mode: str, requests: Sequence[ChatRequest], stage: str) -> str:
+    """
+    The stage key: the backend, the mode and the requests' fingerprints (no llmrec version).
+    """
+    prints = sorted({fingerprint(r) for r in requests})
+    return stage_key(
+        stage.split("/")[0], {"backend": identity, "mode": mode, "requests": prints}, {}, version=None
+    )
+
+
+def _result(record: Mapping[str, Any]) -> ChatResult:
+    return _CONV.structure(record, ChatResult)
+
+
+def _stored(folder: StageDir) -> tuple[dict[str, ChatResult], set[str]]:
+    answered: dict[str, ChatResult] = {}
+    sent: set[str] = set()
+    for r in folder.log("answers").records:
+        if r.get("t") == "answer":
+            answered[str(r["fp"])] = _result(r["result"])
+        elif r.get("t") == "sent":
+            sent.add(str(r["fp"]))
+    return answered, sent - set(answered)
+
+
+def _distinct(
+    requests: Sequence[ChatRequest], done: Mapping[str, ChatResult]
+) -> list[tuple[str, ChatRequest]]:
+    todo: dict[str, ChatRequest] = {}
+    for r in requests:
+        fp = fingerprint(r)
+        if fp not in done and fp not in todo:
+            todo[fp] = attrs.evolve(r, key=fp[:32])
+    return list(todo.items())
+
+
+def _store_answer(folder: StageDir, fp: str, result: ChatResult) -> None:
+    folder.log("answers").append({"t": "answer", "fp": fp, "result": _CONV.unstructure(result)})
+    failpoint("answer")
+
+
+def run_sync(
+    folder: StageDir,
+    requests: Sequence[ChatRequest],
+    chat: ChatCompleter,
+    progress: Progress,
+    stage: str,
+    before_send: Callable[[ChatRequest], None] | None = None,
+) -> Answers:
+    """
+    Every request's answer: from the log where stored, else asked (each stored as it arrives).
+
+    Raises:
+        ProviderError: when the backend fails for good, answers an unknown key, or leaves requests
+            unanswered (everything answered before is kept).
+    """
+    answered, in_flight = _stored(folder)
+    reused = sum(1 for r in requests if fingerprint(r) in answered)
+    todo = _distinct(requests, answered)
+    by_key = {r.key: fp for fp, r in todo}
+    total = len({fingerprint(r) for r in requests})
+    log = folder.log("answers")
+    if folder.read_json("plan") is None:
+        folder.write_json("plan", {"total": total})
+    progress(stage, len(answered), total)
+    repeated = sum(1 for fp, _ in todo if fp in in_flight)
+
+    def feed() -> Iterator[ChatRequest]:
+        for fp, r in todo:
+            if before_send is not None:
+                before_send(r)
+            log.append({"t": "sent", "fp": fp})
+            yield r
+
+    if todo:
+        for result in chat.complete(feed()):  # type: ignore[arg-type]  # pulled lazily, see base.py
+            fp = by_key.get(result.key)
+            if fp is None:
+                msg = f"{stage}: the provider answered an unknown request key {result.key!r}"
+                raise ProviderError(msg)
+            _store_answer(folder, fp, result)
+            answered[fp] = result
+            progress(stage, len(answered), total)
+    missing = sum(1 for fp, _ in todo if fp not in answered)
+    if missing:
+        msg = f"{stage}: the provider returned no answer for {missing} of {total} requests"
+        raise ProviderError(msg)
+    return Answers(by_fingerprint=answered, reused=reused, repeated=repeated)
+
+
+def run_batch(
+    folder: StageDir,
+    requests: Sequence[ChatRequest],
+    batch: BatchChat,
+    progress: Progress,
+    stage: str,
+    wait: Callable[[], None],
+) -> Answers:
+    """
+    Every request's answer through batches: stored answers reused, the rest split into batches whose
+    ids are stored before they are polled (a rerun re-attaches), results joined by key.
+
+    Raises:
+        ProviderError: when a batch fails, or when lines failed (their answers are not stored, so a
+            rerun submits them again in a new batch).
+    """
+    answered, _ = _stored(folder)
+    reused = sum(1 for r in requests if fingerprint(r) in answered)
+    todo = _distinct(requests, answered)
+    total = len({fingerprint(r) for r in requests})
+    if folder.read_json("plan") is None:
+        folder.write_json("plan", {"total": total})
+    progress(stage, len(answered), total)
+    if not todo:
+        return Answers(by_fingerprint=answered, reused=reused, repeated=0)
+    by_key = {r.key: fp for fp, r in todo}
+    stored = folder.read_json("batches") or {"attempt": 0, "open": []}
+    if not stored["open"]:
+        attempt = int(stored["attempt"]) + 1
+        size = batch.max_batch_requests
+        chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+        opened = []
+        for n, chunk in enumerate(chunks):
+            idem = f"{folder.key}/{attempt}/{n}"
+            job = batch.find_batch(idem) or batch.submit_batch([r for _, r in chunk], idempotency_key=idem)
+            failpoint("batch-created")
+            opened.append({"id": job.id, "keys": [r.key for _, r in chunk]})
+            folder.write_json("batches", {"attempt": attempt, "open": opened})
+        stored = {"attempt": attempt, "open": opened}
+    pending = [BatchJob(id=str(b["id"])) for b in stored["open"]]
+    failed: list[str] = []
+    while pending:
+        still = []
+        for job in pending:
+            state = batch.poll_batch(job)
+            if not state.done:
+                still.append(job)
+                continue
+            if state.status == "failed":
+                msg = f"{stage}: batch {job.id} failed: {state.error or 'no detail'}"
+                raise ProviderError(msg)
+            for result in batch.fetch_batch(job):
+                fp = by_key.get(result.key)
+                if fp is None:
+                    continue
+                if result.error is not None:
+                    failed.append(f"{result.key}: {result.error}")
+                    continue
+                _store_answer(folder, fp, result)
+                answered[fp] = result
+            progress(stage, len(answered), total)
+        pending = still
+        if pending:
+            wait()
+    folder.write_json("batches", {"attempt": stored["attempt"], "open": []})
+    missing = [fp for fp, _ in todo if fp not in answered]
+    if missing:
+        detail = "; ".join(failed[:3]) if failed else "no result line"
+        msg = (
+            f"{stage}: {len(missing)} of {total} batch requests have no answer ({detail}); "
+            "rerun to submit them again"
+        )
+        raise ProviderError(msg)
+    return Answers(by_fingerprint=answered, reused=reused, repeated=0)
