@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
-import numpy as np
 
 from llmrec.baselines import Baseline
 from llmrec.data import Dataset
@@ -37,7 +36,6 @@ from llmrec.stages import infer as infer_stage
 from llmrec.stages import sample as sample_stage
 from llmrec.stages import training_files as files_stage
 from llmrec.stages.common import Lazy, StageRun, Stages
-from llmrec.stats import derive_seed
 from llmrec.store import RunStore
 
 __all__ = ["ExperimentOutcome", "data_key", "run_stages"]
@@ -148,23 +146,27 @@ def run_stages(
     """
     stages = Stages(store=store)
     key_data = data_key(spec, data_fingerprint, version)
-    started = time.monotonic()
     data = Lazy(dataset)
     index = Lazy(lambda: build_index(data.get().ratings))
 
     def loaded() -> Dataset:
         first = not data.loaded
+        begun = time.monotonic()
         value = data.get()
         if first:
             folder = stages.dir("load", key_data)
-            stages.finish(
-                folder,
-                "load",
-                "load",
-                time.monotonic() - started,
-                value,
-                lambda d: {"ratings": len(d.ratings)},
-            )
+            if folder.record is None:
+                stages.finish(
+                    folder,
+                    "load",
+                    "load",
+                    time.monotonic() - begun,
+                    value,
+                    lambda d: {"ratings": len(d.ratings)},
+                )
+            else:  # read again (from the parse cache, or generated again): not a new result
+                seconds = time.monotonic() - begun
+                stages.runs.append(StageRun("load", "load", key_data, computed=False, seconds=seconds))
         return value
 
     def rating_index() -> RatingIndex:
@@ -210,8 +212,8 @@ def run_stages(
                 f"training_files/{label}",
                 "training_files",
                 f_key,
-                lambda sampled=sampled, truth=truth: files_stage.compute(  # type: ignore[misc]
-                    sampled, truth, spec.prompt, loaded().movies
+                lambda sampled=sampled, truth=truth, seed=seed, variant=variant: files_stage.compute(  # type: ignore[misc]
+                    sampled, truth, spec.prompt, loaded().movies, seed=seed, variant=variant.name
                 ),
                 files_stage.save,
                 files_stage.load,
@@ -246,7 +248,7 @@ def run_stages(
         for role, role_label in roles:
             model = plan.model if role == "finetuned" else spec.finetune.base_model
             assert model is not None
-            requests = _requests(spec, plan, role, model, loaded)
+            requests = _requests(spec, plan, role, model)
             stage = f"infer/{plan.label}/{role}"
             i_key = infer_stage.key(backend.identity, mode, requests, stage)
             folder = stages.dir(stage, i_key)
@@ -375,37 +377,19 @@ def _variant(spec: Spec, name: str) -> Any:
     return next(v for v in spec.variant if v.name == name)
 
 
-def _requests(
-    spec: Spec, plan: _Plan, role: ModelRole, model: str, loaded: Callable[[], Dataset]
-) -> list[ChatRequest]:
+def _requests(spec: Spec, plan: _Plan, role: ModelRole, model: str) -> list[ChatRequest]:
     """
     One request per test member of the plan for an LLM column (its position is its key).
     """
-    movies = loaded().movies
-    test = plan.files.members["test"]
-    shots: list[tuple[Sequence[str], list[str]]] = []
-    if role == "few_shot":
-        train = plan.files.members["train"]
-        k = min(spec.prompt.few_shot, len(train))
-        if k:
-            rng = np.random.default_rng(derive_seed(plan.seed, f"{plan.variant}/few-shot"))
-            chosen = sorted(rng.choice(np.array(train), size=k, replace=False).tolist())
-            shots = [
-                (
-                    [movies.display(int(m)) for m in plan.truth.profiles[i]],
-                    [movies.display(int(m)) for m in plan.truth.truth.movies[i]],
-                )
-                for i in chosen
-            ]
+    shots = [(list(a), list(b)) for a, b in plan.files.shots] if role == "few_shot" else []
     settings = spec.provider.openai
     reasoning = spec.provider.kind == "openai" and settings.request_profile == "reasoning"
     out = []
-    for n, i in enumerate(test):
-        titles = [movies.display(int(m)) for m in plan.truth.profiles[i]]
+    for n, titles in enumerate(plan.files.prompts):
         messages = (
-            build_few_shot_messages(titles, shots, spec.prompt)
+            build_few_shot_messages(list(titles), shots, spec.prompt)
             if role == "few_shot"
-            else build_messages(titles, spec.prompt)
+            else build_messages(list(titles), spec.prompt)
         )
         out.append(
             ChatRequest(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 import numpy as np
@@ -23,6 +24,7 @@ from llmrec.sampling import SplitName
 from llmrec.spec import PromptSpec
 from llmrec.stages.ground_truth import Truth
 from llmrec.stages.sample import SPLITS, Sampled
+from llmrec.stats import derive_seed
 from llmrec.store import StageDir
 
 __all__ = [
@@ -46,6 +48,10 @@ class TrainingFiles:
     members: Mapping[SplitName, tuple[int, ...]]
     train: bytes
     validation: bytes
+    prompts: tuple[tuple[str, ...], ...] = ()
+    """The test members' profile titles, as the prompts write them (so inference needs no dataset)."""
+    shots: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
+    """``prompt.few_shot`` training users' (profile, ground truth) titles, never a test user's."""
 
     @property
     def content_key(self) -> str:
@@ -97,7 +103,9 @@ def decode_examples(data: bytes) -> tuple[FineTuneExample, ...]:
     return tuple(out)
 
 
-def compute(sampled: Sampled, truth: Truth, prompt: PromptSpec, movies: Movies) -> TrainingFiles:
+def compute(
+    sampled: Sampled, truth: Truth, prompt: PromptSpec, movies: Movies, *, seed: int, variant: str
+) -> TrainingFiles:
     """
     Split the variant's users and write the training and validation examples.
     """
@@ -117,10 +125,23 @@ def compute(sampled: Sampled, truth: Truth, prompt: PromptSpec, movies: Movies) 
             for i in rows
         )
 
+    def titles(ids: Sequence[int] | np.ndarray[Any, Any]) -> tuple[str, ...]:
+        return tuple(movies.display(int(m)) for m in ids)
+
+    shots: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+    train = members["train"]
+    k = min(prompt.few_shot, len(train))
+    if k:
+        # drawn once per variant from a stream seeded by the experiment seed and the variant's name
+        rng = np.random.default_rng(derive_seed(seed, f"{variant}/few-shot"))
+        chosen = sorted(rng.choice(np.array(train), size=k, replace=False).tolist())
+        shots = [(titles(truth.profiles[i]), titles(truth.truth.movies[i])) for i in chosen]
     return TrainingFiles(
         members=members,
         train=encode_examples(examples(members["train"])),
         validation=encode_examples(examples(members["validation"])),
+        prompts=tuple(titles(truth.profiles[i]) for i in members["test"]),
+        shots=tuple(shots),
     )
 
 
@@ -158,6 +179,10 @@ def save(folder: StageDir, value: TrainingFiles) -> None:
     folder.write_bytes("train.jsonl", value.train)
     folder.write_bytes("validation.jsonl", value.validation)
     folder.write_json("members", {s: list(rows) for s, rows in value.members.items()})
+    folder.write_json(
+        "prompts",
+        {"test": [list(p) for p in value.prompts], "shots": [[list(a), list(b)] for a, b in value.shots]},
+    )
 
 
 def load(folder: StageDir) -> TrainingFiles:
@@ -169,6 +194,12 @@ def load(folder: StageDir) -> TrainingFiles:
     assert isinstance(members, dict)
     assert train is not None
     assert validation is not None
+    prompts = folder.read_json("prompts")
+    assert isinstance(prompts, dict)
     return TrainingFiles(
-        members={s: tuple(int(i) for i in members[s]) for s in SPLITS}, train=train, validation=validation
+        members={s: tuple(int(i) for i in members[s]) for s in SPLITS},
+        train=train,
+        validation=validation,
+        prompts=tuple(tuple(p) for p in prompts["test"]),
+        shots=tuple((tuple(a), tuple(b)) for a, b in prompts["shots"]),
     )

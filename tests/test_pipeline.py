@@ -1,0 +1,149 @@
+"""
+Stages keyed by what they read: an edit re-runs exactly the stages downstream of it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from llmrec.data.synthetic import generate_synthetic
+from llmrec.errors import DataError
+from llmrec.evaluate import run_experiment
+from llmrec.providers.fake import FakeProvider
+from llmrec.spec import parse_spec
+from llmrec.store import MemoryRunStore
+
+BASE = """
+[experiment]
+name = "stages"
+seed = 5
+
+[dataset.synthetic]
+users = 900
+movies = 200
+mean_ratings = 40
+
+[sampling]
+neighbors = 40
+profile_size = 10
+
+[prompt]
+task = "Recommend movies."
+
+[finetune]
+base_model = "fake-llm"
+
+[evaluation]
+resamples = 50
+permutations = 50
+fuzzy_threshold = 90.0
+
+[report]
+title = "first"
+"""
+
+# the same spec reordered and reformatted
+REORDERED = """
+[report]
+title    = "first"
+[evaluation]
+fuzzy_threshold = 90
+permutations = 50
+resamples = 50
+[finetune]
+base_model = 'fake-llm'
+[prompt]
+task = "Recommend movies."
+[sampling]
+profile_size = 10
+neighbors = 40
+[dataset.synthetic]
+mean_ratings = 40
+movies = 200
+users = 900
+[experiment]
+seed = 5
+name = "stages"
+"""
+
+ALL_KINDS = {"load", "sample", "ground_truth", "training_files", "finetune", "infer", "baselines", "evaluate"}
+
+
+@pytest.fixture(scope="module")
+def first():
+    """One run over a shared in-memory store, its dataset and store."""
+    spec = parse_spec(BASE)
+    dataset = generate_synthetic(spec.dataset.synthetic, spec.experiment.seed)
+    store = MemoryRunStore()
+    outcome = run_experiment(spec, dataset, FakeProvider.for_movies(dataset.movies), store=store)
+    return dataset, store, outcome
+
+
+def _kinds_computed(text: str, first) -> set[str]:
+    dataset, store, _ = first
+    spec = parse_spec(text)
+    outcome = run_experiment(spec, dataset, FakeProvider.for_movies(dataset.movies), store=store)
+    return {s.kind for s in outcome.stages if s.computed}
+
+
+def test_first_run_computes_every_stage(first):
+    """A new store computes every stage once per instance."""
+    _, _, outcome = first
+
+    assert {s.kind for s in outcome.stages if s.computed} == ALL_KINDS
+    assert all(s.computed for s in outcome.stages)
+
+
+def test_reformatted_spec_reruns_nothing(first):
+    """Keys come from parsed values: reordering and reformatting the spec changes no key."""
+    assert _kinds_computed(REORDERED, first) == set()
+
+
+def test_report_title_reruns_no_stage(first):
+    """The title is read by the report only: no stored stage runs again."""
+    assert _kinds_computed(BASE.replace('title = "first"', 'title = "second"'), first) == set()
+
+
+def test_evaluation_field_reruns_only_evaluate(first):
+    """A scoring setting re-runs the evaluation alone; nothing is asked or trained again."""
+    # scoring needs the catalogue: the dataset is read again, but the load stage's result is not new
+    assert _kinds_computed(BASE.replace("fuzzy_threshold = 90.0", "fuzzy_threshold = 80.0"), first) == {
+        "evaluate"
+    }
+
+
+def test_prompt_field_reruns_files_training_inference_and_evaluation(first):
+    """A prompt text change re-runs the training files, fine-tunes, inference and evaluation only."""
+    computed = _kinds_computed(BASE.replace('"Recommend movies."', '"Suggest films."'), first)
+
+    assert computed == {"training_files", "finetune", "infer", "evaluate"}
+
+
+def test_sampling_field_reruns_everything_after_loading(first):
+    """A sampling change re-runs the sample and everything downstream of it."""
+    assert _kinds_computed(BASE.replace("profile_size = 10", "profile_size = 8"), first) == ALL_KINDS - {"load"}
+
+
+def test_rerun_gives_the_same_results_and_asks_nothing(first):
+    """Over the same store, a rerun reproduces the results without a single provider call."""
+    dataset, store, outcome = first
+    provider = FakeProvider.for_movies(dataset.movies)
+    again = run_experiment(parse_spec(BASE), dataset, provider, store=store)
+
+    assert provider.completions == []
+    assert provider.uploads == []
+    assert again.results == outcome.results
+    assert again.reused_answers == sum(
+        dict(v.counts)["test_users"] * 2 for v in outcome.results.variants
+    )
+
+
+def test_variant_without_test_users_stops_before_any_paid_stage(first):
+    """A sampling setting that leaves no test users stops with the variant and its funnel, before fine-tuning."""
+    dataset, _, _ = first
+    spec = parse_spec(BASE.replace("[prompt]", "[split]\ntrain = 0.8\nvalidation = 0.19999\ntest = 0.00001\n[prompt]"))
+    provider = FakeProvider.for_movies(dataset.movies)
+
+    with pytest.raises(DataError, match=r"variant 'profileData50' has no test users \(\d[\d,]* eligible users"):
+        run_experiment(spec, dataset, provider)
+    assert provider.uploads == []

@@ -1,0 +1,129 @@
+"""
+The run store: atomic writes, logs that survive kills, the run lock, temporary-file cleanup.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from llmrec.store import AppendLog, DiskRunStore, MemoryRunStore, RunLockedError, StageRecord, StoreError
+
+
+def _record(key: str = "k") -> StageRecord:
+    return StageRecord(stage="s", kind="s", key=key, seconds=0.1, finished="2026-12-01T00:00:00")
+
+
+def test_stage_parts_round_trip_on_disk_and_in_memory(tmp_path):
+    """JSON, arrays and bytes come back as written, and the record marks the stage done."""
+    disk = DiskRunStore(tmp_path / "run")
+    for store in (disk, MemoryRunStore()):
+        folder = store.stage("sample", "abc")
+        assert folder.record is None
+        folder.write_json("meta", {"a": [1, 2], "b": "é"})
+        folder.write_arrays("x", {"v": np.arange(5, dtype=np.int32)})
+        folder.write_bytes("f.jsonl", b"line\n")
+        folder.finish(_record("abc"))
+
+        again = store.stage("sample", "abc")
+        assert again.read_json("meta") == {"a": [1, 2], "b": "é"}
+        arrays = again.read_arrays("x")
+        assert arrays is not None
+        assert arrays["v"].tolist() == [0, 1, 2, 3, 4]
+        assert again.read_bytes("f.jsonl") == b"line\n"
+        assert again.record is not None
+        assert [r.key for r in store.records()] == ["abc"]
+    disk.close()
+
+
+def test_torn_last_record_is_cut_off_on_open(tmp_path):
+    """A record without its newline (a kill mid-write) is removed, and appends continue cleanly."""
+    path = tmp_path / "answers.jsonl"
+    path.write_bytes(b'{"n": 1}\n{"n": 2}\n{"n": 3, "te')
+    log = AppendLog(path)
+
+    assert [r["n"] for r in log.records] == [1, 2]
+    assert log.repaired == len(b'{"n": 3, "te')
+    log.append({"n": 4})
+    log.close()
+    assert path.read_bytes() == b'{"n": 1}\n{"n": 2}\n{"n": 4}\n'
+
+
+def test_torn_utf8_tail_is_cut_off(tmp_path):
+    """A record cut inside a multi-byte character is cut off like any torn tail."""
+    path = tmp_path / "answers.jsonl"
+    full = json.dumps({"text": "Amélie"}, ensure_ascii=False).encode("utf-8")
+    cut = full.index("é".encode()) + 1
+    path.write_bytes(b'{"n": 1}\n' + full[:cut])
+    log = AppendLog(path)
+
+    assert log.records == [{"n": 1}]
+    assert path.read_bytes() == b'{"n": 1}\n'
+
+
+def test_damaged_record_before_the_tail_stops_with_file_and_offset(tmp_path):
+    """An undecodable record followed by good ones is refused, naming the file and byte offset."""
+    path = tmp_path / "answers.jsonl"
+    path.write_bytes(b'{"n": 1}\n{oops\n{"n": 3}\n')
+
+    with pytest.raises(StoreError, match=r"answers.jsonl: record at byte 9 cannot be read"):
+        AppendLog(path)
+    assert path.read_bytes() == b'{"n": 1}\n{oops\n{"n": 3}\n'
+
+
+def test_lone_surrogates_are_stored_losslessly(tmp_path):
+    """A text that is not valid Unicode (a lone surrogate) is stored and read back as it was."""
+    path = tmp_path / "a.jsonl"
+    log = AppendLog(path)
+    log.append({"text": "bad \ud800 text"})
+    log.close()
+
+    assert AppendLog(path).records == [{"text": "bad \ud800 text"}]
+    path.read_bytes().decode("utf-8")  # the file itself stays valid UTF-8
+
+
+_HOLD = """
+import sys, time
+from llmrec.store import DiskRunStore
+store = DiskRunStore(sys.argv[1])
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_second_process_is_refused_while_the_first_holds_the_run(tmp_path):
+    """A run directory held by a live process refuses another; once that process dies it is free."""
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunLockedError, match=rf"in use by another llmrec run \(pid {holder.pid} on "):
+            DiskRunStore(run)
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+    store = DiskRunStore(run)  # a lock left by a dead process is free by construction
+    store.close()
+
+
+def test_temporary_files_of_interrupted_writes_are_removed_on_open(tmp_path):
+    """A .tmp file left by a killed atomic write is cleaned up when the store is next opened."""
+    stale = tmp_path / "run" / "stages" / "sample-abc" / ".sample.npz.123.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half")
+
+    store = DiskRunStore(tmp_path / "run")
+    time.sleep(0)
+
+    assert store.cleaned == 1
+    assert not stale.exists()
+    store.close()
