@@ -23,7 +23,7 @@ from llmrec.keys import stage_key
 from llmrec.metrics import metric_names
 from llmrec.parsing import TitleMatcher
 from llmrec.prompts import build_few_shot_messages, build_messages
-from llmrec.providers.base import Backend, ChatRequest, JobState, Progress, no_progress
+from llmrec.providers.base import Backend, ChatRequest, ChatResult, JobState, Progress, no_progress
 from llmrec.results import ModelRole, Prediction, Results
 from llmrec.sampling import RatingIndex, build_index
 from llmrec.scoring import popularity_percentiles
@@ -242,6 +242,7 @@ def run_stages(
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "reasoning_tokens": 0}
     repeated = reused = 0
     models: list[tuple[str, str, str]] = []
+    known: dict[str, ChatResult] = {}  # answers of this run so far, by fingerprint: never asked twice
     for plan in plans:
         llms: list[evaluate_stage.LLMAnswers] = []
         roles = _LLM_ROLES + ((("few_shot", "Few-shot"),) if spec.prompt.few_shot > 0 else ())
@@ -257,7 +258,7 @@ def run_stages(
             if mode == "batch" and backend.batch is not None and not done:
                 answers = infer_stage.run_batch(folder, requests, backend.batch, progress, stage, wait)
             else:
-                answers = infer_stage.run_sync(folder, requests, backend.chat, progress, stage)
+                answers = infer_stage.run_sync(folder, requests, backend.chat, progress, stage, known=known)
             if done:
                 stages.runs.append(
                     StageRun(stage, "infer", i_key, computed=False, seconds=time.monotonic() - begun)
@@ -274,6 +275,7 @@ def run_stages(
                     lambda a, model=model: {"model": model, "mode": mode},  # type: ignore[misc]
                 )
                 del results
+            known.update(answers.by_fingerprint)
             repeated += answers.repeated
             reused += answers.reused
             for r in requests:

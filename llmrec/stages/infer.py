@@ -113,20 +113,28 @@ def run_sync(
     progress: Progress,
     stage: str,
     before_send: Callable[[ChatRequest], None] | None = None,
+    known: Mapping[str, ChatResult] | None = None,
 ) -> Answers:
     """
-    Every request's answer: from the log where stored, else asked (each stored as it arrives).
+    Every request's answer: from the log where stored, else from ``known`` (answers of the same
+    requests in other stages of the run, copied into this log), else asked (each stored as it
+    arrives).
 
     Raises:
         ProviderError: when the backend fails for good, answers an unknown key, or leaves requests
             unanswered (everything answered before is kept).
     """
     answered, in_flight = _stored(folder)
+    log = folder.log("answers")
+    for r in requests:
+        fp = fingerprint(r)
+        if fp not in answered and known is not None and fp in known:
+            log.append({"t": "answer", "fp": fp, "result": _CONV.unstructure(known[fp]), "copied": True})
+            answered[fp] = known[fp]
     reused = sum(1 for r in requests if fingerprint(r) in answered)
     todo = _distinct(requests, answered)
     by_key = {r.key: fp for fp, r in todo}
     total = len({fingerprint(r) for r in requests})
-    log = folder.log("answers")
     if folder.read_json("plan") is None:
         folder.write_json("plan", {"total": total})
     progress(stage, len(answered), total)
@@ -141,12 +149,12 @@ def run_sync(
 
     if todo:
         for result in chat.complete(feed()):  # type: ignore[arg-type]  # pulled lazily, see base.py
-            fp = by_key.get(result.key)
-            if fp is None:
+            print_ = by_key.get(result.key)
+            if print_ is None:
                 msg = f"{stage}: the provider answered an unknown request key {result.key!r}"
                 raise ProviderError(msg)
-            _store_answer(folder, fp, result)
-            answered[fp] = result
+            _store_answer(folder, print_, result)
+            answered[print_] = result
             progress(stage, len(answered), total)
     missing = sum(1 for fp, _ in todo if fp not in answered)
     if missing:

@@ -1,0 +1,218 @@
+"""
+Kill a real ``llmrec run`` (SIGKILL, through failpoints) at every stage boundary and inside writes,
+rerun it, and get byte-identical results with no stored answer asked for again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+SPEC = """
+[experiment]
+name = "kill"
+seed = 3
+
+[dataset.synthetic]
+users = 700
+movies = 150
+mean_ratings = 40
+
+[sampling]
+neighbors = 40
+
+[finetune]
+base_model = "fake-llm"
+
+[evaluation]
+baselines = ["popular", "item_knn"]
+resamples = 40
+permutations = 40
+"""
+
+
+def _run(root: Path, runs: str, out: str, failpoint: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "LLMREC_FAILPOINT"}
+    if failpoint:
+        env["LLMREC_FAILPOINT"] = failpoint
+    return subprocess.run(
+        [sys.executable, "-m", "llmrec.cli", "run", "spec.toml", "--runs", runs, "--out", out, "--quiet"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One uninterrupted run: its folder and its results.json bytes."""
+    root = tmp_path_factory.mktemp("kill")
+    (root / "spec.toml").write_text(SPEC, encoding="utf-8")
+    done = _run(root, "ref-runs", "ref-out")
+    assert done.returncode == 0, done.stderr
+    return root, (root / "ref-out" / "results.json").read_bytes()
+
+
+def _answers(run_dir: Path) -> tuple[Counter[str], Counter[str]]:
+    """
+    How often each request was sent to the provider and how often an answer was stored, run-wide
+    (an answer copied from another stage of the run was not sent).
+    """
+    sent: Counter[str] = Counter()
+    answered: Counter[str] = Counter()
+    for log in run_dir.glob("stages/infer_*/answers.jsonl"):
+        for line in log.read_bytes().split(b"\n"):
+            try:
+                record = json.loads(line.decode("utf-8"))
+            except ValueError:
+                continue  # the torn tail a kill left (the rerun cuts it off)
+            if record["t"] == "sent":
+                sent[record["fp"]] += 1
+            elif not record.get("copied"):
+                answered[record["fp"]] += 1
+    return sent, answered
+
+
+KILLS = [
+    ("stage-done:sample:1", "sample"),
+    ("stage-done:ground_truth:2", "ground_truth"),
+    ("stage-done:training_files:1", "training_files"),
+    ("finetune-created:1", None),
+    ("stage-done:finetune:1", "finetune"),
+    ("answer:17", None),
+    ("stage-done:infer:3", "infer"),
+    ("stage-done:baselines:1", "baselines"),
+    ("stage-done:evaluate:1", "evaluate"),
+    ("before-rename:4", None),
+    ("log-torn:30", None),
+    ("log-torn-utf8:5", None),
+]
+
+
+@pytest.mark.parametrize(("failpoint", "kind"), KILLS, ids=[k for k, _ in KILLS])
+def test_kill_and_rerun_gives_identical_results(reference, failpoint, kind):
+    """SIGKILL at a failpoint leaves a consistent store; the rerun finishes with the same bytes."""
+    root, expected = reference
+    tag = failpoint.replace(":", "_").replace("*", "any")
+    runs, out = f"runs-{tag}", f"out-{tag}"
+
+    killed = _run(root, runs, out, failpoint)
+
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run_dir = root / runs / "kill"
+    records = [json.loads(p.read_text()) for p in run_dir.glob("stages/*/record.json")]
+    if kind is not None:
+        assert kind in {r["kind"] for r in records}
+    assert not (root / out / "results.json").exists()
+    if failpoint.startswith("answer:"):
+        _, answered = _answers(run_dir)
+        assert sum(answered.values()) == 17
+    if failpoint.startswith("finetune-created"):
+        jobs = list((run_dir / "fake-service" / "jobs").glob("*.json"))
+        assert len(jobs) == 1
+        assert not list(run_dir.glob("stages/finetune_*/job.json"))
+    before = _answers(run_dir)[1]
+
+    rerun = _run(root, runs, out)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert (root / out / "results.json").read_bytes() == expected
+    sent, answered = _answers(run_dir)
+    assert set(answered.values()) == {1}  # every request answered exactly once
+    # a request whose answer was stored before the kill is never sent again; at most one (the fake's
+    # concurrency) was in flight at the kill and is sent twice
+    assert all(sent[fp] == 1 for fp in before)
+    assert sum(1 for n in sent.values() if n > 1) <= 1
+    if failpoint.startswith("finetune-created"):
+        # the first variant's job was found by its idempotency key, not submitted again
+        assert len(list((run_dir / "fake-service" / "jobs").glob("*.json"))) == 2
+    if failpoint.startswith("log-torn"):
+        assert (
+            "partial"
+            not in subprocess.run(
+                [sys.executable, "-m", "llmrec.cli", "status", str(run_dir)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+
+
+def test_two_runs_on_one_store_one_runs_one_refuses(reference):
+    """While one run holds the run directory, a second exits 1 naming the holder and writes nothing."""
+    root, expected = reference
+    env = {**os.environ, "LLMREC_FAILPOINT": "nothing:1"}
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from llmrec.store import DiskRunStore; "
+            "s = DiskRunStore(sys.argv[1]); print('held', flush=True); time.sleep(60)",
+            str(root / "runs-two" / "kill"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        refused = _run(root, "runs-two", "out-two")
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+    assert refused.returncode == 1
+    assert f"in use by another llmrec run (pid {holder.pid}" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (root / "out-two").exists()
+    assert _run(root, "runs-two", "out-two").returncode == 0
+    assert (root / "out-two" / "results.json").read_bytes() == expected
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signals_exit_with_one_line(reference, sig, code):
+    """Ctrl-C and SIGTERM mid-run exit 130 / 143 with one error line and no traceback."""
+    root, _ = reference
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llmrec.cli",
+            "run",
+            "spec.toml",
+            "--runs",
+            f"runs-sig{code}",
+            "--out",
+            f"o{code}",
+        ],
+        cwd=root,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:  # wait until the run is under way
+        if "ground truth" in line:
+            break
+    proc.send_signal(sig)
+    err = proc.stderr.read()
+    proc.stderr.close()
+
+    assert proc.wait(timeout=120) == code
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        line for line in err.splitlines() if "error:" in line
+    ]
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
