@@ -298,7 +298,10 @@ def dataset():
     rng = np.random.default_rng(7)
     n = 300_000
     ratings = Ratings(
-        rng.integers(1, 2_000_000, n), rng.integers(1, 501, n), rng.integers(1, 6, n), rng.integers(0, 13000, n)
+        rng.integers(1, 2_000_000, n),
+        rng.integers(1, 501, n),
+        rng.integers(1, 6, n),
+        rng.integers(0, 13000, n),
     )
     return Dataset(ratings, Movies(np.arange(1, 501), np.full(500, 2000), [f"M{i}" for i in range(500)]))
 
@@ -363,7 +366,7 @@ def _temporaries(cache: Path) -> list[str]:
 
 
 def test_two_processes_storing_one_entry_never_tear_it(tmp_path: Path) -> None:
-    """Two processes storing and loading one key at once always load a whole entry and leave no temporaries."""
+    """Two processes storing and loading one key at once always load whole entries, leaving no temporaries."""
     cache, start = tmp_path / "cache", tmp_path / "start"
     key = "c" * 32
     writers = [_python(_WRITER, str(cache), key, str(start)) for _ in range(2)]
@@ -408,13 +411,16 @@ def test_interrupted_write_is_cleaned_up_by_the_next_run(dataset_dir: Path, tmp_
     after = read_netflix(dataset_dir, cache_dir=cache)
 
     assert len(stalled) == 1
-    assert stalled[0].startswith(f".{ENTRY_PREFIX}{key}.") and stalled[0].endswith(".tmp")
+    assert stalled[0].startswith(f".{ENTRY_PREFIX}{key}.")
+    assert stalled[0].endswith(".tmp")
     assert kept == stalled
     assert _entries(cache) == [ENTRY_PREFIX + key]
     _assert_same(after, while_alive)
 
 
-def test_set_aside_and_temporary_folders_of_a_dead_writer_are_removed(dataset_dir: Path, tmp_path: Path) -> None:
+def test_set_aside_and_temporary_folders_of_a_dead_writer_are_removed(
+    dataset_dir: Path, tmp_path: Path
+) -> None:
     """Folders a killed writer left (temporary, set aside) go at the next store; other files stay."""
     cache = tmp_path / "cache"
     cache.mkdir()

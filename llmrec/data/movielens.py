@@ -123,7 +123,10 @@ LAYOUTS = (
 
 _MOVIES_CSV_HEADER = ["movieId", "title", "genres"]
 _MOVIES_LINES = {
-    "u.item": "lines of 24 '|'-separated fields (movie id|title|release date|video release date|IMDb URL|19 genre flags)",
+    "u.item": (
+        "lines of 24 '|'-separated fields "
+        "(movie id|title|release date|video release date|IMDb URL|19 genre flags)"
+    ),
     "movies.dat": "'MovieID::Title::Genres' lines",
     "movies.csv": "the header 'movieId,title,genres', then 'movieId,title,genres' lines",
 }
@@ -183,9 +186,7 @@ def read_movielens_with_ids(folder: str | os.PathLike[str]) -> tuple[Dataset, _I
     root = Path(folder)
     layout = detect_layout(root)
     movies_path = root / layout.movies_file
-    require_file(
-        movies_path, f"movies file (the {layout.name} layout needs it beside {layout.ratings_file})"
-    )
+    require_file(movies_path, f"movies file (the {layout.name} layout needs it beside {layout.ratings_file})")
     original, years, titles = _parse_movies(_read_bytes(movies_path), str(movies_path), layout)
     order = np.argsort(original, kind="stable")
     original = original[order]

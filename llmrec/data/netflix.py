@@ -549,7 +549,14 @@ class _RatingFile:
     """
 
     def __init__(
-        self, path: Path, known: _Bool, out: _Output, pool: Executor, depth: int, pairs: _PairCheck, index: int
+        self,
+        path: Path,
+        known: _Bool,
+        out: _Output,
+        pool: Executor,
+        depth: int,
+        pairs: _PairCheck,
+        index: int,
     ) -> None:
         self.path, self.name, self.known, self.out, self.pool = path, str(path), known, out, pool
         self.depth = depth
@@ -572,7 +579,10 @@ class _RatingFile:
                 head = file.read(4) or b""
                 skip = bom_length(head, self.name)  # a UTF-8 byte order mark is skipped
                 if len(head) <= skip:
-                    msg = "empty file: expected 'MovieID:' lines, each followed by its 'CustomerID,Rating,YYYY-MM-DD' lines"
+                    msg = (
+                        "empty file: expected 'MovieID:' lines, "
+                        "each followed by its 'CustomerID,Rating,YYYY-MM-DD' lines"
+                    )
                     raise DataError(msg, path=self.name)
                 file.seek(skip)
                 self._read(file)
@@ -973,7 +983,7 @@ def _explain(text: str, *, in_block: bool, cut: bool) -> str:
     if text.endswith(":"):
         match = _HEADER_RE.fullmatch(text)
         if match is None:
-            return f"movie id {text[:-1]!r} is not a number"
+            return f"movie id {quote(text[:-1])} is not a number"
         movie = int(match.group(1))
         if len(match.group(1)) > _MAX_MOVIE_DIGITS or not 1 <= movie <= _MAX_MOVIE:
             return f"movie id {match.group(1)} outside 1-{_MAX_MOVIE}"
@@ -983,16 +993,18 @@ def _explain(text: str, *, in_block: bool, cut: bool) -> str:
         return shape
     customer, star, date = match.groups()
     if not (customer.isascii() and customer.isdigit()):
-        return f"customer id {customer!r} is not a number"
+        return f"customer id {quote(customer)} is not a number"
     if len(customer) > _MAX_CUSTOMER_DIGITS or int(customer) < 1:
         return f"customer id {customer} outside 1-{10**_MAX_CUSTOMER_DIGITS - 1}"
     if not (star.isascii() and star.isdigit()):
-        return f"rating {star!r} is not a number"
+        if re.fullmatch(r"[0-9]+\.[0-9]+", star):
+            return f"rating {star} is not one of 1, 2, 3, 4, 5"
+        return f"rating {quote(star)} is not a number"
     if not 1 <= int(star) <= 5:
         return f"rating {star} outside 1-5"
     parts = _DATE_RE.fullmatch(date)
     if parts is None:
-        return f"date {date!r} is not YYYY-MM-DD" + (" (the last line looks cut short)" if cut else "")
+        return f"date {quote(date)} is not YYYY-MM-DD" + (" (the last line looks cut short)" if cut else "")
     try:
         day = (_dt.date(*(int(p) for p in parts.groups())) - EPOCH).days
     except ValueError:
