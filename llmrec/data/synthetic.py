@@ -34,6 +34,7 @@ set rather than like a spec; see its docstring for the model.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import statistics
 from pathlib import Path
@@ -457,7 +458,7 @@ def write_synthetic_netflix(
     written = 0
     rated = np.zeros(plan.users, dtype=np.bool_)
     cuts = plan.file_cuts(files)
-    runs = [(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if plan.rated_between(a, b)]
+    runs = [(a, b) for a, b in itertools.pairwise(cuts) if plan.rated_between(a, b)]
     for stale in names[len(runs) :]:  # the reader refuses a rating file without ratings
         (root / stale).unlink(missing_ok=True)
     for name, (first, stop) in zip(names, runs, strict=False):
