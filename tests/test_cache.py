@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from llmrec.data import Dataset, netflix
-from llmrec.data.cache import ENTRY_PREFIX, cache_key, load_dataset, store_dataset
+from llmrec.data.cache import ENTRY_PREFIX, LOCK_FILE, cache_key, load_dataset, store_dataset
 from llmrec.data.netflix import read_netflix
 from llmrec.errors import DataError
 
@@ -61,7 +65,10 @@ def _no_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _entries(cache: Path) -> list[str]:
-    return sorted(p.name for p in cache.iterdir())
+    """
+    The names in a cache folder but its lock file: entries, and temporaries if any were left.
+    """
+    return sorted(p.name for p in cache.iterdir() if p.name != LOCK_FILE)
 
 
 def test_second_read_loads_the_cache(
@@ -279,3 +286,149 @@ def test_bad_files_raise_before_anything_is_cached(dataset_dir: Path, tmp_path: 
         read_netflix(dataset_dir, cache_dir=tmp_path / "cache")
 
     assert not (tmp_path / "cache").exists() or _entries(tmp_path / "cache") == []
+
+
+# --- several processes sharing one cache folder --------------------------------------------------
+
+_CHILD_DATASET = """
+import numpy as np
+from llmrec.data import Dataset, Movies, Ratings
+
+def dataset():
+    rng = np.random.default_rng(7)
+    n = 300_000
+    ratings = Ratings(
+        rng.integers(1, 2_000_000, n),
+        rng.integers(1, 501, n),
+        rng.integers(1, 6, n),
+        rng.integers(0, 13000, n),
+    )
+    return Dataset(ratings, Movies(np.arange(1, 501), np.full(500, 2000), [f"M{i}" for i in range(500)]))
+
+def same(a, b):
+    return all(
+        np.array_equal(x, y)
+        for x, y in zip(
+            (a.ratings.user, a.ratings.movie, a.ratings.stars, a.ratings.day, a.movies.ids),
+            (b.ratings.user, b.ratings.movie, b.ratings.stars, b.ratings.day, b.movies.ids),
+        )
+    ) and a.movies.titles == b.movies.titles
+"""
+
+_WRITER = (
+    _CHILD_DATASET
+    + """
+import sys, time
+from pathlib import Path
+from llmrec.data.cache import load_dataset, store_dataset
+
+cache, key, start = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+expected = dataset()
+while not start.exists():
+    time.sleep(0.001)
+for _ in range(25):
+    store_dataset(cache, key, expected)
+    loaded = load_dataset(cache, key, source="<memory>")
+    if loaded is not None and not same(loaded, expected):
+        sys.exit("torn read")
+"""
+)
+
+_STALLED_WRITER = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from llmrec.data.cache import store_dataset
+from llmrec.data.netflix import read_netflix
+
+folder, cache, key, marker = sys.argv[1:]
+dataset = read_netflix(folder)
+real_save = np.save
+
+def save_then_stall(file, array, **kwargs):
+    real_save(file, array, **kwargs)
+    Path(marker).touch()
+    time.sleep(600)
+
+np.save = save_then_stall
+store_dataset(cache, key, dataset)
+"""
+
+
+def _python(code: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _temporaries(cache: Path) -> list[str]:
+    return [name for name in _entries(cache) if name.startswith(".")]
+
+
+def test_two_processes_storing_one_entry_never_tear_it(tmp_path: Path) -> None:
+    """Two processes storing and loading one key at once always load whole entries, leaving no temporaries."""
+    cache, start = tmp_path / "cache", tmp_path / "start"
+    key = "c" * 32
+    writers = [_python(_WRITER, str(cache), key, str(start)) for _ in range(2)]
+    namespace: dict[str, object] = {}
+    exec(_CHILD_DATASET, namespace)  # the same dataset and comparison here
+    expected, same = namespace["dataset"](), namespace["same"]  # type: ignore[operator]
+    start.touch()
+    loads = 0
+    while any(w.poll() is None for w in writers):
+        loaded = load_dataset(cache, key, source="<memory>")
+        if loaded is not None:
+            assert same(loaded, expected)  # type: ignore[operator]
+            loads += 1
+    results = [w.communicate(timeout=60) for w in writers]
+
+    assert [w.returncode for w in writers] == [0, 0], results
+    final = load_dataset(cache, key, source="<memory>")
+    assert final is not None
+    assert same(final, expected)  # type: ignore[operator]
+    assert _entries(cache) == [ENTRY_PREFIX + key]
+    assert loads > 0
+
+
+def test_interrupted_write_is_cleaned_up_by_the_next_run(dataset_dir: Path, tmp_path: Path) -> None:
+    """A writer's temporary folder stays while it lives; once it is killed, the next read removes it."""
+    cache, marker = tmp_path / "cache", tmp_path / "stalled"
+    key = cache_key(_inputs(dataset_dir))
+    writer = _python(_STALLED_WRITER, str(dataset_dir), str(cache), key, str(marker))
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert writer.poll() is None, writer.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        stalled = _temporaries(cache)
+
+        while_alive = read_netflix(dataset_dir, cache_dir=cache)  # parses and stores beside it
+        kept = _temporaries(cache)
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.communicate(timeout=60)
+    after = read_netflix(dataset_dir, cache_dir=cache)
+
+    assert len(stalled) == 1
+    assert stalled[0].startswith(f".{ENTRY_PREFIX}{key}.")
+    assert stalled[0].endswith(".tmp")
+    assert kept == stalled
+    assert _entries(cache) == [ENTRY_PREFIX + key]
+    _assert_same(after, while_alive)
+
+
+def test_set_aside_and_temporary_folders_of_a_dead_writer_are_removed(
+    dataset_dir: Path, tmp_path: Path
+) -> None:
+    """Folders a killed writer left (temporary, set aside) go at the next store; other files stay."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for name in (f".{ENTRY_PREFIX}{'a' * 32}.0f.tmp", f".{ENTRY_PREFIX}{'a' * 32}.1e.old"):
+        (cache / name).mkdir()
+        (cache / name / "user.npy").write_bytes(b"partial")
+    (cache / "notes.txt").write_text("mine", encoding="utf-8")
+
+    read_netflix(dataset_dir, cache_dir=cache)
+
+    assert _entries(cache) == ["notes.txt", ENTRY_PREFIX + cache_key(_inputs(dataset_dir))]

@@ -250,12 +250,11 @@ def test_repeats_are_found_across_blocks(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_header_only_ratings_file(tmp_path: Path) -> None:
-    """A ratings.csv with only its header gives no ratings but the whole catalogue."""
+    """A ratings.csv with only its header is an error naming it: a dataset needs ratings."""
     folder = _with(tmp_path, "ml-latest", "ratings.csv", b"userId,movieId,rating,timestamp\r\n")
-    dataset = read_movielens(folder)
+    error = _error(folder)
 
-    assert len(dataset.ratings) == 0
-    assert len(dataset.movies) == 7
+    assert str(error) == f"{folder / 'ratings.csv'}: no ratings: the file holds only its header"
 
 
 # --- titles --------------------------------------------------------------------------------------
@@ -367,7 +366,7 @@ RATING_ERRORS = [
     ("ml-1m", "1::1::5::978824268\n1\t10\t5\t978824268\n", 2, "expected 4 fields"),
     ("ml-1m", "1::1::5::978824268\n1::1::3::978824269\n", 2, "user 1 rated movie 1 already on line 1"),
     ("ml-latest", "userId,movieId,rating\n", 1, "expected the header"),
-    ("ml-latest", "", 1, "got an empty file"),
+    ("ml-latest", "userId,movieId,rating,timestamp\n\n", 2, "empty line"),
     (
         "ml-latest",
         CSV_HEAD + "1,1,4.0,964982703\n1,11,5.5,964982703\n",
@@ -438,7 +437,7 @@ MOVIE_ERRORS = [
         "movie id 12345678 outside 1-9999999",
     ),
     ("ml-latest", b"movieId,title\n1,Toy Story (1995)\n", 1, "expected the header 'movieId,title,genres'"),
-    ("ml-latest", b"", 1, "got an empty file"),
+    ("ml-latest", b"\xef\xbb\xbfmovieId,title\n", 1, "expected the header 'movieId,title,genres'"),
     (
         "ml-latest",
         b"movieId,title,genres\n1,Toy Story (1995),Comedy\n11,American President, The (1995),Drama\n",
@@ -481,13 +480,23 @@ def test_bad_movies_line(tmp_path: Path, layout: str, data: bytes, line: int, me
 
 
 def test_quoted_line_break_keeps_line_numbers(tmp_path: Path) -> None:
-    """A quoted title over two lines is read whole, and later errors name the physical line."""
-    data = b'movieId,title,genres\n1,"Toy\nStory (1995)",Comedy\n1,Heat (1995),Drama\n'
+    """A quoted field over two lines is read whole, and later errors name the physical line."""
+    data = b'movieId,title,genres\n1,Toy Story (1995),"Comedy\nDrama"\n1,Heat (1995),Drama\n'
     folder = _with(tmp_path, "ml-latest", "movies.csv", data)
     error = _error(folder)
 
     assert error.line == 4
-    assert "already listed on line 3" in str(error)
+    assert "already listed on line 2" in str(error)
+
+
+def test_quoted_line_break_in_a_title_is_refused(tmp_path: Path) -> None:
+    """A title holding a line break (quoted over two lines) is refused, naming the row's first line."""
+    data = b'movieId,title,genres\n1,"Toy\nStory (1995)",Comedy\n'
+    folder = _with(tmp_path, "ml-latest", "movies.csv", data)
+    error = _error(folder)
+
+    assert error.line == 2
+    assert "holds the control character U+000A" in str(error)
 
 
 def test_utf8_byte_order_marks_are_skipped(tmp_path: Path) -> None:

@@ -145,12 +145,25 @@ def test_error_line_is_right_across_blocks(tmp_path: Path, monkeypatch: pytest.M
     assert "rating 9 outside 1-5" in str(error)
 
 
-def test_empty_rating_file_gives_no_ratings(tmp_path: Path) -> None:
-    """An empty rating file holds no ratings and is not an error."""
-    ratings = read_netflix(_folder(tmp_path, b"")).ratings
+@pytest.mark.parametrize("text", [b"", b"\xef\xbb\xbf"], ids=["empty", "only-a-bom"])
+def test_empty_rating_file_is_named(tmp_path: Path, text: bytes) -> None:
+    """An empty rating file (or one holding only a byte order mark) is an error naming it."""
+    folder = _folder(tmp_path, text)
 
-    assert len(ratings) == 0
-    assert ratings.movie.dtype == np.int16
+    error = _error(folder)
+
+    assert error.path == str(folder / "combined_data_1.txt")
+    assert error.line is None
+    assert "empty file: expected 'MovieID:' lines" in str(error)
+
+
+def test_rating_file_of_headers_only_is_named(tmp_path: Path) -> None:
+    """A rating file of 'MovieID:' lines and no ratings is an error naming it."""
+    folder = _folder(tmp_path, b"1:\n2:\n")
+
+    error = _error(folder)
+
+    assert str(error) == f"{folder / 'combined_data_1.txt'}: no ratings: the file holds only 'MovieID:' lines"
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -406,15 +419,17 @@ _TITLES_32767 = b"".join(b"%d,2000,M%d\n" % (i, i) for i in (1, 2, 7, 9, 10, 11,
 def _rating_files(draw: st.DrawFn) -> bytes:
     """
     A valid rating file with the odd corners the format allows: ids of 1 to 9 digits (leading
-    zeros too), every star, dates from 1880 to 2059 (leap days too), empty and repeated blocks,
-    CRLF lines, a missing final newline.
+    zeros too), every star, dates from 1880 to 2059 (leap days too), empty and repeated blocks
+    (never a repeated pair), CRLF lines, a missing final newline.
     """
     lines: list[bytes] = []
-    for _ in range(draw(st.integers(1, 6))):
+    seen: set[tuple[int, int]] = set()  # no (customer, movie) pair twice, even across repeated blocks
+    for block in range(draw(st.integers(1, 6))):
         movie = draw(st.sampled_from([1, 2, 7, 9, 10, 11, 500, 32767]))
         lines.append(draw(st.sampled_from([b"%d:", b"0%d:"])) % movie if movie < 10000 else b"%d:" % movie)
-        for _ in range(draw(st.integers(0, 12))):
-            user = draw(st.integers(1, 999_999_999))
+        for _ in range(draw(st.integers(1 if block == 0 else 0, 12))):  # a file without ratings is refused
+            user = draw(st.integers(1, 999_999_999).filter(lambda u, m=movie: (u, m) not in seen))
+            seen.add((user, movie))
             width = draw(st.integers(len(str(user)), 9))
             day = draw(st.integers(-32768, 32767))
             date = str(np.datetime64(day, "D")).encode()
@@ -454,7 +469,7 @@ def _big_file(lines: int, seed: int = 0) -> list[bytes]:
     """
     rng = np.random.default_rng(seed)
     out: list[bytes] = []
-    users = rng.integers(1, 2_649_430, lines)
+    users = rng.choice(2_649_429, lines, replace=False) + 1  # distinct: no (customer, movie) pair twice
     stars = rng.integers(1, 6, lines)
     days = rng.integers(10_900, 13_149, lines).astype("datetime64[D]").astype(str)
     movies = [1, 2, 7, 9, 10]

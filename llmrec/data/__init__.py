@@ -181,10 +181,11 @@ def parse_movie_id(text: str, *, limit: int, seen: dict[int, int], path: str, li
     Raises:
         DataError: naming the file and line.
     """
+    from llmrec.data.text import quote
     from llmrec.errors import DataError
 
     if not (text.isascii() and text.isdigit()):
-        msg = f"movie id {text!r} is not a number"
+        msg = f"movie id {quote(text)} is not a number"
         raise DataError(msg, path=path, line=line)
     movie = int(text)
     if not 1 <= movie <= limit:

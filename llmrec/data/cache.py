@@ -9,22 +9,31 @@ size and modification time does not (the price of a key that takes milliseconds 
 An entry is a folder ``<cache_dir>/ratings-<key>/`` with one ``.npy`` file per column (``user``,
 ``movie``, ``stars``, ``day``, ``movie_ids``, ``movie_years``) and ``meta.json`` (format version,
 key, counts, star scale, titles, and the input files' names, sizes and times, for people looking at
-the folder). It is written to a temporary folder beside it and renamed into place, so a reader sees
-a whole entry or none. A hit maps the columns read-only (``np.load(..., mmap_mode="r")``): loading
-100 million ratings takes milliseconds and pages are read as they are used. An entry that cannot be
+the folder). It is written to a temporary folder beside it (``.ratings-<key>.<random>.tmp``), each
+file flushed to disk (fsync), and renamed into place, so a reader sees a whole entry or none, also
+after a crash. A hit maps the columns read-only (``np.load(..., mmap_mode="r")``): loading 100
+million ratings takes milliseconds and pages are read as they are used. An entry that cannot be
 read back whole (missing or truncated files, a wrong length, type or key) counts as a miss; the
 bytes of the columns are not checksummed.
+
+Several processes may share one cache folder. Writers hold ``<cache_dir>/.lock`` shared
+(``fcntl.flock``) while they write; a temporary or set-aside folder left by a writer that was killed
+is removed by the next process that finds no writer at work (it gets the lock exclusively without
+waiting), on load or store. Two processes storing the same key at once each write their own
+temporary folder; the entry ends up one of the two, whole, and a reader in between sees a whole
+entry or a miss. A lock held by a dead process is free by construction, so nothing is ever stuck.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +42,13 @@ import numpy.typing as npt
 
 from llmrec.data import Dataset, Movies, Ratings
 
-__all__ = ["ENTRY_PREFIX", "cache_key", "load_dataset", "store_dataset"]
+__all__ = ["ENTRY_PREFIX", "LOCK_FILE", "cache_key", "load_dataset", "store_dataset"]
 
 ENTRY_PREFIX = "ratings-"
 """Cache entries are the folders ``<cache_dir>/ratings-<key>``."""
+
+LOCK_FILE = ".lock"
+"""``<cache_dir>/.lock``: held shared by writers, exclusively by whoever removes stale temporaries."""
 
 _FORMAT = 1
 _EDGE_BYTES = 1 << 20
@@ -91,7 +103,11 @@ def load_dataset(cache_dir: str | os.PathLike[str], key: str, *, source: str) ->
     Returns:
         The dataset, or None when there is no entry for the key or it cannot be read back whole.
     """
-    entry = Path(cache_dir) / f"{ENTRY_PREFIX}{key}"
+    root = Path(cache_dir)
+    entry = root / f"{ENTRY_PREFIX}{key}"
+    if root.is_dir():
+        with contextlib.suppress(OSError):  # a read-only cache folder is still read
+            _clean_if_idle(root)
     if not entry.is_dir():
         return None
     try:
@@ -149,8 +165,13 @@ def store_dataset(
     """
     root = Path(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
+    with _writing(root):
+        return _store(root, key, dataset, inputs)
+
+
+def _store(root: Path, key: str, dataset: Dataset, inputs: Sequence[str | os.PathLike[str]]) -> Path:
     entry = root / f"{ENTRY_PREFIX}{key}"
-    temporary = root / f".{ENTRY_PREFIX}{key}.{uuid.uuid4().hex}.tmp"
+    temporary = root / f".{ENTRY_PREFIX}{key}.{uuid.uuid4().hex}{_TEMPORARY}"
     temporary.mkdir()
     try:
         ratings, movies = dataset.ratings, dataset.movies
@@ -163,7 +184,9 @@ def store_dataset(
             "movie_years": movies.years,
         }
         for name, column in columns.items():
-            np.save(temporary / f"{name}.npy", column, allow_pickle=False)
+            with open(temporary / f"{name}.npy", "wb") as file:
+                np.save(file, column, allow_pickle=False)
+                _flush(file)
         meta = {
             "format": _FORMAT,
             "key": key,
@@ -173,8 +196,12 @@ def store_dataset(
             "inputs": [_describe(Path(p)) for p in inputs],
             "titles": list(movies.titles),
         }
-        (temporary / _META).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        with open(temporary / _META, "w", encoding="utf-8") as text:
+            text.write(json.dumps(meta, ensure_ascii=False))
+            _flush(text)
+        _sync_folder(temporary)
         _move_into_place(temporary, entry)
+        _sync_folder(root)
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
@@ -195,11 +222,83 @@ def _describe(path: Path) -> dict[str, object]:
     return {"name": path.name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+_TEMPORARY = ".tmp"
+_SET_ASIDE = ".old"
+
+
+def _flush(file: Any) -> None:
+    file.flush()
+    os.fsync(file.fileno())
+
+
+def _sync_folder(folder: Path) -> None:
+    """
+    Make a folder's new names durable (its entries were created or renamed).
+    """
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _writing(root: Path) -> Iterator[None]:
+    """
+    Hold the cache's lock shared while writing; first remove stale temporaries if no one writes.
+    """
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if _try_exclusive(fd):
+            _remove_stale(root)
+        # from exclusive to shared is not atomic (flock(2)): another process may clean up in between,
+        # which is harmless, as this one has no temporary folder yet
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _clean_if_idle(root: Path) -> None:
+    """
+    Remove stale temporaries when no process is writing to the cache (without waiting for one).
+    """
+    if not any(_is_temporary(name) for name in os.listdir(root)):
+        return
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if _try_exclusive(fd):
+            _remove_stale(root)
+    finally:
+        os.close(fd)
+
+
+def _try_exclusive(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # a writer holds it shared: its temporary folder is not stale
+    return True
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(f".{ENTRY_PREFIX}") and name.endswith((_TEMPORARY, _SET_ASIDE))
+
+
+def _remove_stale(root: Path) -> None:
+    """
+    Remove the temporary and set-aside folders of interrupted writes (call with the lock exclusive).
+    """
+    for name in os.listdir(root):
+        if _is_temporary(name):
+            shutil.rmtree(root / name, ignore_errors=True)
+
+
 def _move_into_place(temporary: Path, entry: Path) -> None:
     """
     Rename a finished entry into place, first moving aside (then deleting) one already there.
     """
-    old = entry.with_name(f".{entry.name}.{uuid.uuid4().hex}.old")
+    old = entry.with_name(f".{entry.name}.{uuid.uuid4().hex}{_SET_ASIDE}")
     with contextlib.suppress(FileNotFoundError):
         entry.rename(old)
     try:

@@ -53,6 +53,7 @@ import numpy as np
 import numpy.typing as npt
 
 from llmrec.data import Dataset, MovieIds, Movies, Ratings, parse_movie_id
+from llmrec.data.text import bom_length, check_title, decode_catalogue, quote, require_file
 from llmrec.errors import DataError
 
 __all__ = [
@@ -121,6 +122,14 @@ LAYOUTS = (
 """The layouts ``read_movielens`` knows, told apart by their ratings file."""
 
 _MOVIES_CSV_HEADER = ["movieId", "title", "genres"]
+_MOVIES_LINES = {
+    "u.item": (
+        "lines of 24 '|'-separated fields "
+        "(movie id|title|release date|video release date|IMDb URL|19 genre flags)"
+    ),
+    "movies.dat": "'MovieID::Title::Genres' lines",
+    "movies.csv": "the header 'movieId,title,genres', then 'movieId,title,genres' lines",
+}
 _RATING_FIELDS = 4
 _LF, _CR, _DOT, _ZERO = 10, 13, 46, 48
 _MAX_USER_DIGITS = 9  # 999,999,999 still fits the int32 user column
@@ -177,9 +186,7 @@ def read_movielens_with_ids(folder: str | os.PathLike[str]) -> tuple[Dataset, _I
     root = Path(folder)
     layout = detect_layout(root)
     movies_path = root / layout.movies_file
-    if not movies_path.is_file():
-        msg = f"movies file not found (the {layout.name} layout needs it beside {layout.ratings_file})"
-        raise DataError(msg, path=str(movies_path))
+    require_file(movies_path, f"movies file (the {layout.name} layout needs it beside {layout.ratings_file})")
     original, years, titles = _parse_movies(_read_bytes(movies_path), str(movies_path), layout)
     order = np.argsort(original, kind="stable")
     original = original[order]
@@ -209,9 +216,9 @@ def detect_layout(folder: str | os.PathLike[str]) -> MovieLensLayout:
     """
     root = Path(folder)
     if not root.is_dir():
-        msg = "dataset folder not found"
+        msg = "is not a folder, expected the dataset folder" if root.exists() else "dataset folder not found"
         raise DataError(msg, path=str(root))
-    found = [layout for layout in LAYOUTS if (root / layout.ratings_file).is_file()]
+    found = [layout for layout in LAYOUTS if _present(root / layout.ratings_file)]
     if not found:
         names = ", ".join(layout.ratings_file for layout in LAYOUTS)
         msg = f"no MovieLens ratings file ({names}) in the dataset folder"
@@ -220,7 +227,12 @@ def detect_layout(folder: str | os.PathLike[str]) -> MovieLensLayout:
         names = " and ".join(layout.ratings_file for layout in found)
         msg = f"the folder holds {names}: keep one MovieLens layout per folder"
         raise DataError(msg, path=str(root))
+    require_file(root / found[0].ratings_file, "ratings file")
     return found[0]
+
+
+def _present(path: Path) -> bool:
+    return path.exists() or path.is_symlink()  # a folder or a broken link is named, not skipped
 
 
 _YEAR_RE = re.compile(r"(.*?)\s*\(([0-9]{4})\)\s*", re.DOTALL)
@@ -250,31 +262,29 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(msg, path=str(path)) from None
 
 
-def _decode(data: bytes, path: str, encoding: str) -> str:
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        msg = f"not {encoding.upper()} text: {data[exc.start : exc.end]!r} cannot be decoded"
-        raise DataError(msg, path=path, line=line) from None
-
-
 def _movie_rows(data: bytes, path: str, layout: MovieLensLayout) -> Iterator[tuple[int, list[str]]]:
     """
     The (1-based line, fields) of each movie in a movies file, after its header.
     """
-    text = _decode(data, path, layout.movies_encoding).removeprefix("\ufeff")
+    text = decode_catalogue(data, path, layout.movies_encoding)
+    if text == "":
+        msg = f"empty file: expected {_MOVIES_LINES[layout.movies_file]}"
+        raise DataError(msg, path=path)
     if layout.movies_file == "movies.csv":
         # csv copes with quoted commas and doubled quotes; newline="" keeps quoted line breaks intact
         reader = csv.reader(io.StringIO(text, newline=""), strict=True)
         try:
             header = next(reader, None)
             if header != _MOVIES_CSV_HEADER:
-                got = "an empty file" if header is None else repr(",".join(header))
+                got = quote(",".join(header or []))
                 msg = f"expected the header {','.join(_MOVIES_CSV_HEADER)!r}, got {got}"
                 raise DataError(msg, path=path, line=1)
-            for fields in reader:
-                yield reader.line_num, fields
+            while True:
+                start = reader.line_num + 1  # a quoted line break makes a row span lines: name its first
+                fields = next(reader, None)
+                if fields is None:
+                    break
+                yield start, fields
         except csv.Error as exc:
             msg = f"malformed CSV ({exc})"
             raise DataError(msg, path=path, line=reader.line_num) from None
@@ -300,7 +310,7 @@ def _parse_movies(
     for number, fields in _movie_rows(data, path, layout):
         if len(fields) != layout.movies_fields:
             shown = layout.movies_separator.join(fields)
-            msg = f"expected {layout.movies_fields} fields, got {len(fields)}: {shown!r}"
+            msg = f"expected {layout.movies_fields} fields, got {len(fields)}: {quote(shown)}"
             raise DataError(msg, path=path, line=number)
         movie_text, raw_title = fields[0], fields[1]
         movie = parse_movie_id(movie_text, limit=limit, seen=seen, path=path, line=number)
@@ -308,10 +318,14 @@ def _parse_movies(
         if title == "":
             msg = f"movie {movie} has an empty title"
             raise DataError(msg, path=path, line=number)
+        check_title(raw_title, movie, path, number)
         seen[movie] = number
         ids.append(movie)
         years.append(year)
         titles.append(title)
+    if not ids:
+        msg = "no movies: the file holds only its header"
+        raise DataError(msg, path=path)
     return np.array(ids, dtype=np.int64), np.array(years, dtype=np.int16), titles
 
 
@@ -332,9 +346,14 @@ class _RatingsParser:
         self.sep_len = len(layout.separator)  # "::" is two separator bytes
 
     def run(self) -> _Columns:
-        data, begin, first_line = self.data, 0, 1
+        data, first_line = self.data, 1
+        begin = bom_length(data[:4], self.path)  # a UTF-8 byte order mark is skipped
+        if begin == len(data):
+            expected = _expected_ratings(self.layout)
+            msg = f"empty file: expected {expected}"
+            raise DataError(msg, path=self.path)
         if self.layout.ratings_header is not None:
-            begin, first_line = self._skip_header(), 2
+            begin, first_line = self._skip_header(begin), 2
         parts: list[_Columns] = []
         size = len(data)
         line = first_line
@@ -349,23 +368,22 @@ class _RatingsParser:
             line += lines
             begin = end
         if not parts:
-            return (np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.int8), np.empty(0, np.int16))
+            msg = "no ratings: the file holds only its header"
+            raise DataError(msg, path=self.path)
         user, movie, stars, day = (np.concatenate([p[i] for p in parts]) for i in range(4))
         self._check_unique(user, movie, first_line)
         return user, movie, stars, day
 
-    def _skip_header(self) -> int:
+    def _skip_header(self, begin: int) -> int:
         """
-        Check the header line; the offset just after it.
+        Check the header line starting at ``begin``; the offset just after it.
         """
-        cut = self.data.find(b"\n")
+        cut = self.data.find(b"\n", begin)
         end = len(self.data) if cut < 0 else cut + 1
-        # decoded as ISO-8859-1 so any byte reads; a UTF-8 byte order mark then reads "ï»¿"
-        text = self.data[:end].decode("iso-8859-1").removeprefix("ï»¿")
+        text = self.data[begin:end].decode("iso-8859-1")  # so that any byte reads
         text = text.removesuffix("\n").removesuffix("\r")
         if text != self.layout.ratings_header:
-            got = repr(text) if self.data else "an empty file"
-            msg = f"expected the header {self.layout.ratings_header!r}, got {got}"
+            msg = f"expected the header {self.layout.ratings_header!r}, got {quote(text)}"
             raise DataError(msg, path=self.path, line=1)
         return end
 
@@ -462,20 +480,20 @@ class _RatingsParser:
         fields = text.split(layout.separator)
         if len(fields) != _RATING_FIELDS:
             expected = layout.separator.join(["user", "movie", "rating", "timestamp"])
-            return f"expected {_RATING_FIELDS} fields ({expected!r}), got {len(fields)}: {text!r}"
+            return f"expected {_RATING_FIELDS} fields ({expected!r}), got {len(fields)}: {quote(text)}"
         user, movie, rating, stamp = fields
         for name, value, digits in (
             ("user id", user, _MAX_USER_DIGITS),
             ("movie id", movie, _MAX_MOVIE_DIGITS),
         ):
             if not (value.isascii() and value.isdigit()):
-                return f"{name} {value!r} is not a number"
+                return f"{name} {quote(value)} is not a number"
             if len(value) > digits or int(value) < 1:
                 return f"{name} {value} outside 1-{10**digits - 1}"
         try:
             stars = float(rating)
         except ValueError:
-            return f"rating {rating!r} is not a number"
+            return f"rating {quote(rating)} is not a number"
         if layout.half_stars:
             allowed = "0.5, 1.0, 1.5, ..., 5.0"
             valid = _RATING_RE.fullmatch(rating) is not None and rating[2:] in ("", "0", "5")
@@ -486,7 +504,7 @@ class _RatingsParser:
         if not valid:
             return f"rating {rating} is not one of {allowed}"
         if not (stamp.isascii() and stamp.isdigit()):
-            return f"timestamp {stamp!r} is not a number"
+            return f"timestamp {quote(stamp)} is not a number"
         if len(stamp) > _MAX_TIMESTAMP_DIGITS or int(stamp) // 86400 > _MAX_DAY:
             return f"timestamp {stamp} is after 2059-09-18, the last day the day column holds"
         return f"movie {int(movie)} is not in {layout.movies_file}"
@@ -518,6 +536,13 @@ class _RatingsParser:
 _RATING_RE = re.compile(r"[0-9](\.[0-9])?")
 
 
+def _expected_ratings(layout: MovieLensLayout) -> str:
+    fields = layout.separator.join(["user", "movie", "rating", "timestamp"])
+    if layout.ratings_header is not None:
+        return f"the header {layout.ratings_header!r}, then {fields!r} lines"
+    return f"{fields!r} lines"
+
+
 class _Numbers:
     """
     Reads decimal fields of a block from the digit value of every byte (10 or more for a non-digit).
@@ -531,7 +556,8 @@ class _Numbers:
         """
         The digit at each position (10 or more where the byte is not a digit).
         """
-        return self.values[pos].astype(np.int64)
+        top = len(self.values) - 1  # clipped: positions past a short bad line are masked out anyway
+        return self.values[np.minimum(pos, top)].astype(np.int64)
 
     def read(self, start: _I64, end: _I64, max_digits: int) -> tuple[_I64, _Bool]:
         """
@@ -548,5 +574,5 @@ class _Numbers:
         # byte before the field (a separator or LF, so 0; index -1 is the block's final LF)
         before = start - 1
         for k in range(1, widest + 1):
-            out += self.digits[np.maximum(end - k, before)] * np.int64(10 ** (k - 1))
+            out += self.digits[np.clip(end - k, before, len(self.digits) - 1)] * np.int64(10 ** (k - 1))
         return out, ok

@@ -28,6 +28,7 @@ parse in a cache folder (``llmrec.data.cache``) and load it from there next time
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime as _dt
 import functools
@@ -47,6 +48,7 @@ import numpy.typing as npt
 
 from llmrec.data import EPOCH, Dataset, Movies, Ratings, parse_movie_id
 from llmrec.data.cache import cache_key, load_dataset, store_dataset
+from llmrec.data.text import bom_length, check_title, decode_catalogue, quote, require_file
 from llmrec.errors import DataError
 
 __all__ = ["RATINGS_GLOB", "TITLES_FILE", "read_netflix", "write_netflix"]
@@ -59,6 +61,7 @@ TITLES_FILE = "movie_titles.csv"
 
 _LF, _CR, _COLON, _COMMA, _DASH, _ZERO = 10, 13, 58, 44, 45, 48
 _MAX_MOVIE = int(np.iinfo(np.int16).max)
+_MAX_INT32 = int(np.iinfo(np.int32).max)
 _MAX_CUSTOMER_DIGITS = 9  # 999,999,999 still fits the int32 user column
 _MAX_MOVIE_DIGITS = 5
 _DAY_MIN = int(np.iinfo(np.int16).min)
@@ -113,16 +116,16 @@ def read_netflix(
     """
     root = Path(folder)
     if not root.is_dir():
-        msg = "dataset folder not found"
+        msg = "is not a folder, expected the dataset folder" if root.exists() else "dataset folder not found"
         raise DataError(msg, path=str(root))
-    rating_files = sorted(p for p in root.glob(RATINGS_GLOB) if p.is_file())
+    rating_files = sorted(root.glob(RATINGS_GLOB))
     if not rating_files:
         msg = f"no rating files ({RATINGS_GLOB}) in the dataset folder"
         raise DataError(msg, path=str(root))
     titles_path = root / TITLES_FILE
-    if not titles_path.is_file():
-        msg = "movie titles file not found"
-        raise DataError(msg, path=str(titles_path))
+    require_file(titles_path, "movie titles file")
+    for path in rating_files:
+        require_file(path, "rating file")
     if cache_dir is None:
         return _parse_folder(root, rating_files, titles_path)
 
@@ -198,7 +201,11 @@ def _parse_titles(data: bytes, path: str) -> Movies:
     """
     Parse ``movie_titles.csv``; one Python string per movie is fine (17,770 of them).
     """
-    text = data.decode("iso-8859-1")  # the genuine file has one non-ASCII byte: "Café" as 0xE9
+    # ISO-8859-1 (the genuine file has one non-ASCII byte: "Café" as 0xE9), or UTF-8 when it is that
+    text = decode_catalogue(data, path, "iso-8859-1")
+    if text == "":
+        msg = "empty file: expected 'MovieID,YearOfRelease,Title' lines"
+        raise DataError(msg, path=path)
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()
@@ -210,7 +217,7 @@ def _parse_titles(data: bytes, path: str) -> Movies:
         line = raw.removesuffix("\r")
         fields = line.split(",", 2)  # titles hold unquoted commas: only the first two split
         if len(fields) != 3:
-            msg = f"expected 'MovieID,YearOfRelease,Title', got {line!r}"
+            msg = f"expected 'MovieID,YearOfRelease,Title', got {quote(line)}"
             raise DataError(msg, path=path, line=number)
         movie_text, year_text, title = fields
         movie = parse_movie_id(movie_text, limit=_MAX_MOVIE, seen=seen, path=path, line=number)
@@ -219,11 +226,12 @@ def _parse_titles(data: bytes, path: str) -> Movies:
         elif _YEAR_RE.fullmatch(year_text):
             year = int(year_text)
         else:
-            msg = f"year {year_text!r} is neither a year nor NULL"
+            msg = f"year {quote(year_text)} is neither a year nor NULL"
             raise DataError(msg, path=path, line=number)
         if title == "":
             msg = f"movie {movie} has an empty title"
             raise DataError(msg, path=path, line=number)
+        check_title(title, movie, path, number)
         seen[movie] = number
         ids.append(movie)
         years.append(year)
@@ -253,9 +261,175 @@ def _read_ratings(paths: list[Path], known: _Bool) -> _Columns:
     out = _Output(bound)
     workers = max(1, min(_WORKERS, os.cpu_count() or 1))
     with ThreadPoolExecutor(workers, thread_name_prefix="llmrec-netflix") as pool:
-        for path in paths:
-            _RatingFile(path, known, out, pool, 2 * workers + 1).read()
+        pairs = _PairCheck(out, pool)
+        try:
+            for index, path in enumerate(paths):
+                first = out.size
+                _RatingFile(path, known, out, pool, 2 * workers + 1, pairs, index).read()
+                if out.size == first:
+                    msg = "no ratings: the file holds only 'MovieID:' lines"
+                    raise DataError(msg, path=str(path))
+            repeat = pairs.first_repeat()
+        finally:
+            pairs.cancel()
+    if repeat is not None:
+        (second, first_seen) = repeat
+        file, line = pairs.where(second)
+        earlier_file, earlier_line = pairs.where(first_seen)
+        earlier = f"line {earlier_line}" if earlier_file == file else f"{paths[earlier_file]}:{earlier_line}"
+        msg = (
+            f"customer {int(out.user[second])} rated movie {int(out.movie[second])} already on {earlier}; "
+            "a (customer, movie) pair may appear only once"
+        )
+        raise DataError(msg, path=str(paths[file]), line=line)
     return out.finish()
+
+
+# Closed blocks are handed to the worker threads for the repeated-pair check in ranges of at least
+# this many ratings (fewer per task would cost more in Python than in sorting) ...
+_PAIR_BATCH = 1 << 17
+# ... and a block of at least this many is checked on its own, sorting its customer ids (int32),
+# rather than with the (movie, customer) int64 keys of a range of several blocks.
+_BIG_BLOCK = 1 << 14
+
+
+class _PairCheck:
+    """
+    Finds a (customer, movie) pair given twice, and keeps where each block starts, for line numbers.
+
+    Every ``MovieID:`` line starts a block; a block's ratings are consecutive both in the file (the
+    lines after its header) and in the output. Once a block is closed (the next header or the end of
+    its file has been placed) its ratings are sorted on a worker thread, a range of whole blocks per
+    task, and checked for neighbours that are equal: within one block a repeat is a repeated
+    customer. A movie with several blocks (its header given twice) is checked over all its blocks
+    at the end. Only when a check finds a repeat are the first one and its earlier twin located.
+    """
+
+    def __init__(self, out: _Output, pool: Executor) -> None:
+        self.out, self.pool = out, pool
+        self.start: list[int] = []
+        """Output position of each block's first rating ..."""
+        self.line: list[int] = []
+        """... the line of its header ..."""
+        self.file: list[int] = []
+        """... the index of its file ..."""
+        self.movie: list[int] = []
+        """... and its movie."""
+        self.checked = 0
+        """Blocks handed to a check so far."""
+        self.checks: list[tuple[int, int, Future[bool]]] = []
+        """Each check's output range and whether it found a repeat."""
+
+    def add(self, start: int, line: int, file: int, movie: int) -> None:
+        """
+        Record a block: where its ratings start in the output, its header's line, its file, its movie.
+        """
+        self.start.append(start)
+        self.line.append(line)
+        self.file.append(file)
+        self.movie.append(movie)
+
+    def submit(self, *, final: bool) -> None:
+        """
+        Hand the closed blocks to the worker threads; all blocks when ``final`` (the end of a file).
+        """
+        closed = len(self.start) if final else len(self.start) - 1
+        if closed <= self.checked:
+            return
+        stop = self.out.size if final else self.start[closed]
+        if not final and stop - self.start[self.checked] < _PAIR_BATCH:
+            return
+        begin, blocks = self.start[self.checked], 0
+        for block in range(self.checked, closed):
+            a = self.start[block]
+            b = self.start[block + 1] if block + 1 < len(self.start) else self.out.size
+            if b - a >= _BIG_BLOCK:
+                self._check(begin, a, blocks)
+                self._check(a, b, 1)
+                begin, blocks = b, 0
+            else:
+                blocks += 1
+        self._check(begin, stop, blocks)
+        self.checked = closed
+
+    def _check(self, a: int, b: int, blocks: int) -> None:
+        if b - a < 2:
+            return
+        user = self.out.user[a:b]
+        movie = self.out.movie[a:b] if blocks > 1 else None
+        self.checks.append((a, b, self.pool.submit(_has_repeats, user, movie)))
+
+    def first_repeat(self) -> tuple[int, int] | None:
+        """
+        The output positions of the first rating that repeats an earlier pair, and of that earlier
+        one; None when no pair repeats. Waits for the checks.
+        """
+        groups: list[_I64] = [np.arange(a, b) for a, b, future in self.checks if future.result()]
+        movies = np.array(self.movie, dtype=np.int64)
+        ids, counts = np.unique(movies, return_counts=True)
+        ends = [*self.start[1:], self.out.size]
+        for movie in ids[counts > 1].tolist():
+            blocks = np.flatnonzero(movies == movie).tolist()
+            pos = np.concatenate([np.arange(self.start[k], ends[k]) for k in blocks])
+            if _has_repeats(self.out.user[pos], None):
+                groups.append(pos)
+        best: tuple[int, int] | None = None
+        for pos in groups:
+            key = self.out.movie[pos].astype(np.int64) << 32
+            key |= self.out.user[pos]
+            order = np.argsort(key, kind="stable")
+            ranked = key[order]
+            repeats = np.flatnonzero(ranked[1:] == ranked[:-1]) + 1
+            if not len(repeats):
+                continue
+            second = int(order[repeats].min())  # pos ascends, so the smallest index is the first
+            first = int(np.flatnonzero(key == key[second])[0])
+            if best is None or int(pos[second]) < best[0]:
+                best = (int(pos[second]), int(pos[first]))
+        return best
+
+    def where(self, position: int) -> tuple[int, int]:
+        """
+        The file (its index) and line of the rating at an output position.
+        """
+        block = bisect.bisect_right(self.start, position) - 1
+        return self.file[block], self.line[block] + 1 + position - self.start[block]
+
+    def cancel(self) -> None:
+        """
+        Cancel the checks not started (after an error).
+        """
+        for _, _, future in self.checks:
+            future.cancel()
+
+
+def _has_repeats(user: npt.NDArray[np.int32], movie: npt.NDArray[np.int16] | None) -> bool:
+    """
+    Whether some (customer, movie) pair repeats; ``movie`` None: all one movie, customers are checked.
+
+    Runs on a worker thread: the sort, the bulk of the work, lets go of the GIL.
+    """
+    if movie is None:
+        head = user[:64]
+        if (head[1:] > head[:-1]).all() and (user[1:] > user[:-1]).all():
+            return False  # customers already ascending (files written sorted): no sort needed
+        ranked = np.sort(user)
+        return bool((ranked[1:] == ranked[:-1]).any())
+    low, high = int(movie.min()), int(movie.max())
+    span = int(user.max()) - int(user.min()) + 1
+    if (high - low) * span + int(user.max()) <= _MAX_INT32:
+        # (movie - low) * span + customer: distinct pairs get distinct keys, and int32 sorts twice
+        # as fast as int64
+        key32 = movie.astype(np.int32)
+        key32 -= low
+        key32 *= span
+        key32 += user
+        key32.sort()
+        return bool((key32[1:] == key32[:-1]).any())
+    key = movie.astype(np.int64) << 32
+    key |= user
+    key.sort()
+    return bool((key[1:] == key[:-1]).any())
 
 
 def _keep_freed_memory() -> None:
@@ -374,9 +548,19 @@ class _RatingFile:
     ratings in file order, worker threads scan them meanwhile.
     """
 
-    def __init__(self, path: Path, known: _Bool, out: _Output, pool: Executor, depth: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        known: _Bool,
+        out: _Output,
+        pool: Executor,
+        depth: int,
+        pairs: _PairCheck,
+        index: int,
+    ) -> None:
         self.path, self.name, self.known, self.out, self.pool = path, str(path), known, out, pool
         self.depth = depth
+        self.pairs, self.index = pairs, index
         self.pending: deque[tuple[_Chunk, Future[_Scanned | None]]] = deque()
         self.movie = 0
         """The movie of the current block (0: no ``MovieID:`` line yet)."""
@@ -392,9 +576,19 @@ class _RatingFile:
         """
         try:
             with open(self.path, "rb", buffering=0) as file:
+                head = file.read(4) or b""
+                skip = bom_length(head, self.name)  # a UTF-8 byte order mark is skipped
+                if len(head) <= skip:
+                    msg = (
+                        "empty file: expected 'MovieID:' lines, "
+                        "each followed by its 'CustomerID,Rating,YYYY-MM-DD' lines"
+                    )
+                    raise DataError(msg, path=self.name)
+                file.seek(skip)
                 self._read(file)
             while self.pending:
                 self._settle(*self.pending.popleft())
+            self.pairs.submit(final=True)
         except OSError as exc:
             msg = f"cannot read file ({exc.strerror or exc})"
             raise DataError(msg, path=self.name) from None
@@ -438,6 +632,7 @@ class _RatingFile:
         scanned = future.result()
         if scanned is None or not self._place(scanned):
             self._fallback(chunk)
+        self.pairs.submit(final=False)
 
     def _place(self, scanned: _Scanned) -> bool:
         """
@@ -451,13 +646,15 @@ class _RatingFile:
             return False
         out = self.out
         offset, start, movie = out.size, 0, self.movie
-        for head, head_id in zip([*heads, scanned.lines], [*head_ids, movie], strict=True):
+        for head, head_id in zip([*heads, scanned.lines], [*head_ids, 0], strict=True):
             stop = offset + head - start
             if stop > offset:
                 out.user[offset:stop] = scanned.user[start:head]
                 out.movie[offset:stop] = movie
                 np.subtract(scanned.stars[start:head], _ZERO, out=out.stars[offset:stop], casting="unsafe")
                 out.day[offset:stop] = scanned.day[start:head]
+            if head_id:
+                self.pairs.add(stop, self.line + head, self.index, head_id)
             offset, start, movie = stop, head + 1, head_id
         out.size = offset
         self.movie = head_ids[-1] if head_ids else self.movie
@@ -471,6 +668,8 @@ class _RatingFile:
         block = _Block(
             chunk.buf[_PAD : chunk.end], self.name, self.line, self.movie, chunk.unterminated, self.known
         )
+        for k, (head, head_id) in enumerate(zip(block.heads.tolist(), block.head_ids.tolist(), strict=True)):
+            self.pairs.add(self.out.size + head - k, self.line + head, self.index, head_id)
         self.out.append((block.user, block.movie, block.stars, block.day))
         self.movie = block.last_movie
         self.line += block.lines
@@ -713,6 +912,8 @@ class _Block:
         self.stars = star.astype(np.int8)
         self.day = day.astype(np.int16)
         self.last_movie = int(head_ids[-1]) if len(head) else movie
+        self.heads, self.head_ids = head, head_ids
+        """The block's header lines (0-based) and their movies."""
 
     def _value(self, pos: _I64) -> _I64:
         return self.buf[pos].astype(np.int64) - _ZERO
@@ -782,7 +983,7 @@ def _explain(text: str, *, in_block: bool, cut: bool) -> str:
     if text.endswith(":"):
         match = _HEADER_RE.fullmatch(text)
         if match is None:
-            return f"movie id {text[:-1]!r} is not a number"
+            return f"movie id {quote(text[:-1])} is not a number"
         movie = int(match.group(1))
         if len(match.group(1)) > _MAX_MOVIE_DIGITS or not 1 <= movie <= _MAX_MOVIE:
             return f"movie id {match.group(1)} outside 1-{_MAX_MOVIE}"
@@ -792,16 +993,18 @@ def _explain(text: str, *, in_block: bool, cut: bool) -> str:
         return shape
     customer, star, date = match.groups()
     if not (customer.isascii() and customer.isdigit()):
-        return f"customer id {customer!r} is not a number"
+        return f"customer id {quote(customer)} is not a number"
     if len(customer) > _MAX_CUSTOMER_DIGITS or int(customer) < 1:
         return f"customer id {customer} outside 1-{10**_MAX_CUSTOMER_DIGITS - 1}"
     if not (star.isascii() and star.isdigit()):
-        return f"rating {star!r} is not a number"
+        if re.fullmatch(r"[0-9]+\.[0-9]+", star):
+            return f"rating {star} is not one of 1, 2, 3, 4, 5"
+        return f"rating {quote(star)} is not a number"
     if not 1 <= int(star) <= 5:
         return f"rating {star} outside 1-5"
     parts = _DATE_RE.fullmatch(date)
     if parts is None:
-        return f"date {date!r} is not YYYY-MM-DD" + (" (the last line looks cut short)" if cut else "")
+        return f"date {quote(date)} is not YYYY-MM-DD" + (" (the last line looks cut short)" if cut else "")
     try:
         day = (_dt.date(*(int(p) for p in parts.groups())) - EPOCH).days
     except ValueError:

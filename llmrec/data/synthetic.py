@@ -34,6 +34,7 @@ set rather than like a spec; see its docstring for the model.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import statistics
 from pathlib import Path
@@ -426,7 +427,9 @@ def write_synthetic_netflix(
             ``combined_data_*.txt`` already there are replaced or removed, so that the folder reads
             back as exactly this dataset.
         seed: the random seed.
-        files: how many ``combined_data_N.txt`` files to spread the ratings over (Netflix has 4).
+        files: how many ``combined_data_N.txt`` files to spread the ratings over (Netflix has 4);
+            fewer when there are too few ratings to give each file some (the reader refuses a
+            rating file without ratings).
 
     Returns:
         The counts and the paths written.
@@ -455,7 +458,10 @@ def write_synthetic_netflix(
     written = 0
     rated = np.zeros(plan.users, dtype=np.bool_)
     cuts = plan.file_cuts(files)
-    for name, first, stop in zip(names, cuts[:-1], cuts[1:], strict=True):
+    runs = [(a, b) for a, b in itertools.pairwise(cuts) if plan.rated_between(a, b)]
+    for stale in names[len(runs) :]:  # the reader refuses a rating file without ratings
+        (root / stale).unlink(missing_ok=True)
+    for name, (first, stop) in zip(names, runs, strict=False):
         path = root / name
         with path.open("wb") as out:
             for lo, hi in plan.chunks(first, stop):
@@ -561,6 +567,14 @@ class _Plan:
             movie_total=np.cumsum(counts.sum(axis=1)),
             lines=_LineWriter.build(ids.astype(np.int64), n_movies),
         )
+
+    def rated_between(self, first: int, stop: int) -> int:
+        """
+        The number of ratings of the movies ``first`` to ``stop - 1``.
+        """
+        if stop <= first:
+            return 0
+        return int(self.movie_total[stop - 1]) - (int(self.movie_total[first - 1]) if first else 0)
 
     def file_cuts(self, files: int) -> list[int]:
         """
