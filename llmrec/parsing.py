@@ -17,23 +17,34 @@ Rules (docs/scoring.md has the reader's view, docs/metrics.md the full rules):
   (0-100) if it reaches the threshold, else unmatched. A year narrows a title shared by several movies
   to those of that year when one matches; otherwise all are kept (a hit if any is relevant).
 - An item that matches nothing keeps its rank as a miss; ``answer_flags`` summarises one answer.
+- **Hostile answers** never raise and take bounded time: an answer longer than ``MAX_ANSWER_CHARS``
+  is a failure without being read, JSON nested deeper than ``MAX_JSON_DEPTH`` is a failure, a JSON
+  integer of more than 640 digits is read as an infinite number (never a year), lone surrogates are
+  replaced (``llmrec.text.safe_text``), and no pattern here backtracks more than linearly.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
+from functools import partial
+from types import MappingProxyType
 from typing import Any, Literal
 
 import attrs
 from rapidfuzz import fuzz, process
 
 from llmrec.data import Movies
+from llmrec.text import safe_text
 
 __all__ = [
+    "FAILURES",
+    "MAX_ANSWER_CHARS",
+    "MAX_JSON_DEPTH",
     "AnswerFlags",
     "AnswerFormat",
     "MatchKind",
@@ -48,7 +59,26 @@ __all__ = [
 MatchKind = Literal["exact", "normalized", "fuzzy", "unmatched"]
 AnswerFormat = Literal["list", "json", "prose", "none"]
 
-_ITEM = re.compile(r"^\s*(?:\d{1,3}\s*[.):]|[-*+•–])\s+(?P<body>.+?)\s*$")
+MAX_ANSWER_CHARS = 100_000
+"""Longer answers are a failure without being read (an answer of ten titles takes a few hundred)."""
+MAX_JSON_DEPTH = 32
+"""JSON nested deeper than this (arrays and objects) is a failure without being decoded."""
+
+FAILURES: Mapping[str, str] = MappingProxyType(
+    {
+        "empty": "answer is empty",
+        "too_long": f"answer is {{chars:,}} characters long; at most {MAX_ANSWER_CHARS:,} are read",
+        "json_syntax": "JSON answer could not be read: {msg} at character {pos}",
+        "json_depth": f"JSON answer is nested more than {MAX_JSON_DEPTH} levels deep",
+        "json_shape": 'JSON answer is neither an array nor an object with a "movies" array',
+        "nothing": "no list item, JSON answer or prose enumeration found",
+    }
+)
+"""Every ``ParsedList.failure``, by name: templates to ``str.format`` with the fields shown."""
+
+# Patterns read model text, so none may backtrack more than linearly: a quantifier next to one that
+# can match the same characters is possessive (``*+``) or starts only after a non-space (``(?<!\s)``).
+_ITEM = re.compile(r"^\s*+(?:\d{1,3}\s*+[.):]|[-*+•–])\s++(?P<body>\S(?:.*\S)?)\s*+$")
 _SPACES = re.compile(r"\s+")
 
 
@@ -83,7 +113,7 @@ class ParsedList:
 
 # --- normalisation ------------------------------------------------------------------------------------
 
-_TRAILING_YEAR = re.compile(r"\s*[(\[]\d{4}[)\]]\s*$")
+_TRAILING_YEAR = re.compile(r"(?<!\s)\s*+[(\[]\d{4}[)\]]\s*+$")
 _TRAILING_ARTICLE = re.compile(r",\s*(?:the|a|an)$")
 _LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+")
 _APOSTROPHES = re.compile(r"['’‘`´]")
@@ -94,14 +124,18 @@ def normalize_title(title: str) -> str:
     """
     The form titles are compared in: accents, case, punctuation, articles and a trailing year removed.
 
-    Steps: Unicode NFKD with combining marks dropped ("Amélie" -> "amelie"), case folding, "&" read as
+    Steps: Unicode NFKD with combining marks and invisible format characters (zero-width spaces and
+    joiners, direction marks, soft hyphens: category Cf) dropped ("Amélie" -> "amelie"), case folding,
+    "&" read as
     "and", a trailing "(1999)" dropped, apostrophes deleted ("Schindler's" -> "schindlers"), a
     MovieLens-style trailing ", The" / ", A" / ", An" dropped, every other run of punctuation or spaces
     made one space, then a leading "the", "a" or "an" dropped (unless that leaves nothing).
     "The Shawshank Redemption (1994)" and "Shawshank Redemption, The" both give "shawshank redemption".
     """
-    text = unicodedata.normalize("NFKD", title)
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = title
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in text if not unicodedata.combining(c) and unicodedata.category(c) != "Cf")
     text = text.casefold().replace("&", " and ")
     text = _TRAILING_YEAR.sub("", text.strip())
     text = _APOSTROPHES.sub("", text)
@@ -111,7 +145,7 @@ def normalize_title(title: str) -> str:
     return _LEADING_ARTICLE.sub("", text) or text
 
 
-_PAREN_TAIL = re.compile(r"^(?P<main>.+?)\s*\((?P<inner>[^()]+)\)$")
+_PAREN_TAIL = re.compile(r"^(?P<main>.+?)(?<!\s)\s*+\((?P<inner>[^()]++)\)$")
 _AKA = re.compile(r"^(?:a\.?k\.?a\.?|aka)\s+", re.IGNORECASE)
 
 
@@ -133,6 +167,10 @@ def _token_sort(key: str) -> str:
 
 
 # --- grounding ----------------------------------------------------------------------------------------
+
+_MAX_FUZZY_CHARS = 500
+"""Longer (normalised) titles skip the fuzzy step: no movie title is this long (Netflix's longest has
+108 characters), and scoring 100,000 characters against 17,770 titles takes seconds."""
 
 _Entries = dict[str, list[tuple[int, int]]]
 
@@ -188,6 +226,7 @@ class TitleMatcher:
 
         Returns:
             (ids, kind, score): ``score`` is the best fuzzy score when the fuzzy step ran, else None.
+            The fuzzy step never runs for a normalised title of more than 500 characters.
 
         Raises:
             ValueError: when ``fuzzy_threshold`` lies outside [0, 100].
@@ -204,7 +243,7 @@ class TitleMatcher:
         found = self._normal.get(key) or self._alias.get(key)
         if found:
             return _narrow(found, year), "normalized", None
-        if fuzzy_threshold is None or not self._choices:
+        if fuzzy_threshold is None or not self._choices or len(key) > _MAX_FUZZY_CHARS:
             return (), "unmatched", None
         best = process.extractOne(_token_sort(key), self._sorted_choices, scorer=fuzz.ratio, processor=None)
         if best is None:
@@ -227,10 +266,12 @@ class TitleMatcher:
 
 _Raw = tuple[str, str, int | None]
 """(text as written, title, year) of one item before grounding."""
+_Item = Callable[[], _Raw]
+"""One item read but not yet split into title and year: only the first ``n`` ever are."""
 
 _LEAD_TITLE = re.compile(r'^(?:\*\*|__|["“])(?P<title>.+?)(?:\*\*|__|["”])(?P<rest>.*)$')
-_YEAR_IN = re.compile(r"^(?P<title>.*?)\s*[(\[](?P<year>(?:18|19|20)\d{2})[)\]](?P<rest>.*)$")
-_YEAR_NEXT = re.compile(r"^\s*[(\[](?P<year>(?:18|19|20)\d{2})[)\]]")
+_YEAR_IN = re.compile(r"^(?P<title>.*?)(?<!\s)\s*+[(\[](?P<year>(?:18|19|20)\d{2})[)\]](?P<rest>.*)$")
+_YEAR_NEXT = re.compile(r"^\s*+[(\[](?P<year>(?:18|19|20)\d{2})[)\]]")
 
 
 def _clean(title: str) -> str:
@@ -260,7 +301,7 @@ def _raw(text: str) -> _Raw:
     return (text, *_split_title(text))
 
 
-_FENCE = re.compile(r"```[A-Za-z]*[ \t]*\n(?P<body>.*?)```", re.DOTALL)
+_FENCE = re.compile(r"```[A-Za-z]*+[ \t]*+\n(?P<body>.*?)```", re.DOTALL)
 
 
 def _json_document(text: str) -> str | None:
@@ -284,57 +325,115 @@ def _json_year(value: Any) -> int | None:
     return None
 
 
-def _json_items(document: str) -> list[_Raw] | str:
+_JSON_TOKENS = re.compile(r'[\[\]{}"\\]')
+_JSON_STRING_TOKENS = re.compile(r'["\\]')
+_INT_DIGITS = 640
+"""Longer JSON integers are read as infinite: ``int()`` accepts this many digits under any setting."""
+
+
+def _json_int(digits: str) -> int | float:
+    if len(digits.lstrip("-")) <= _INT_DIGITS:
+        return int(digits)
+    return -math.inf if digits.startswith("-") else math.inf
+
+
+_DECODER = json.JSONDecoder(parse_int=_json_int)
+
+
+def _too_deep(document: str) -> bool:
+    """
+    Whether the first JSON value of ``document`` nests arrays or objects more than ``MAX_JSON_DEPTH``
+    deep; a linear scan from bracket to bracket (skipping strings), so decoding never recurses far.
+    """
+    depth = 0
+    pos = 0
+    in_string = False
+    while m := (_JSON_STRING_TOKENS if in_string else _JSON_TOKENS).search(document, pos):
+        c, pos = m.group(), m.end()
+        if c == "\\":
+            pos += in_string  # an escape skips the next character; outside a string it is a syntax error
+        elif c == '"':
+            in_string = not in_string
+        elif c in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        else:
+            depth -= 1
+            if depth <= 0:
+                return False
+    return False
+
+
+def _json_string(value: str) -> str:
+    """A JSON string as a one-line item: runs of whitespace (newlines too) made one space."""
+    return _SPACES.sub(" ", value).strip()
+
+
+def _json_entry(entry: Any) -> _Raw:
+    if isinstance(entry, str):
+        return _raw(_json_string(entry))
+    if isinstance(entry, dict) and isinstance(entry.get("title"), str):
+        title, year = _split_title(_json_string(entry["title"]))
+        given = _json_year(entry.get("year"))
+        return json.dumps(entry, ensure_ascii=False), title, given if given is not None else year
+    return json.dumps(entry, ensure_ascii=False), "", None
+
+
+def _json_items(document: str) -> list[_Item] | str:
     """
     The items of a JSON answer, or why it could not be read.
     """
+    if _too_deep(document):
+        return FAILURES["json_depth"]
     try:
-        value, _ = json.JSONDecoder().raw_decode(document)
+        value, _ = _DECODER.raw_decode(document)
     except json.JSONDecodeError as e:
-        return f"JSON answer could not be read: {e.msg} at character {e.pos}"
+        return FAILURES["json_syntax"].format(msg=e.msg, pos=e.pos)
+    except RecursionError:  # cannot happen below MAX_JSON_DEPTH; kept so that no answer can crash a run
+        return FAILURES["json_depth"]
     if isinstance(value, dict):
         entries = value.get("movies")
         if entries is None and len(value) == 1:
             entries = next(iter(value.values()))
         value = entries
     if not isinstance(value, list):
-        return 'JSON answer is neither an array nor an object with a "movies" array'
-    out: list[_Raw] = []
-    for entry in value:
-        if isinstance(entry, str):
-            out.append(_raw(entry))
-        elif isinstance(entry, dict) and isinstance(entry.get("title"), str):
-            title, year = _split_title(entry["title"])
-            given = _json_year(entry.get("year"))
-            out.append((json.dumps(entry, ensure_ascii=False), title, given if given is not None else year))
-        else:
-            out.append((json.dumps(entry, ensure_ascii=False), "", None))
-    return out
+        return FAILURES["json_shape"]
+    return [partial(_json_entry, entry) for entry in value]
 
 
 _QUOTED = re.compile(r'["“](?P<title>[^"“”\n]{1,200}?)["”](?P<year>\s*[(\[](?:18|19|20)\d{2}[)\]])?')
 _CONJUNCTION = re.compile(r"^(?:and|&)\s+", re.IGNORECASE)
-_LAST_AND = re.compile(r"^(?P<head>.+)\s+(?P<word>and|&)\s+(?P<tail>.+)$")
+_LAST_AND = re.compile(r"^(?P<head>.+)(?<!\s)\s++(?P<word>and|&)\s++(?P<tail>.+)$")
 _SENTENCE_END = re.compile(r"[.!?]\s+(?=[A-Z\"“])")
 _LAST_WORD = re.compile(r"(\S+)$")
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "vol", "no", "pt"}
 _MAX_WORDS = 12
+_WORD_WINDOW = 40
+"""How far back from a sentence end its last word is looked for (abbreviations are short)."""
 _MAX_JOINED = 4
 """At most this many separators inside one title when pieces are joined again."""
+_MAX_PIECES = 100
+"""An enumeration is split into fewer pieces than this; a longer one is not read (bounded time)."""
+_MAX_COLON_LINES = 10
+_MAX_SENTENCE = 10_000
+"""A sentence read as an enumeration ends within this many characters (100 pieces of 12 words)."""
+"""Rule 2 of the prose reader looks at this many lines with a colon, at most."""
 
 
 def _first_sentence(text: str) -> str:
     """
-    ``text`` up to its first sentence end ("." "!" "?" then a capital), skipping "Mr.", "L.A." and the like.
+    ``text`` up to its first sentence end ("." "!" "?" then a capital), skipping "Mr.", "L.A." and the like;
+    "" when no sentence ends within the first ``_MAX_SENTENCE`` characters of a longer text.
     """
-    for m in _SENTENCE_END.finditer(text):
+    for m in _SENTENCE_END.finditer(text, 0, _MAX_SENTENCE):
         if text[m.start()] == ".":
-            word = _LAST_WORD.search(text[: m.start()])
+            word = _LAST_WORD.search(text[max(0, m.start() - _WORD_WINDOW) : m.start()])
             w = word.group(1).casefold() if word else ""
             if w in _ABBREVIATIONS or "." in w or len(w) <= 1:
                 continue
         return text[: m.start()]
-    return text
+    return text if len(text) <= _MAX_SENTENCE else ""
 
 
 def _looks_like_title(piece: str) -> bool:
@@ -350,9 +449,12 @@ def _enumeration(segment: str, matcher: TitleMatcher) -> list[str]:
     The pieces of "A, B and C" (or "A; B; C"): split on semicolons if any, else on commas and at the
     last piece's last "and"/"&"; then neighbours that together name a catalogue movie are joined
     again, longest first ("Crouching Tiger, Hidden Dragon", "The Good, the Bad and the Ugly").
+    A segment of ``_MAX_PIECES`` or more separators is no enumeration (an empty list).
     """
     segment = segment.strip().rstrip(".!?").strip()
     separator = ";" if ";" in segment else ","
+    if segment.count(separator) >= _MAX_PIECES:
+        return []
     parts = [_CONJUNCTION.sub("", p.strip()).strip() for p in segment.split(separator)]
     seps = [f"{separator} "] * (len(parts) - 1)
     last = _LAST_AND.match(parts[-1])
@@ -374,31 +476,30 @@ def _join(parts: list[str], seps: list[str], i: int, j: int) -> str:
     return parts[i] + "".join(seps[t] + parts[t + 1] for t in range(i, j))
 
 
-def _prose_items(text: str, matcher: TitleMatcher) -> list[_Raw]:
+def _prose_items(text: str, matcher: TitleMatcher) -> list[_Item]:
     """
     Items read from prose, by the first rule that applies (none: an empty list).
 
     1. Two or more double-quoted titles ("Heat" or “Heat”, a "(1995)" right after is the year).
-    2. On the first line that has one, the text after the first colon, up to the end of its sentence,
-       read as an enumeration of two or more pieces, each at most 12 words and starting with a capital
-       or digit ("I recommend: Heat, Ronin and Hamlet.").
+    2. On the first line with a colon where this gives a list (of the first ``_MAX_COLON_LINES``
+       lines with a colon), the text after the first colon, up to the end of its sentence, read as an
+       enumeration of two or more pieces, each at most 12 words and starting with a capital or digit
+       ("I recommend: Heat, Ronin and Hamlet.").
     3. A one-line answer that is an enumeration of two or more pieces, every one of which names a
        catalogue movie (exactly or after normalisation): "Heat, Ronin and Hamlet".
     """
     quoted = list(_QUOTED.finditer(text))
     if len(quoted) >= 2:
-        return [_raw(m.group(0).strip()) for m in quoted]
-    for line in text.splitlines():
-        if ":" not in line:
-            continue
+        return [partial(_raw, m.group(0).strip()) for m in quoted]
+    for line in [line for line in text.splitlines() if ":" in line][:_MAX_COLON_LINES]:
         pieces = _enumeration(_first_sentence(line.split(":", 1)[1]), matcher)
         if len(pieces) >= 2 and all(_looks_like_title(p) for p in pieces):
-            return [_raw(p) for p in pieces]
+            return [partial(_raw, p) for p in pieces]
     stripped = text.strip()
     if stripped and "\n" not in stripped:
         pieces = _enumeration(stripped, matcher)
         if len(pieces) >= 2 and all(matcher.is_known(*_split_title(p)) for p in pieces):
-            return [_raw(p) for p in pieces]
+            return [partial(_raw, p) for p in pieces]
     return []
 
 
@@ -418,25 +519,44 @@ def parse_recommendations(
     Returns:
         The parsed list; ``failure`` is set (and ``items`` empty) when no item could be read.
 
+    Never raises for any ``text``: an answer that cannot be read is a ``ParsedList`` whose ``failure``
+    is one of ``FAILURES`` (filled in), and each answer takes bounded time (its length is capped at
+    ``MAX_ANSWER_CHARS``). Every string in the result encodes as UTF-8 (``safe_text``).
+
     Raises:
-        ValueError: when ``fuzzy_threshold`` lies outside [0, 100].
+        ValueError: when ``fuzzy_threshold`` lies outside [0, 100] or ``n`` is below 1.
     """
+    if fuzzy_threshold is not None and not 0 <= fuzzy_threshold <= 100:
+        msg = f"fuzzy_threshold must lie in [0, 100], got {fuzzy_threshold!r}"
+        raise ValueError(msg)
+    if n < 1:
+        msg = f"n must be a positive integer, got {n!r}"
+        raise ValueError(msg)
+    if len(text) > MAX_ANSWER_CHARS:
+        return ParsedList(items=(), failure=FAILURES["too_long"].format(chars=len(text)), format="none")
+    if not text.strip():
+        return ParsedList(items=(), failure=FAILURES["empty"], format="none")
+    text = safe_text(text)
     document = _json_document(text)
     read = _json_items(document) if document is not None else None
-    raws: list[_Raw] = read if isinstance(read, list) else []
+    raws: list[_Item] = read if isinstance(read, list) else []
     form: AnswerFormat = "json"
     if not isinstance(read, list):
-        raws = [_raw(m.group("body")) for line in text.splitlines() if (m := _ITEM.match(line))]
+        raws = [partial(_raw, m.group("body")) for line in text.splitlines() if (m := _ITEM.match(line))]
         form = "list"
         if not raws and read is None:  # prose would misread broken JSON's keys as quoted titles
             raws, form = _prose_items(text, matcher), "prose"
         if not raws:
-            failure = read or "no list item, JSON answer or prose enumeration found"
+            failure = read or FAILURES["nothing"]
             return ParsedList(items=(), failure=failure, format="json" if read else "none")
     items = []
-    for body, title, year in raws[:n]:
+    for item in raws[:n]:
+        body, raw_title, year = item()
+        title = safe_text(raw_title)  # JSON escapes can still spell lone surrogates
         ids, kind, score = matcher.ground(title, year, fuzzy_threshold=fuzzy_threshold)
-        items.append(ParsedItem(text=body, title=title, year=year, movie_ids=ids, match=kind, score=score))
+        items.append(
+            ParsedItem(text=safe_text(body), title=title, year=year, movie_ids=ids, match=kind, score=score)
+        )
     return ParsedList(items=tuple(items), format=form, dropped=max(0, len(raws) - n))
 
 
