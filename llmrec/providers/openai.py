@@ -26,6 +26,8 @@ The SDK itself still reads ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID`` and ``OPENAI
 
 from __future__ import annotations
 
+import base64
+import binascii
 import concurrent.futures as cf
 import datetime as dt
 import functools
@@ -99,6 +101,7 @@ __all__ = [
     "TokenCounter",
     "check_finetune_examples",
     "clean_suffix",
+    "decode_result_file",
     "examples_jsonl",
     "make_openai_backend",
     "probe_server",
@@ -649,7 +652,8 @@ def check_finetune_examples(
 ) -> None:
     """
     Check fine-tune examples before anything is uploaded: known roles, no empty message, an assistant
-    turn in every example, at least ``min_training`` training examples, and no example in both files.
+    turn in every example, at least ``min_training`` training examples (and validation examples, when
+    there are any), and no example in both files.
     ``example i`` in a message is 0-based; ``line`` is the line of the JSONL file.
 
     Raises:
@@ -659,6 +663,9 @@ def check_finetune_examples(
     if len(training) < min_training:
         msg = f"{len(training)} training examples; OpenAI needs at least {min_training}"
         raise DataError(msg, path=train_path)
+    if validation and len(validation) < min_training:
+        msg = f"{len(validation)} validation examples; OpenAI needs at least {min_training} (or none)"
+        raise DataError(msg, path=valid_path)
     for i, example in enumerate(training):
         _check_example(example, i, train_path)
     seen = {example: i for i, example in enumerate(training)}
@@ -685,6 +692,25 @@ def _check_metadata(metadata: Sequence[tuple[str, str]]) -> dict[str, str]:
             msg = f"fine-tune metadata {key!r} is {len(value)} characters; OpenAI allows 512"
             raise ProviderError(msg)
     return found
+
+
+_BASE64 = re.compile(rb"^[A-Za-z0-9+/]+={0,2}$")
+
+
+def decode_result_file(data: bytes) -> bytes:
+    """
+    A fine-tune result file's content: base64-decoded when it is base64 text (as OpenAI serves it),
+    else unchanged.
+    """
+    packed = b"".join(data.split())
+    if not packed or len(packed) % 4 or not _BASE64.match(packed):
+        return data
+    try:
+        decoded = base64.b64decode(packed, validate=True)
+        decoded.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return data
+    return decoded
 
 
 def _job_state(job: Any, checkpoints: tuple[str, ...] = ()) -> JobState:
@@ -908,8 +934,10 @@ class OpenAIFineTuner(FineTuner):
     def read_result_file(self, file_id: str) -> bytes:
         """
         A job's result file (OpenAI's per-step metrics CSV), to archive beside the run.
+
+        OpenAI serves this file base64-encoded; it comes back decoded (a plain file as it is).
         """
-        return self._conn.read_file(file_id)
+        return decode_result_file(self._conn.read_file(file_id))
 
 
 # -- batch ------------------------------------------------------------------------------------------------
@@ -1254,10 +1282,10 @@ def _probe_body(chat: OpenAIChat, model: str, feature: str) -> dict[str, Any]:
     request = ChatRequest(
         key=f"probe-{feature}",
         model=model,
-        messages=(ChatMessage("user", 'Answer with {"movies": ["Heat (1995)"]}.'),),
+        messages=(ChatMessage("user", 'Recommend 1 movie. Answer with {"movies": ["Title (Year)"]}.'),),
         seed=1 if feature == "seed" else None,
         response_format="json" if feature == "json_schema" else "text",
-        max_tokens=64,
+        max_tokens=200,
     )
     body = chat.body(request)
     if feature == "logprobs":

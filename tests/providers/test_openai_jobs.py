@@ -5,6 +5,7 @@ and the pure helpers behind them (example checks, batch files, retirement warnin
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import random
@@ -53,7 +54,7 @@ def _ft_request(n: int = 12, **values: Any) -> FineTuneRequest:
     return FineTuneRequest(
         base_model="gpt-4o-mini-2024-07-18",
         training=tuple(_example(i) for i in range(n)),
-        validation=(_example(100), _example(101)),
+        validation=tuple(_example(100 + i) for i in range(10)),
         hyperparameters=Hyperparameters(batch_size=32, epochs=2, learning_rate_multiplier=1.0),
         seed=42,
         **values,
@@ -129,11 +130,16 @@ def test_openai_fine_tuner_fits_the_protocol():
         ),
         (
             tuple(_example(i) for i in range(10)),
-            (_example(50), _example(3)),
-            r"validation file:2: example 1 \(line 2\) is also training example 3",
+            (*[_example(50 + i) for i in range(9)], _example(3)),
+            r"validation file:10: example 9 \(line 10\) is also training example 3",
+        ),
+        (
+            tuple(_example(i) for i in range(10)),
+            (_example(50),),
+            "1 validation examples; OpenAI needs at least 10",
         ),
     ],
-    ids=["too-few", "no-assistant", "empty", "in-both"],
+    ids=["too-few", "no-assistant", "empty", "in-both", "few-validation"],
 )
 def test_examples_are_checked_locally_naming_the_example(training, validation, expected):
     """Bad examples raise a DataError naming the file and the example, before anything is sent."""
@@ -362,9 +368,14 @@ def test_cancel_of_a_finished_job_returns_its_state():
     assert state.model == "ft:x"
 
 
-def test_result_file_is_read_as_bytes():
-    """read_result_file returns the file's raw content."""
-    recorder = Recorder(lambda r, n: httpx2.Response(200, content=b"step,train_loss\n1,2.5\n"))
+@pytest.mark.parametrize(
+    "served",
+    [b"step,train_loss\n1,2.5\n", base64.b64encode(b"step,train_loss\n1,2.5\n")],
+    ids=["plain", "base64"],
+)
+def test_result_file_is_read_and_decoded(served):
+    """read_result_file returns the CSV, decoding the base64 OpenAI serves it in."""
+    recorder = Recorder(lambda r, n: httpx2.Response(200, content=served))
 
     data = make_tuner(recorder).read_result_file("file-result")
 
