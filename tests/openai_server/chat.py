@@ -224,7 +224,12 @@ def complete_chat(
             finish = "length"
         completion_tokens += spent + estimate_tokens(content)
         reasoning_tokens += spent
-        message = {"role": "assistant", "content": content, "refusal": None, "annotations": []}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": content,
+            "refusal": None,
+            "annotations": [],
+        }
         choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": finish})
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:29]}",

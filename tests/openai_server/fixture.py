@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REPO", "SPEC", "ServerHandle", "spec_available", "start_server"]
+__all__ = ["REPO", "SPEC", "SPEC_CACHE", "ServerHandle", "spec_available", "start_server"]
 
 REPO = Path(__file__).resolve().parents[2]
 """The repository root (the server runs as ``python -m tests.openai_server`` from here)."""
@@ -33,7 +33,8 @@ REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO.parent / "shared" / "data" / "openai" / "openapi.yaml"
 """The OpenAPI description the server validates against (absent in a fresh clone)."""
 
-_CACHE = Path(tempfile.gettempdir()) / "llmrec-openai-server-spec.json"
+SPEC_CACHE = Path(tempfile.gettempdir()) / "llmrec-openai-server-spec.json"
+"""The parsed description as JSON (keyed by the YAML's hash, so a stale one is simply re-made)."""
 
 
 def spec_available() -> bool:
@@ -168,7 +169,7 @@ def start_server(
     state = state_dir if state_dir is not None else tmp_path / "openai-state"
     state.mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "tests.openai_server", "--port", "0", "--state-dir", str(state)]
-    args += ["--spec", str(SPEC), "--spec-cache", str(_CACHE)]
+    args += ["--spec", str(SPEC), "--spec-cache", str(SPEC_CACHE)]
     for mode in modes:
         args.append(f"--mode={mode}")
     if latency_s:

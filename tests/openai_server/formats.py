@@ -113,7 +113,7 @@ def titles_in(text: str) -> list[str]:
 def _decode(line: str, number: int) -> tuple[Any, LineProblem | None]:
     try:
         return json.loads(line), None
-    except ValueError as err:
+    except json.JSONDecodeError as err:
         return None, LineProblem(number, "invalid_json", f"Line {number}: not valid JSON ({err.msg}).")
 
 

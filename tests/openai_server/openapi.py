@@ -76,7 +76,7 @@ def _strip(node: Any) -> Any:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
+    import yaml  # type: ignore[import-untyped]  # dev extra; only mypy on llmrec/ is enforced
 
     with path.open("rb") as f:
         doc = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -272,7 +272,22 @@ class ApiDescription:
         def rank(p: Problem) -> tuple[int, int, int]:
             return (p not in here, p.kind != "enum", len(p.param or ""))
 
-        return max(problems, key=rank)
+        best = max(problems, key=rank)
+        if best.kind != "enum":
+            return best
+        # every branch stopped at the same discriminator (a message's role): list what all of them take
+        allowed = []
+        for p in problems:
+            if p.kind == "enum" and p.param == best.param:
+                allowed.extend(a for a in p.allowed if a not in allowed)
+        value_text = best.message.split(". Supported", 1)[0]
+        return Problem(
+            f"{value_text}. Supported values are: {_quote(tuple(allowed))}.",
+            best.param,
+            best.code,
+            "enum",
+            tuple(allowed),
+        )
 
     def _check_plain(self, value: Any, s: dict[str, Any], path: str, depth: int) -> Problem | None:
         param = path or None
@@ -390,13 +405,19 @@ class ApiDescription:
     def _check_object(
         self, value: dict[str, Any], s: dict[str, Any], path: str, depth: int
     ) -> Problem | None:
+        props: dict[str, Any] = s.get("properties", {})
+        for key, item in value.items():
+            # discriminators (a message's role, a method's type) first, so a union names them
+            if key in props and ("enum" in (sub := self.resolve(props[key])) or "const" in sub):
+                problem = self._check_plain(item, sub, _join(path, key), depth + 1)
+                if problem is not None:
+                    return problem
         for key in s.get("required", []):
             if key not in value:
                 name = _join(path, key)
                 return Problem(
                     f"Missing required parameter: '{name}'.", name, "missing_required_parameter", "missing"
                 )
-        props: dict[str, Any] = s.get("properties", {})
         extra = s.get("additionalProperties")
         for key, item in value.items():
             name = _join(path, key)

@@ -258,6 +258,23 @@ def _page(items: list[dict[str, Any]], query: dict[str, list[str]], default_limi
     }
 
 
+def _require(body: Any, *keys: str) -> dict[str, Any]:
+    # the endpoints' own minimum, for when there is no description to validate against
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    for key in keys:
+        if key not in body:
+            raise ApiError(
+                400, f"Missing required parameter: '{key}'.", param=key, code="missing_required_parameter"
+            )
+    return body
+
+
+def _batch_view(batch: dict[str, Any]) -> dict[str, Any]:
+    # the Batch schema types errors, file ids and timestamps as non-null: leave unset ones out
+    return {k: v for k, v in public(batch).items() if v is not None or k == "metadata"}
+
+
 def _check_metadata(metadata: Any) -> None:
     if not isinstance(metadata, dict):
         return
@@ -757,7 +774,7 @@ class OpenAIServer:
         """
         POST /v1/fine_tuning/jobs (supervised method only).
         """
-        body: dict[str, Any] = call.body
+        body = _require(call.body, "model", "training_file")
         if "hyperparameters" in body and "strict-method" in self.config.modes:
             raise ApiError(
                 400,
@@ -940,13 +957,17 @@ class OpenAIServer:
                     "fine_tuning_job_id": job["id"],
                     "step_number": step,
                     "metrics": {
-                        "step": float(step),
-                        "train_loss": m["train_loss"],
-                        "train_mean_token_accuracy": m["train_accuracy"],
-                        "valid_loss": m["valid_loss"],
-                        "valid_mean_token_accuracy": m["valid_accuracy"],
-                        "full_valid_loss": m["valid_loss"],
-                        "full_valid_mean_token_accuracy": m["valid_accuracy"],
+                        key: value
+                        for key, value in {
+                            "step": float(step),
+                            "train_loss": m["train_loss"],
+                            "train_mean_token_accuracy": m["train_accuracy"],
+                            "valid_loss": m["valid_loss"],
+                            "valid_mean_token_accuracy": m["valid_accuracy"],
+                            "full_valid_loss": m["valid_loss"],
+                            "full_valid_mean_token_accuracy": m["valid_accuracy"],
+                        }.items()
+                        if value is not None
                     },
                 }
             )
@@ -1053,7 +1074,7 @@ class OpenAIServer:
         """
         POST /v1/batches (endpoint /v1/chat/completions only).
         """
-        body: dict[str, Any] = call.body
+        body = _require(call.body, "input_file_id", "endpoint", "completion_window")
         if body["endpoint"] != "/v1/chat/completions":
             raise ApiError(
                 400,
@@ -1101,7 +1122,7 @@ class OpenAIServer:
         }
         with self.store.lock:
             self.store.save("batches", batch)
-        return Reply(200, public(batch))
+        return Reply(200, _batch_view(batch))
 
     def _batch(self, batch_id: str) -> dict[str, Any]:
         batch = self.store.objects["batches"].get(batch_id)
@@ -1219,7 +1240,9 @@ class OpenAIServer:
         """
         GET /v1/batches (``after``, ``limit``).
         """
-        return Reply(200, _page(self.store.newest_first("batches"), call.query, 20))
+        page = _page(self.store.newest_first("batches"), call.query, 20)
+        page["data"] = [_batch_view(b) for b in page["data"]]
+        return Reply(200, page)
 
     def get_batch(self, call: Call) -> Reply:
         """
@@ -1229,7 +1252,7 @@ class OpenAIServer:
             batch = self._batch(call.params[0])
             self._advance_batch(batch)
             self.store.save("batches", batch)
-            return Reply(200, public(batch))
+            return Reply(200, _batch_view(batch))
 
     def cancel_batch(self, call: Call) -> Reply:
         """
@@ -1242,7 +1265,7 @@ class OpenAIServer:
             batch["status"] = "cancelling"
             batch["cancelling_at"] = int(time.time())
             self.store.save("batches", batch)
-            return Reply(200, public(batch))
+            return Reply(200, _batch_view(batch))
 
     # ---- chat ---------------------------------------------------------------------------------
 
@@ -1266,6 +1289,12 @@ class OpenAIServer:
                 param="seed",
                 code="unsupported_parameter",
             )
+        for name in ("n", "max_completion_tokens", "max_tokens"):
+            value = body.get(name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ApiError(
+                    400, f"Invalid '{name}': expected a positive integer.", param=name, code="invalid_value"
+                )
         if body.get("stream"):
             raise ApiError(400, "This test server does not stream; send stream=false.", param="stream")
         if is_reasoning_model(model):
@@ -1298,7 +1327,7 @@ class OpenAIServer:
         """
         POST /v1/chat/completions.
         """
-        result = self._complete(call.body)
+        result = self._complete(_require(call.body, "model", "messages"))
         if self.config.latency_s > 0:
             time.sleep(self.config.latency_s)
         return Reply(200, result)
@@ -1360,6 +1389,8 @@ class _Handler(BaseHTTPRequestHandler):
         data = reply.raw if reply.raw is not None else json.dumps(reply.payload, ensure_ascii=False).encode()
         call.record["status"] = reply.status
         call.record["ms"] = round((time.time() - started) * 1000, 1)
+        if not call.path.startswith("/_control/"):
+            self.app.log(call.record)  # before answering: a client that has the answer finds it logged
         try:
             self.send_response(reply.status)
             self.send_header("content-type", reply.content_type)
@@ -1373,10 +1404,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
-            call.record["client_gone"] = True
             self.close_connection = True
-        if not call.path.startswith("/_control/"):
-            self.app.log(call.record)
 
     def do_GET(self) -> None:
         self._serve()

@@ -89,8 +89,6 @@ class Store:
             "filename": filename,
             "purpose": purpose,
             "status": "processed",
-            "status_details": None,
-            "expires_at": None,
         }
         path = self.root / "files" / f"{obj['id']}.content"
         path.write_bytes(content)
