@@ -237,13 +237,17 @@ class OpenAIConnection:
         self._key = api_key
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()
-        self.client = openai.OpenAI(
-            api_key=api_key,
-            base_url=self.base_url,
-            timeout=timeout_s,
-            max_retries=0,
-            http_client=http_client,
-        )
+        try:
+            self.client = openai.OpenAI(
+                api_key=api_key,
+                base_url=self.base_url,
+                timeout=timeout_s,
+                max_retries=0,
+                http_client=http_client,
+            )
+        except openai.OpenAIError as exc:
+            msg = f"could not set up the OpenAI client: {self.redact(str(exc))}"
+            raise ProviderError(msg) from None
 
     def redact(self, text: str) -> str:
         """
@@ -469,7 +473,16 @@ class OpenAIChat(ChatCompleter):
     @property
     @override
     def identity(self) -> str:
-        return f"openai(base_url={self._conn.base_url})"
+        """
+        ``openai(base_url=...)``, plus the request profile when it is not "chat" (it changes the
+        body sent for the same request).
+        """
+        extra = ""
+        if self._settings.request_profile != "chat":
+            extra = f",profile={self._settings.request_profile}"
+            if self._settings.reasoning_effort is not None:
+                extra += f",reasoning_effort={self._settings.reasoning_effort}"
+        return f"openai(base_url={self._conn.base_url}{extra})"
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
         """
@@ -536,8 +549,9 @@ class OpenAIChat(ChatCompleter):
                         try:
                             result = future.result()
                         except ProviderError as exc:
+                            # a request's own failure says more than the budget stop
                             if failure is None or isinstance(failure, BudgetExceeded):
-                                failure = failure or exc
+                                failure = exc
                             continue
                         done += 1
                         tokens += result.usage.total_tokens

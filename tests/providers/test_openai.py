@@ -103,6 +103,13 @@ def test_body_has_json_schema_seed_stop_and_max_completion_tokens():
     }
 
 
+def test_identity_names_a_reasoning_profile():
+    """The reasoning profile changes what is sent, so it shows in the identity."""
+    chat = make_chat(_always(ok()), request_profile="reasoning", reasoning_effort="high")
+
+    assert chat.identity == f"openai(base_url={BASE},profile=reasoning,reasoning_effort=high)"
+
+
 def test_text_request_sends_no_response_format_and_none_temperature_is_dropped():
     """A text request has no response_format; temperature None is not sent."""
     recorder = _always(ok())
