@@ -81,9 +81,11 @@ from llmrec.providers.openai_wire import (
     result_from_completion,
     rough_prompt_tokens,
 )
+from llmrec.providers.pricing import default_prices
 from llmrec.providers.ratelimit import RateLimiter
 from llmrec.providers.retry import RetryPolicy, classify
 from llmrec.spec import OpenAIProviderSpec
+from llmrec.tokens import count_chat
 
 __all__ = [
     "DEFAULT_COMPLETION_TOKENS",
@@ -1190,10 +1192,23 @@ def make_openai_backend(
         progress: where chat results are reported.
         finetune: False for a server without fine-tuning (the spec then names ``finetune.model``).
         batch: False for a server without the Batch API.
-        budget, price, count_tokens: the spending guard shared by chat and batch (see ``OpenAIChat``).
+        budget, price, count_tokens: the spending guard shared by chat and batch (see ``OpenAIChat``);
+            with a budget and no ``price``, llmrec's price table (``pricing.default_prices``); with a
+            budget or a tokens-per-minute cap and no ``count_tokens``, exact counts (``tokens.count_chat``).
         http_client, clock, sleep, rng: injected in tests.
     """
     url = settings.base_url if settings.base_url is not None else base_url
+    if budget is not None and price is None:
+        table = default_prices()
+
+        def price(model: str, usage: Usage) -> float:
+            return table.cost(usage, model)
+
+    if count_tokens is None and (budget is not None or settings.tokens_per_minute is not None):
+
+        def count_tokens(request: ChatRequest) -> int:
+            return count_chat(request.messages, request.model)
+
     limiter = RateLimiter(
         requests_per_minute=settings.requests_per_minute,
         tokens_per_minute=settings.tokens_per_minute,
