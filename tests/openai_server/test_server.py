@@ -275,6 +275,61 @@ def test_job_for_unknown_file_or_model_is_rejected(client: openai.OpenAI) -> Non
     assert bad_model.value.body["code"] == "model_not_available"  # type: ignore[index]
 
 
+def test_polls_per_status_and_metrics_while_running(tmp_path: Path) -> None:
+    """
+    With --job-polls 2 each status lasts two polls, and metrics events arrive while the job runs.
+    """
+    with start_server(tmp_path, job_polls=2, batch_polls=2) as server:
+        client = client_for(server)
+        job = client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=upload_training(client))
+        seen = []
+        metrics_while_running = []
+        while not seen or seen[-1] != "succeeded":
+            seen.append(client.fine_tuning.jobs.retrieve(job.id).status)
+            if seen[-1] == "running":
+                events = client.fine_tuning.jobs.list_events(job.id, limit=1000).data
+                metrics_while_running.append(sum(e.type == "metrics" for e in events))
+        file_id = client.files.create(file=("b.jsonl", jsonl([batch_line(1)])), purpose="batch").id
+        batch = client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        batch_seen = [client.batches.retrieve(batch.id).status for _ in range(8)]
+
+    assert seen == ["validating_files", "queued", "queued", "running", "running", "succeeded"]
+    assert metrics_while_running[0] == 0
+    assert metrics_while_running[1] > 0
+    assert batch_seen == [
+        "validating",
+        "in_progress",
+        "in_progress",
+        "finalizing",
+        "finalizing",
+        "completed",
+        "completed",
+        "completed",
+    ]
+
+
+def test_files_and_models_can_be_deleted(client: openai.OpenAI) -> None:
+    """
+    A deleted file is gone (404); a deleted fine-tuned model is no longer listed or served.
+    """
+    file_id = upload_training(client)
+    listed = [f.id for f in client.files.list(purpose="fine-tune")]
+    deleted = client.files.delete(file_id)
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(file_id)
+    job = client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=upload_training(client))
+    model = run_job(client, job.id)[0].fine_tuned_model
+    client.models.delete(model)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+
+    assert file_id in listed
+    assert deleted.deleted
+    assert model not in {m.id for m in client.models.list()}
+
+
 # ---- batches ------------------------------------------------------------------------------------
 
 
@@ -519,7 +574,7 @@ def test_modes_switch_at_runtime(server: ServerHandle, client: openai.OpenAI) ->
     """
     json_schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
     messages = [{"role": "user", "content": "hi"}]
-    server.set_modes("no-json-schema", "no-seed", "no-finetune", "shutdown-dates")
+    server.set_modes("no-json-schema", "no-seed", "no-finetune", "no-batch", "shutdown-dates")
     with pytest.raises(openai.BadRequestError) as schema:
         client.chat.completions.create(model="gpt-4o-mini", messages=messages, response_format=json_schema)
     with pytest.raises(openai.BadRequestError) as seed:
@@ -528,6 +583,8 @@ def test_modes_switch_at_runtime(server: ServerHandle, client: openai.OpenAI) ->
         client.fine_tuning.jobs.list()
     with pytest.raises(openai.NotFoundError):
         client.files.create(file=("t.jsonl", b"{}\n"), purpose="fine-tune")
+    with pytest.raises(openai.NotFoundError):
+        client.batches.list()
     retiring = client.models.retrieve("gpt-4o-mini")
     staying = client.models.retrieve("gpt-4o")
     server.set_modes()
@@ -613,6 +670,7 @@ def test_fault_nth_429_retry_after(server: ServerHandle) -> None:
     answered twice.
     """
     server.set_faults("nth=3,status=429,retry_after=0.05,path=/v1/chat/completions")
+    since = len(server.requests())
     bare = client_for(server)
     retrying = client_for(server, max_retries=2)
     outcomes = []
@@ -624,7 +682,7 @@ def test_fault_nth_429_retry_after(server: ServerHandle) -> None:
             outcomes.append(err.status_code)
             headers = err.response.headers
     retried = [retrying.chat.completions.create(**chat_body(f"retried {i}")) for i in range(6)]
-    log = [r for r in server.requests() if r["path"] == "/v1/chat/completions"][-15:]
+    log = server.requests()[since:]
     answered = [r["body_sha256"] for r in log if r["status"] == 200]
 
     assert outcomes == [200, 200, 429, 200, 200, 429]
@@ -632,6 +690,7 @@ def test_fault_nth_429_retry_after(server: ServerHandle) -> None:
     assert headers["retry-after-ms"] == "50"
     assert len(retried) == 6
     assert len(answered) == len(set(answered))
+    assert len(log) == 14  # 6 bare, 6 retried, 2 of them twice
     assert sum(1 for r in log if r["fault"]) == 4
 
 
@@ -664,6 +723,7 @@ def test_fault_timeout_and_malformed(server: ServerHandle) -> None:
     timeout answers after the client gave up; malformed answers 200 with a body that is not JSON.
     """
     impatient = client_for(server, timeout=0.3)
+    since = len(server.requests())
     server.set_faults("timeout,sleep=0.8,path=/v1/chat/completions")
     with pytest.raises(openai.APITimeoutError):
         impatient.chat.completions.create(**chat_body("slow"))
@@ -671,11 +731,15 @@ def test_fault_timeout_and_malformed(server: ServerHandle) -> None:
     server.set_faults("malformed,path=/v1/chat/completions")
     with pytest.raises(json.JSONDecodeError):  # what the SDK lets through from a 200 that is not JSON
         impatient.chat.completions.create(**chat_body("broken"))
-    time.sleep(0.6)  # the timed-out request is answered (and logged) after its sleep
-    faults = [r["fault"] for r in server.requests() if r["fault"]]
+    deadline = time.monotonic() + 5
+    faults: list[str] = []
+    while len(faults) < 2 and time.monotonic() < deadline:  # the timed-out one is logged after its sleep
+        time.sleep(0.1)
+        faults = [r["fault"] for r in server.requests()[since:] if r["fault"]]
 
     assert again.choices[0].finish_reason == "stop"
-    assert set(faults[-2:]) == {
+    assert len(faults) == 2
+    assert set(faults) == {
         "timeout,sleep=0.8,path=/v1/chat/completions",
         "malformed,path=/v1/chat/completions",
     }
