@@ -801,6 +801,13 @@ class OpenAIFineTuner(FineTuner):
     ) -> None:
         self._conn = _connection(connection, settings, api_key, base_url, http_client, sleep, rng)
 
+    @property
+    def connection(self) -> OpenAIConnection:
+        """
+        The connection requests go through.
+        """
+        return self._conn
+
     @override
     def submit_finetune(self, request: FineTuneRequest) -> FineTuneJob:
         """
@@ -1019,6 +1026,13 @@ class OpenAIBatch(BatchChat):
         self._max_bytes = max_bytes
         self._reserved: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    @property
+    def connection(self) -> OpenAIConnection:
+        """
+        The connection requests go through.
+        """
+        return self._conn
 
     @property
     @override

@@ -9,6 +9,8 @@ from __future__ import annotations
 import collections
 import csv
 import io
+import json
+import logging
 import random
 import time
 from collections.abc import Iterator
@@ -128,6 +130,21 @@ def test_chat_timeouts_are_retried(server, caplog):
 
     assert sorted(r.key for r in results) == ["u0", "u1", "u2", "u3"]
     assert len([r for r in caplog.records if "timed out" in r.getMessage()]) == 1
+
+
+def test_the_key_never_reaches_a_log_record_over_http(server, caplog):
+    """Over real HTTP, with retries and a fatal error, no log record of any logger holds the key."""
+    caplog.set_level(logging.DEBUG)
+    server.set_faults("nth=2,status=500", "nth=5,malformed")
+
+    list(_chat(server, concurrency=2).complete(_requests(6)))
+    server.set_faults("insufficient_quota,nth=1")
+    with pytest.raises(ProviderError) as info:
+        list(_chat(server).complete(_requests(7)[6:]))  # a body not seen before: a first attempt
+
+    assert any("retrying" in r.getMessage() for r in caplog.records)
+    assert all(KEY not in r.getMessage() for r in caplog.records)
+    assert KEY not in str(info.value)
 
 
 def test_insufficient_quota_stops_the_run(server):
@@ -259,7 +276,7 @@ def test_batch_round_trip_joins_shuffled_output_and_line_errors(server):
 
 
 def test_batch_output_order_is_not_relied_on(server):
-    """The server writes output lines in its own order; results still match their requests."""
+    """The server writes output lines shuffled; results still match their requests (and sync answers)."""
     batch = OpenAIBatch(OpenAIProviderSpec(), api_key=KEY, base_url=server.base_url)
     requests = _requests(12)
     sync = {r.key: r.text for r in _chat(server).complete(requests)}
@@ -268,7 +285,14 @@ def test_batch_output_order_is_not_relied_on(server):
     while not batch.poll_batch(job).done:
         pass
     results = batch.fetch_batch(job)
+    output_id = batch.connection.client.batches.retrieve(job.id).output_file_id
+    written = [
+        json.loads(line)["custom_id"] for line in batch.connection.read_file(str(output_id)).splitlines()
+    ]
 
+    assert written != [r.key for r in requests]
+    assert sorted(written) == sorted(r.key for r in requests)
+    assert [r.key for r in results] == [r.key for r in requests]
     assert {r.key: r.text for r in results} == sync
     assert batch.find_batch("nope") is None
     assert batch.poll_batch(BatchJob(job.id)).status == "completed"
