@@ -134,7 +134,7 @@ TokenCounter = Callable[[ChatRequest], int]
 
 _log = logging.getLogger("llmrec.openai")
 _T = TypeVar("_T")
-_KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_\-*.]{4,}")
+_KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_\-*]{4,}")
 _PER_ITEM_CODES = frozenset(
     {"context_length_exceeded", "content_filter", "invalid_prompt", "content_policy_violation"}
 )
@@ -213,7 +213,7 @@ class OpenAIConnection:
         timeout_s: seconds before one HTTP request times out (then it is retried).
         max_retries: retries after a first failed attempt.
         http_client: an ``httpx2.Client`` for the SDK (tests pass one on a ``MockTransport``).
-        limiter: learns the server's ``x-ratelimit-*`` headers from every response, errors too.
+        limiter: the rate limiter chat requests over this connection share.
         sleep: how to wait between attempts (injected in tests).
         rng: the jitter's random source.
     """
@@ -255,7 +255,9 @@ class OpenAIConnection:
         """
         ``text`` with the key and anything that looks like a key masked.
         """
-        return _KEY_LIKE.sub("sk-***", text.replace(self._key, "***"))
+        if len(self._key) >= 8:  # a placeholder such as "x" for a local server is no secret
+            text = text.replace(self._key, "***")
+        return _KEY_LIKE.sub("sk-***", text)
 
     def _api_message(self, exc: openai.APIStatusError) -> str:
         body = exc.body
@@ -265,10 +267,17 @@ class OpenAIConnection:
         return self.redact(message)
 
     def call(
-        self, what: str, fn: Callable[[], _T], *, before_attempt: Callable[[], object] | None = None
+        self,
+        what: str,
+        fn: Callable[[], _T],
+        *,
+        before_attempt: Callable[[], object] | None = None,
+        on_error_headers: Callable[[Mapping[str, str]], object] | None = None,
     ) -> _T:
         """
         Run ``fn`` (one SDK call) under the retry policy; ``what`` names it in logs and errors.
+        ``before_attempt`` runs before every attempt (the rate limiter), ``on_error_headers`` gets
+        the headers of every error response (the limiter learns from 429s too).
 
         Raises:
             ProviderError: on a fatal status at once; on any other non-retried status at once (the
@@ -287,8 +296,8 @@ class OpenAIConnection:
             except openai.APIStatusError as exc:
                 status, request_id = exc.status_code, exc.request_id
                 headers = dict(exc.response.headers)
-                if self.limiter is not None:
-                    self.limiter.observe(headers)
+                if on_error_headers is not None:
+                    on_error_headers(headers)
                 outcome = classify(status, exc.code)
                 if outcome == "fatal":
                     _log.error("%s: status %d (request id %s); stopping", what, status, request_id)
@@ -590,7 +599,12 @@ class OpenAIChat(ChatCompleter):
                 raise _BadBody(str(exc), request_id) from None
 
         try:
-            result = self._conn.call(what, attempt, before_attempt=lambda: self.limiter.acquire(worst))
+            result = self._conn.call(
+                what,
+                attempt,
+                before_attempt=lambda: self.limiter.acquire(worst),
+                on_error_headers=self.limiter.observe,
+            )
         except _RequestFailed as exc:
             self._settle(reserved, None, request.model)
             if exc.code not in _PER_ITEM_CODES:

@@ -509,3 +509,15 @@ def test_a_budget_needs_a_price():
     """A budget without a price function is refused when the provider is built."""
     with pytest.raises(ValueError, match="price"):
         OpenAIChat(OpenAIProviderSpec(), api_key=KEY, budget=BudgetGuard(1.0))
+
+
+def test_redaction_masks_keys_but_leaves_a_placeholder_key_alone():
+    """The real key and sk-... lookalikes are masked; a one-letter placeholder key mangles nothing."""
+    real = make_chat(_always(ok())).connection
+    placeholder = OpenAIChat(
+        OpenAIProviderSpec(), api_key="x", base_url="http://localhost:11434/v1"
+    ).connection
+
+    assert real.redact(f"bad key {KEY}!") == "bad key ***!"
+    assert real.redact("Incorrect API key provided: sk-abc1***wxyz.") == "Incorrect API key provided: sk-***."
+    assert placeholder.redact("max tokens exceeded") == "max tokens exceeded"
