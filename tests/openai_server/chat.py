@@ -12,7 +12,8 @@ The answer to a request is a pure function of the model id, the messages, ``n`` 
   (a json_schema whose top level has one array property gets that property's name instead).
 
 Reasoning models spend reasoning tokens (by ``reasoning_effort``) before answering; both count against
-``max_completion_tokens`` and a reply cut short ends with ``finish_reason: "length"``. Prompt caching:
+``max_completion_tokens`` and a reply cut short ends with ``finish_reason: "length"``; a ``stop`` sequence
+ends the reply before it. Prompt caching:
 a prompt of 1,024 tokens or more reports as cached the longest prefix (in steps of 128 tokens) that an
 earlier request already sent.
 """
@@ -206,6 +207,10 @@ def complete_chat(
     key = json.dumps([model, messages, body.get("seed")], sort_keys=True, ensure_ascii=False)
     preferred, profile = _candidates(messages, learned)
     k = _wanted(messages)
+    stop_value = body.get("stop")
+    stops = (
+        [stop_value] if isinstance(stop_value, str) else [s for s in stop_value or [] if isinstance(s, str)]
+    )
     choices = []
     completion_tokens = 0
     reasoning_tokens = 0
@@ -213,6 +218,9 @@ def complete_chat(
         digest = hashlib.sha256(f"{key}\x00{index}".encode()).digest()
         rng = random.Random(int.from_bytes(digest[:8], "big"))
         content = _render(_draw(preferred, profile, k, rng), response_format)
+        for stop in stops:  # the reply ends before the first stop sequence, which is not included
+            if stop and stop in content:
+                content = content[: content.index(stop)]
         spent = 0
         if reasoning:
             spent = _EFFORT_TOKENS.get(str(body.get("reasoning_effort") or "medium"), 192)

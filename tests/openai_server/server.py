@@ -31,6 +31,7 @@ from .formats import (
     BATCH_MAX_BYTES,
     check_batch_lines,
     check_training_lines,
+    message_text,
     messages_tokens,
     titles_in,
 )
@@ -1281,6 +1282,14 @@ class OpenAIServer:
                 "this model.",
                 param="response_format",
                 code="unsupported_parameter",
+            )
+        wants_json = isinstance(response_format, dict) and response_format.get("type") == "json_object"
+        if wants_json and not any("json" in message_text(m).lower() for m in body.get("messages", [])):
+            raise ApiError(
+                400,
+                "'messages' must contain the word 'json' in some form, to use 'response_format' of type "
+                "'json_object'.",
+                param="messages",
             )
         if body.get("seed") is not None and "no-seed" in modes:
             raise ApiError(

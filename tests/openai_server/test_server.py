@@ -522,6 +522,30 @@ def test_max_completion_tokens_truncates(client: openai.OpenAI) -> None:
     assert answer.choices[0].message.content.startswith("1. ")
 
 
+def test_stop_sequences_and_json_object(client: openai.OpenAI) -> None:
+    """
+    A stop sequence ends the reply before it; json_object needs the word "json" in the messages.
+    """
+    stopped = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Recommend 5 movies."}], stop=["\n3."]
+    )
+    with pytest.raises(openai.BadRequestError) as no_word:
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "Recommend 5 movies."}],
+            response_format={"type": "json_object"},
+        )
+    as_json = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "Recommend 5 movies as JSON."}],
+        response_format={"type": "json_object"},
+    )
+
+    assert (stopped.choices[0].message.content or "").count("\n") == 1
+    assert no_word.value.body["param"] == "messages"  # type: ignore[index]
+    assert len(json.loads(as_json.choices[0].message.content or "")["movies"]) == 5
+
+
 def test_reasoning_models(client: openai.OpenAI) -> None:
     """
     o-series and gpt-5 models reject temperature, accept reasoning_effort and spend reasoning tokens.
