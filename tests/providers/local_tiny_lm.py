@@ -26,14 +26,22 @@ def build_tiny_model(
     vocab_size: int = 1200,
     hidden_size: int = 48,
     layers: int = 2,
+    intermediate_size: int | None = None,
+    heads: int = 4,
+    kv_heads: int = 2,
+    vocab: int | None = None,
+    arch: str = "llama",
     seed: int = 0,
 ) -> Path:
     """
     Write a real model folder (config, safetensors weights, tokenizer) to ``folder`` and return it.
+
+    ``arch`` is "llama" or "qwen2"; ``vocab`` (at least the tokenizer's) sets the embedding rows, so a
+    benchmark can give the model a real model's shape while the tokenizer stays small.
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast, Qwen2Config
 
     raw = Tokenizer(models.BPE())
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -49,13 +57,14 @@ def build_tiny_model(
         tokenizer_object=raw, pad_token="<pad>", eos_token="<|im_end|>", bos_token=None, unk_token=None
     )
     tokenizer.chat_template = CHAT_TEMPLATE
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    config_class = {"llama": LlamaConfig, "qwen2": Qwen2Config}[arch]
+    config = config_class(
+        vocab_size=max(vocab or 0, len(tokenizer)),
         hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
+        intermediate_size=intermediate_size or hidden_size * 2,
         num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
         max_position_embeddings=2048,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -63,7 +72,7 @@ def build_tiny_model(
         tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = AutoModelForCausalLM.from_config(config)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

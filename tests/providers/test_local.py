@@ -9,6 +9,11 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -105,20 +110,20 @@ def test_missing_extra_gives_one_line_instruction(monkeypatch: pytest.MonkeyPatc
     """Without the extra, a provider raises a ProviderError naming the pip command (no ImportError)."""
     real = importlib.import_module
 
-    def no_trl(name: str, package: str | None = None) -> Any:
-        if name == "trl":
-            msg = "No module named 'trl'"
-            raise ModuleNotFoundError(msg, name="trl")
+    def no_extra(name: str, package: str | None = None) -> Any:
+        if name in EXTRA:
+            msg = f"No module named {name!r}"
+            raise ModuleNotFoundError(msg, name=name)
         return real(name, package)
 
     monkeypatch.setattr(local, "_LIBS", None)
-    monkeypatch.setattr(importlib, "import_module", no_trl)
+    monkeypatch.setattr(importlib, "import_module", no_extra)
     with pytest.raises(ProviderError) as info:
         LocalChat("some/model")
 
     message = str(info.value)
     assert "pip install 'llmrec[local]'" in message
-    assert "trl" in message
+    assert "cannot import torch" in message
     assert "\n" not in message
 
 
@@ -378,3 +383,78 @@ def test_sampling_follows_the_seed(tiny_model: Path, examples: list[Any]):
 
     assert ask(1) == ask(1)
     assert ask(1) != ask(2)
+
+
+# -- the same folder behind an OpenAI-compatible server llmrec did not write ----------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`transformers serve` on CPU with the tiny model folder preloaded; yields its base URL."""
+    for name in ("fastapi", "uvicorn"):
+        if os.environ.get("CI") == "true":
+            importlib.import_module(name)
+        else:
+            pytest.importorskip(name)
+    cli = Path(sys.executable).parent / "transformers"
+    port = _free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [
+        str(cli),
+        "serve",
+        str(tiny_model),
+        "--device",
+        "cpu",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"transformers serve did not start:\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.5)
+        yield url + "/v1"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_transformers_serve_answers_like_local_chat(served: str, tiny_model: Path, examples: list[Any]):
+    """Over real HTTP, `transformers serve` gives the tiny model's greedy answer that LocalChat gives."""
+    import openai
+
+    messages = examples[45].messages[:-1]
+    client = openai.OpenAI(base_url=served, api_key="unused", max_retries=0, timeout=60)
+    response = client.chat.completions.create(
+        model=str(tiny_model),
+        messages=[{"role": m.role, "content": m.content} for m in messages],  # type: ignore[misc]
+        max_completion_tokens=16,
+        temperature=0.0,
+    )
+    chat = LocalChat(str(tiny_model), SETTINGS)
+    (local_answer,) = chat.complete(
+        [ChatRequest(key="k", model=str(tiny_model), messages=messages, max_tokens=16)]
+    )
+
+    assert response.choices[0].message.content == local_answer.text
+    assert response.usage is not None
+    assert response.usage.prompt_tokens == local_answer.usage.prompt_tokens
