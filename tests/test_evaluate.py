@@ -13,10 +13,10 @@ import pytest
 from llmrec.data.synthetic import generate_synthetic
 from llmrec.errors import ProviderError
 from llmrec.evaluate import run_experiment
-from llmrec.store import MemoryRunStore
 from llmrec.providers.base import ChatRequest, ChatResult, FineTuneExample, FineTuneRequest, JobState
 from llmrec.providers.fake import FakeProvider
 from llmrec.spec import Spec, VariantSpec, parse_spec
+from llmrec.store import MemoryRunStore
 
 DEMO_LIKE = """
 [experiment]
@@ -420,9 +420,7 @@ def test_ground_truth_rules_side_by_side(demo):
         VariantSpec(name="knn", ground_truth="knn"),
     )
     outcome = run_experiment(attrs.evolve(_quick(spec), variant=variants), dataset, _provider(dataset))
-    profiles = {
-        (p.variant, p.user): list(p.profile) for p in outcome.predictions if p.role == "baseline"
-    }
+    profiles = {(p.variant, p.user): list(p.profile) for p in outcome.predictions if p.role == "baseline"}
     shared = [u for (v, u) in profiles if v == "future" and ("rule", u) in profiles]
 
     assert [v.name for v in outcome.results.variants] == ["rule", "future", "knn"]

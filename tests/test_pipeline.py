@@ -121,7 +121,9 @@ def test_prompt_field_reruns_files_training_inference_and_evaluation(first):
 
 def test_sampling_field_reruns_everything_after_loading(first):
     """A sampling change re-runs the sample and everything downstream of it."""
-    assert _kinds_computed(BASE.replace("profile_size = 10", "profile_size = 8"), first) == ALL_KINDS - {"load"}
+    assert _kinds_computed(BASE.replace("profile_size = 10", "profile_size = 8"), first) == ALL_KINDS - {
+        "load"
+    }
 
 
 def test_rerun_gives_the_same_results_and_asks_nothing(first):
@@ -133,17 +135,19 @@ def test_rerun_gives_the_same_results_and_asks_nothing(first):
     assert provider.completions == []
     assert provider.uploads == []
     assert again.results == outcome.results
-    assert again.reused_answers == sum(
-        dict(v.counts)["test_users"] * 2 for v in outcome.results.variants
-    )
+    assert again.reused_answers == sum(dict(v.counts)["test_users"] * 2 for v in outcome.results.variants)
 
 
 def test_variant_without_test_users_stops_before_any_paid_stage(first):
-    """A sampling setting that leaves no test users stops with the variant and its funnel, before fine-tuning."""
+    """No test users left: the run stops naming the variant and its funnel, before fine-tuning."""
     dataset, _, _ = first
-    spec = parse_spec(BASE.replace("[prompt]", "[split]\ntrain = 0.8\nvalidation = 0.19999\ntest = 0.00001\n[prompt]"))
+    spec = parse_spec(
+        BASE.replace("[prompt]", "[split]\ntrain = 0.8\nvalidation = 0.19999\ntest = 0.00001\n[prompt]")
+    )
     provider = FakeProvider.for_movies(dataset.movies)
 
-    with pytest.raises(DataError, match=r"variant 'profileData50' has no test users \(\d[\d,]* eligible users"):
+    with pytest.raises(
+        DataError, match=r"variant 'profileData50' has no test users \(\d[\d,]* eligible users"
+    ):
         run_experiment(spec, dataset, provider)
     assert provider.uploads == []

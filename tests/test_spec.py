@@ -239,7 +239,9 @@ def test_literal_choices_come_from_the_literal():
     """
     (problem,) = _problems('[provider]\nkind = "opnai"\n')
 
-    assert problem == SpecProblem("provider.kind", 'one of "fake", "openai", "local"', "opnai", has_value=True)
+    assert problem == SpecProblem(
+        "provider.kind", 'one of "fake", "openai", "local"', "opnai", has_value=True
+    )
 
 
 def test_unknown_key_has_no_value():

@@ -114,7 +114,8 @@ def test_the_same_answer_for_everyone_teaches_nothing():
     request = FineTuneRequest(base_model="base", training=examples, validation=(), hyperparameters=HYPER)
     provider = FakeProvider(CATALOGUE)
     job = provider.submit_finetune(request)
-    states = [provider.poll_finetune(job) for _ in range(3)]
+    for _ in range(3):
+        provider.poll_finetune(job)
 
     assert "learned 0 title associations" in [e.message for e in provider.finetune_events(job)]
 
