@@ -221,7 +221,7 @@ def _synth(ratings: int, out: str, seed: int) -> int:
     return EXIT_OK
 
 
-def _backend(spec: Spec, dataset: Callable[[], Dataset], run_dir: Path) -> Backend:
+def _backend(spec: Spec, dataset: Callable[[], Dataset], run_dir: Path, progress: _Progress) -> Backend:
     if spec.provider.kind == "fake":
         settings = spec.provider.fake
         fake = FakeProvider(
@@ -231,11 +231,28 @@ def _backend(spec: Spec, dataset: Callable[[], Dataset], run_dir: Path) -> Backe
             state_dir=run_dir / "fake-service",
         )
         return as_backend(fake)
-    msg = (
-        f'provider.kind = "{spec.provider.kind}" is not available in llmrec {_version()} yet; '
-        'use kind = "fake"'
+    if spec.provider.kind == "local":
+        from llmrec.providers.local import make_local_backend
+
+        return make_local_backend(spec.finetune, spec.provider.local, run_dir / "local", progress)
+    from llmrec.providers.budget import BudgetGuard
+    from llmrec.providers.openai import make_openai_backend
+
+    # the key comes from the environment only, and goes nowhere but the client
+    key = os.environ.get("OPENAI_API_KEY", "")
+    if not key:
+        where = "OPENAI_API_KEY"
+        problem = SpecProblem("", 'expected the API key in OPENAI_API_KEY for provider.kind = "openai"')
+        raise SpecError(where, (problem,))
+    openai = spec.provider.openai
+    budget = BudgetGuard(openai.budget_usd) if openai.budget_usd is not None else None
+    return make_openai_backend(
+        openai,
+        api_key=key,
+        base_url=os.environ.get("OPENAI_BASE_URL") or None,
+        progress=progress,
+        budget=budget,
     )
-    raise ProviderError(msg)
 
 
 def _fingerprint(spec: Spec) -> str:
@@ -341,7 +358,7 @@ def _run(args: argparse.Namespace) -> int:
                 progress("load data", 1, 1)
             return cache["d"]
 
-        backend = _backend(spec, dataset, run_dir)
+        backend = _backend(spec, dataset, run_dir, progress)
         poll = spec.provider.openai.poll_interval_s if spec.provider.kind == "openai" else 0.0
 
         # compute

@@ -184,9 +184,10 @@ class ChatCompleter(Protocol):
         """
         Run chat completions, yielding each result as it arrives (in any order; match by ``key``).
 
-        The caller stores each result before asking for the next, so an interruption loses nothing
-        already paid for. May block while waiting for the service; runs at most the backend's
-        concurrency at once.
+        Requests are taken from ``requests`` by iterating it, one as each can be sent (the caller
+        logs a request as sent when it is taken), never all up front. The caller stores each result
+        before asking for the next, so an interruption loses nothing already paid for. May block
+        while waiting for the service; runs at most the backend's concurrency at once.
 
         Raises:
             ProviderError: when a request fails for good (after the backend's retries), or on an

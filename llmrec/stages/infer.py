@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 import attrs
 import cattrs
@@ -101,6 +101,36 @@ def _distinct(
     return list(todo.items())
 
 
+class _Feed(Sequence[ChatRequest]):
+    """
+    The requests to send, logged as "sent" when the backend pulls each one (iterating), so that what
+    was in flight at a kill can be counted.
+    """
+
+    def __init__(self, todo: list[tuple[str, ChatRequest]], sent: Callable[[str, ChatRequest], None]) -> None:
+        self._todo = todo
+        self._sent = sent
+
+    def __len__(self) -> int:
+        return len(self._todo)
+
+    @overload
+    def __getitem__(self, i: int) -> ChatRequest: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[ChatRequest]: ...
+
+    def __getitem__(self, i: int | slice) -> ChatRequest | Sequence[ChatRequest]:
+        if isinstance(i, slice):
+            return [r for _, r in self._todo[i]]
+        return self._todo[i][1]
+
+    def __iter__(self) -> Iterator[ChatRequest]:
+        for fp, r in self._todo:
+            self._sent(fp, r)
+            yield r
+
+
 def _store_answer(folder: StageDir, fp: str, result: ChatResult) -> None:
     folder.log("answers").append({"t": "answer", "fp": fp, "result": _CONV.unstructure(result)})
     failpoint("answer")
@@ -140,15 +170,13 @@ def run_sync(
     progress(stage, len(answered), total)
     repeated = sum(1 for fp, _ in todo if fp in in_flight)
 
-    def feed() -> Iterator[ChatRequest]:
-        for fp, r in todo:
-            if before_send is not None:
-                before_send(r)
-            log.append({"t": "sent", "fp": fp})
-            yield r
+    def sent(fp: str, r: ChatRequest) -> None:
+        if before_send is not None:
+            before_send(r)
+        log.append({"t": "sent", "fp": fp})
 
     if todo:
-        for result in chat.complete(feed()):  # type: ignore[arg-type]  # pulled lazily, see base.py
+        for result in chat.complete(_Feed(todo, sent)):
             print_ = by_key.get(result.key)
             if print_ is None:
                 msg = f"{stage}: the provider answered an unknown request key {result.key!r}"

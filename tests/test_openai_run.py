@@ -1,0 +1,96 @@
+"""
+``llmrec run`` with provider.kind = "openai" end to end, through the real SDK over HTTP against the
+wire-format test server: fine-tunes for both variants, zero-shot and fine-tuned inference, sync and
+batch mode, and no trace of the key in any file written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.openai_server.fixture import start_server
+
+SPEC = """
+[experiment]
+name = "oa"
+seed = 3
+[dataset.synthetic]
+users = 700
+movies = 150
+mean_ratings = 40
+[sampling]
+neighbors = 40
+[finetune]
+base_model = "gpt-4o-mini-2024-07-18"
+learning_rate_multiplier = 1.0
+[provider]
+kind = "openai"
+[provider.openai]
+poll_interval_s = 0.01
+concurrency = 4
+mode = "{mode}"
+[evaluation]
+baselines = ["popular"]
+resamples = 40
+permutations = 40
+min_test_users = 5
+"""
+
+KEY = "sk-test-SECRET-never-written"
+
+
+@pytest.mark.parametrize("mode", ["sync", "batch"])
+def test_openai_run_end_to_end_against_the_test_server(tmp_path, mode):
+    """Both variants are fine-tuned and both LLM columns answered; a rerun sends nothing again."""
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC.replace("{mode}", mode), encoding="utf-8")
+    with start_server(tmp_path / "server") as server:
+        env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
+        args = [sys.executable, "-m", "llmrec.cli", "run", str(spec), "--runs", str(tmp_path / "runs")]
+        args += ["--out", str(tmp_path / "out"), "--quiet"]
+        first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)
+        sent = len(server.requests())
+        again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)
+        requests = server.requests()
+
+    assert first.returncode == 0, first.stderr
+    assert again.returncode == 0, again.stderr
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    models = {m["role"]: m["model"] for v in results["variants"] for m in v["models"]}
+    assert models["finetuned"].startswith("ft:gpt-4o-mini-2024-07-18:")
+    jobs = [r for r in requests if r["method"] == "POST" and r["path"] == "/v1/fine_tuning/jobs"]
+    assert len(jobs) == 2
+    if mode == "batch":
+        assert any(r["path"] == "/v1/batches" and r["method"] == "POST" for r in requests)
+        assert not any(r["path"] == "/v1/chat/completions" for r in requests)
+    assert len(requests) == sent  # the rerun found everything in the store
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and "server" not in path.parts:
+            assert "SECRET" not in path.read_text(encoding="utf-8", errors="replace"), path
+
+
+def test_missing_key_is_bad_input(tmp_path):
+    """Without OPENAI_API_KEY the run stops at once with exit 2 and a one-line message."""
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC.replace("{mode}", "sync"), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    done = subprocess.run(
+        [sys.executable, "-m", "llmrec.cli", "run", str(spec), "--runs", str(tmp_path / "r"), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+
+    assert done.returncode == 2
+    assert "OPENAI_API_KEY" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not Path(tmp_path / "reports").exists()
