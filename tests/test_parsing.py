@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from llmrec.data import Movies
-from llmrec.evaluate import ranked_ids
 from llmrec.parsing import (
     AnswerFlags,
     TitleMatcher,
@@ -15,6 +14,7 @@ from llmrec.parsing import (
     normalize_title,
     parse_recommendations,
 )
+from llmrec.scoring import ranked_ids
 
 MOVIES = Movies(
     ids=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
