@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="processes for the neighbour ground truth (default: both cores for datasets over 100 MB)",
+    )
+    run.add_argument(
         "--allow-small",
         action="store_true",
         help="run a paid provider even when a variant has fewer than evaluation.min_test_users test users",
@@ -372,7 +377,7 @@ def _run(args: argparse.Namespace) -> int:
             progress=progress,
             wait=lambda: time.sleep(poll),
             # big datasets: spread the neighbour ground truth over the cores (forked workers)
-            workers=min(2, os.cpu_count() or 1) if _data_bytes(spec) >= 100_000_000 else 1,
+            workers=args.workers or (min(2, os.cpu_count() or 1) if _data_bytes(spec) >= 100_000_000 else 1),
             source=args.spec,
             paid=spec.provider.kind == "openai",
             allow_small=args.allow_small,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ def published(tmp_path_factory):
     return root
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
@@ -114,7 +115,7 @@ ACCEPTED = {
 }
 
 
-def _reference_scores(record: dict, names: list[str], matching: str) -> dict[str, float]:
+def _reference_scores(record: dict[str, Any], names: list[str], matching: str) -> dict[str, float]:
     """
     An independent reading of the scoring rules, from a prediction record alone.
     """
@@ -131,8 +132,8 @@ def _reference_scores(record: dict, names: list[str], matching: str) -> dict[str
     out = {}
     for name in names:
         if "@" in name:
-            base, k = name.split("@")
-            k = int(k)
+            base, k_text = name.split("@")
+            k = int(k_text)
             h = sum(firsts[:k])
             p, r = h / k, h / len(relevant)
             by_base = {"precision": p, "recall": r, "f1": (2 * p * r / (p + r)) if p + r else 0.0}
@@ -144,18 +145,18 @@ def _reference_scores(record: dict, names: list[str], matching: str) -> dict[str
             positions = [i + 1 for i, hit in enumerate(firsts) if hit]
             out[name] = sum((j + 1) / pos for j, pos in enumerate(positions)) / len(relevant)
     for name in names:
-        base, _, k = name.partition("@")
+        base, _, k_text = name.partition("@")
         if base == "hitrate":
-            out[name] = float(any(firsts[: int(k)]))
+            out[name] = float(any(firsts[: int(k_text)]))
         elif base == "ndcg":
-            k = int(k)
+            k = int(k_text)
             dcg = sum(1 / math.log2(i + 2) for i, hit in enumerate(firsts[:k]) if hit)
             ideal = sum(1 / math.log2(i + 2) for i in range(min(k, len(relevant))))
             out[name] = dcg / ideal
     return out
 
 
-def _ideal_record(record: dict) -> dict:
+def _ideal_record(record: dict[str, Any]) -> dict[str, Any]:
     """
     A record whose list is the ground truth itself, cut at ten: the best possible answer.
     """

@@ -4,6 +4,7 @@ Tests for llmrec.data.netflix: reading and writing Netflix Prize files.
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -428,7 +429,7 @@ def _rating_files(draw: st.DrawFn) -> bytes:
         movie = draw(st.sampled_from([1, 2, 7, 9, 10, 11, 500, 32767]))
         lines.append(draw(st.sampled_from([b"%d:", b"0%d:"])) % movie if movie < 10000 else b"%d:" % movie)
         for _ in range(draw(st.integers(1 if block == 0 else 0, 12))):  # a file without ratings is refused
-            user = draw(st.integers(1, 999_999_999).filter(lambda u, m=movie: (u, m) not in seen))
+            user = draw(st.integers(1, 999_999_999).filter(functools.partial(_unseen, seen, movie)))
             seen.add((user, movie))
             width = draw(st.integers(len(str(user)), 9))
             day = draw(st.integers(-32768, 32767))
@@ -587,3 +588,7 @@ def test_dates_the_day_table_refuses(tmp_path: Path, date: bytes, words: str) ->
 
     assert error.line == 3
     assert words in str(error)
+
+
+def _unseen(seen: set[tuple[int, int]], movie: int, user: int) -> bool:
+    return (user, movie) not in seen

@@ -11,7 +11,6 @@ import attrs
 import pytest
 from cattrs.errors import ClassValidationError
 from hypothesis import given, settings
-from strategies import raw_spec_documents, specs, to_toml
 
 from llmrec.errors import SpecError, SpecProblem
 from llmrec.spec import (
@@ -26,6 +25,7 @@ from llmrec.spec import (
     make_converter,
     parse_spec,
 )
+from tests.strategies import raw_spec_documents, specs, to_toml
 
 SPECS = Path(__file__).parent / "data" / "specs"
 INVALID = sorted((SPECS / "invalid").glob("*.toml"))

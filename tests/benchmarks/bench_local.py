@@ -26,13 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "providers"))
-
-from local_tiny_lm import build_tiny_model, demo_examples, tokenizer_texts
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: the repository root
 
 from llmrec.providers.base import ChatRequest, FineTuneRequest, Hyperparameters
 from llmrec.providers.local import LocalChat, LocalFineTuner
 from llmrec.spec import LocalProviderSpec, LoraSpec
+from tests.providers.local_tiny_lm import build_tiny_model, demo_examples, tokenizer_texts
 
 CONFIGS = {
     "tiny": {"hidden_size": 48, "layers": 2},

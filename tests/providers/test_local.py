@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from local_tiny_lm import build_tiny_model, demo_examples, tokenizer_texts
 
 import llmrec.providers.local as local
 from llmrec.errors import ProviderError
@@ -34,6 +33,7 @@ from llmrec.providers.base import (
 from llmrec.providers.local import LocalChat, LocalFineTuner, make_local_backend, micro_batch_size
 from llmrec.providers.local_train import lora_config, sft_config, to_record
 from llmrec.spec import FinetuneSpec, LocalProviderSpec, LoraSpec
+from tests.providers.local_tiny_lm import build_tiny_model, demo_examples, tokenizer_texts
 
 # transformers, peft and trl deprecate each other's names from one release to the next (FutureWarning);
 # nothing llmrec can act on.
@@ -446,7 +446,7 @@ def test_transformers_serve_answers_like_local_chat(served: str, tiny_model: Pat
     client = openai.OpenAI(base_url=served, api_key="unused", max_retries=0, timeout=60)
     response = client.chat.completions.create(
         model=str(tiny_model),
-        messages=[{"role": m.role, "content": m.content} for m in messages],  # type: ignore[misc]
+        messages=[{"role": m.role, "content": m.content} for m in messages],  # type: ignore[misc,unused-ignore]
         max_completion_tokens=16,
         temperature=0.0,
     )

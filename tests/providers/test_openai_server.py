@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openai_server.fixture import ServerHandle, start_server
 
 from llmrec.errors import ProviderError
 from llmrec.providers.base import (
@@ -37,6 +36,7 @@ from llmrec.providers.openai import (
     probe_server,
 )
 from llmrec.spec import OpenAIProviderSpec
+from tests.openai_server.fixture import ServerHandle, start_server
 
 KEY = "sk-server-test-0123456789"
 
