@@ -21,11 +21,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import attrs
+
 from llmrec.data import Dataset
 from llmrec.errors import DataError, LlmrecError, ProviderError, SpecError, SpecProblem
-from llmrec.pipeline import ExperimentOutcome, run_stages
+from llmrec.estimate import render_estimate
+from llmrec.pipeline import ExperimentOutcome, estimate_run, run_stages
 from llmrec.providers.base import Backend, as_backend
 from llmrec.providers.fake import FakeProvider
+from llmrec.providers.pricing import default_prices
 from llmrec.report import render_report, report_assets
 from llmrec.spec import Spec, parse_spec, spec_hash
 from llmrec.stages.evaluate import encode_predictions
@@ -85,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
         help="run a paid provider even when a variant has fewer than evaluation.min_test_users test users",
     )
 
+    estimate = sub.add_parser(
+        "estimate", help="run the cheap stages and print the funnel, tokens and dollars a run would cost"
+    )
+    estimate.add_argument("spec", help="the experiment spec (TOML)")
+    estimate.add_argument("--runs", default="runs", help="folder for run state (default: runs)")
+    estimate.add_argument("--quiet", action="store_true", help="no progress lines")
+
     status = sub.add_parser(
         "status", help="list a run directory's stages: done, partial, their keys and counts"
     )
@@ -128,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _synth(args.ratings, args.out, args.seed)
         if args.command == "status":
             return _status(args.run_dir)
+        if args.command == "estimate":
+            return _estimate(args)
         return _run(args)
     except (SpecError, DataError) as exc:
         _error(str(exc))
@@ -176,8 +189,66 @@ def _validate(path: str, *, check_inputs: bool) -> int:
     spec, _ = _load_spec(path)
     if check_inputs:
         _check_inputs(spec, path)
+    for warning in _retirement_warnings(spec):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: ok ({len(spec.variant)} variant(s), provider {spec.provider.kind})")
     return EXIT_OK
+
+
+# a run that fine-tunes and then asks every test user can take days (a batch has a 24 h window)
+_RUN_DAYS = 7
+_LAST_NEW_FINETUNE = dt.date(2027, 1, 6)  # reported by secondary sources, written down 2026-12-01
+
+
+def _retirement_warnings(spec: Spec) -> list[str]:
+    """
+    Warnings for OpenAI models that shut down before a run started today would end: from the
+    models endpoint's ``shutdown_date`` when a key is set and the server gives one, else from the
+    dates reported by secondary sources (docs/openai.md).
+    """
+    if spec.provider.kind != "openai":
+        return []
+    from llmrec.providers.openai import ModelInfo, OpenAIChat, probe_server, retirement_warning
+
+    today = dt.datetime.now(dt.UTC).date()
+    models = [
+        spec.finetune.base_model,
+        *(m for m in [spec.finetune.model, *(v.model for v in spec.variant)] if m),
+    ]
+    infos: dict[str, ModelInfo] = {}
+    out: list[str] = []
+    key = os.environ.get("OPENAI_API_KEY", "")
+    if key:
+        try:
+            chat = OpenAIChat(
+                attrs.evolve(spec.provider.openai, max_retries=1),
+                api_key=key,
+                base_url=os.environ.get("OPENAI_BASE_URL") or None,
+            )
+            found = probe_server(chat, spec.finetune.base_model, ())
+            infos = {m.id: m for m in found.models}
+        except ProviderError as exc:
+            out.append(f"could not read the models endpoint ({exc}); using the dates in docs/openai.md")
+    for model in dict.fromkeys(models):
+        info = infos.get(model, ModelInfo(id=model))
+        warning = retirement_warning(info, today, _RUN_DAYS)
+        soon = retirement_warning(info, today, 90)
+        if warning:
+            out.append(warning)
+        elif soon:  # not within this run, but soon: the answers archived in the run store outlast it
+            when = soon.split(" shuts down on ")[1].split(" ")[0] if " shuts down on " in soon else "soon"
+            out.append(
+                f"model {model} shuts down on {when} (secondary sources, docs/openai.md): every answer is "
+                "archived in the run store, the only record that will outlast it"
+            )
+    needs_training = spec.finetune.model is None and not all(v.model for v in spec.variant)
+    if needs_training and today + dt.timedelta(days=_RUN_DAYS) >= _LAST_NEW_FINETUNE:
+        out.append(
+            f"OpenAI stops new fine-tuning jobs on {_LAST_NEW_FINETUNE.isoformat()} (secondary sources, "
+            "written down 2026-12-01); set finetune.model to reuse a fine-tuned model, or use "
+            'provider.kind = "local" (docs/local.md)'
+        )
+    return out
 
 
 def _check_inputs(spec: Spec, source: str) -> None:
@@ -354,15 +425,9 @@ def _run(args: argparse.Namespace) -> int:
     progress = _Progress(args.quiet)
     store = DiskRunStore(run_dir, durable=spec.provider.kind != "fake")
     try:
-        cache: dict[str, Dataset] = {}
-
-        def dataset() -> Dataset:
-            if "d" not in cache:
-                progress("load data", 0, 1)
-                cache["d"] = _load_dataset(spec, cache_dir=runs / "cache")
-                progress("load data", 1, 1)
-            return cache["d"]
-
+        dataset = _dataset_loader(spec, runs, progress)
+        if spec.provider.kind == "openai" and spec.provider.openai.budget_usd is not None:
+            _check_budget(spec, dataset, store, progress, args.spec)
         backend = _backend(spec, dataset, run_dir, progress)
         poll = spec.provider.openai.poll_interval_s if spec.provider.kind == "openai" else 0.0
 
@@ -377,7 +442,7 @@ def _run(args: argparse.Namespace) -> int:
             progress=progress,
             wait=lambda: time.sleep(poll),
             # big datasets: spread the neighbour ground truth over the cores (forked workers)
-            workers=args.workers or (min(2, os.cpu_count() or 1) if _data_bytes(spec) >= 100_000_000 else 1),
+            workers=_workers(spec, args.workers),
             source=args.spec,
             paid=spec.provider.kind == "openai",
             allow_small=args.allow_small,
@@ -409,6 +474,86 @@ def _run(args: argparse.Namespace) -> int:
         store.close()
     _summary(outcome, out)
     return EXIT_OK
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    # gather
+    spec, _ = _load_spec(args.spec)
+    runs = Path(args.runs)
+    _check_paths(args.spec, runs, runs)
+    _check_inputs(spec, args.spec)
+    progress = _Progress(args.quiet)
+    store = DiskRunStore(runs / spec.experiment.name, durable=spec.provider.kind != "fake")
+    try:
+        # compute: the cheap stages, stored so that the run reuses them
+        estimate, funnel = estimate_run(
+            spec,
+            _dataset_loader(spec, runs, progress),
+            store=store,
+            data_fingerprint=_fingerprint(spec),
+            version=_version(),
+            prices=default_prices(),
+            progress=progress,
+            workers=_workers(spec, None),
+            source=args.spec,
+        )
+    finally:
+        store.close()
+    # write
+    for line in funnel:
+        print(line)
+    print(render_estimate(estimate))
+    return EXIT_OK
+
+
+def _check_budget(
+    spec: Spec, dataset: Callable[[], Dataset], store: DiskRunStore, progress: _Progress, source: str
+) -> None:
+    """
+    Refuse to start a run whose estimated cost exceeds ``budget_usd`` (the cheap stages it runs are
+    stored, so the run itself reuses them).
+    """
+    budget = spec.provider.openai.budget_usd
+    assert budget is not None
+    estimate, _ = estimate_run(
+        spec,
+        dataset,
+        store=store,
+        data_fingerprint=_fingerprint(spec),
+        version=_version(),
+        prices=default_prices(),
+        progress=progress,
+        workers=_workers(spec, None),
+        source=source,
+    )
+    expected = estimate.total.expected
+    if expected > budget:
+        problem = SpecProblem(
+            "provider.openai.budget_usd",
+            f"a budget above the run's estimated ${expected:,.2f} (worst case ${estimate.total.worst:,.2f}; "
+            f"see llmrec estimate {source})",
+            budget,
+            True,
+        )
+        raise SpecError(source, (problem,))
+
+
+def _workers(spec: Spec, given: int | None) -> int:
+    # big datasets: spread the neighbour ground truth over the cores (forked workers)
+    return given or (min(2, os.cpu_count() or 1) if _data_bytes(spec) >= 100_000_000 else 1)
+
+
+def _dataset_loader(spec: Spec, runs: Path, progress: _Progress) -> Callable[[], Dataset]:
+    cache: dict[str, Dataset] = {}
+
+    def dataset() -> Dataset:
+        if "d" not in cache:
+            progress("load data", 0, 1)
+            cache["d"] = _load_dataset(spec, cache_dir=runs / "cache")
+            progress("load data", 1, 1)
+        return cache["d"]
+
+    return dataset
 
 
 def _status(run_dir: str) -> int:
