@@ -189,7 +189,7 @@ def _validate(path: str, *, check_inputs: bool) -> int:
     spec, _ = _load_spec(path)
     if check_inputs:
         _check_inputs(spec, path)
-    for warning in _retirement_warnings(spec):
+    for warning in _retirement_warnings(spec, dt.datetime.now(dt.UTC).date()):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: ok ({len(spec.variant)} variant(s), provider {spec.provider.kind})")
     return EXIT_OK
@@ -200,7 +200,7 @@ _RUN_DAYS = 7
 _LAST_NEW_FINETUNE = dt.date(2027, 1, 6)  # reported by secondary sources, written down 2026-12-01
 
 
-def _retirement_warnings(spec: Spec) -> list[str]:
+def _retirement_warnings(spec: Spec, today: dt.date) -> list[str]:
     """
     Warnings for OpenAI models that shut down before a run started today would end: from the
     models endpoint's ``shutdown_date`` when a key is set and the server gives one, else from the
@@ -210,7 +210,6 @@ def _retirement_warnings(spec: Spec) -> list[str]:
         return []
     from llmrec.providers.openai import ModelInfo, OpenAIChat, probe_server, retirement_warning
 
-    today = dt.datetime.now(dt.UTC).date()
     models = [
         spec.finetune.base_model,
         *(m for m in [spec.finetune.model, *(v.model for v in spec.variant)] if m),
