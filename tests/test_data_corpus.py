@@ -100,6 +100,19 @@ def test_case_gives_its_recorded_result(case: Path) -> None:
         assert error.line <= (case / where).read_bytes().count(b"\n") + 1
 
 
+def test_docs_show_every_message() -> None:
+    """docs/data.md shows the exact message of every error case of the corpus."""
+    docs = (Path(__file__).parents[1] / "docs" / "data.md").read_text(encoding="utf-8")
+
+    missing = [
+        case.name
+        for case in CASES
+        if _expectation(case)[0] == EXPECT
+        and f"| `{case.name}` | `{_expectation(case)[1].replace('|', chr(92) + '|')}` |" not in docs
+    ]
+    assert missing == []
+
+
 NETFLIX_ERRORS = [c for c in CASES if c.parent.name == "netflix" and _expectation(c)[0] == EXPECT]
 
 
