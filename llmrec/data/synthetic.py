@@ -459,8 +459,8 @@ def write_synthetic_netflix(
     rated = np.zeros(plan.users, dtype=np.bool_)
     cuts = plan.file_cuts(files)
     runs = [(a, b) for a, b in itertools.pairwise(cuts) if plan.rated_between(a, b)]
-    for stale in names[len(runs) :]:  # the reader refuses a rating file without ratings
-        (root / stale).unlink(missing_ok=True)
+    for unused in names[len(runs) :]:  # the reader refuses a rating file without ratings
+        (root / unused).unlink(missing_ok=True)
     for name, (first, stop) in zip(names, runs, strict=False):
         path = root / name
         with path.open("wb") as out:
