@@ -195,6 +195,8 @@ def start_server(
     if not line.startswith(prefix):
         process.kill()
         process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
         err = stderr_path.read_text(encoding="utf-8", errors="replace")
         msg = f"openai test server did not start (said {line!r}); stderr:\n{err}"
         raise RuntimeError(msg)

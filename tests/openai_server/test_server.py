@@ -310,6 +310,45 @@ def test_polls_per_status_and_metrics_while_running(tmp_path: Path) -> None:
     ]
 
 
+def test_uploads_keep_their_bytes_and_form_fields(server: ServerHandle, client: openai.OpenAI) -> None:
+    """
+    Multipart uploads come back byte for byte; nested form fields (expires_after[...]) are understood.
+    """
+    data = bytes(range(256)) + b"\r\n--boundary-like\r\n\r\n" + "é".encode()
+    uploaded = client.files.create(
+        file=("blob.bin", data),
+        purpose="user_data",
+        expires_after={"anchor": "created_at", "seconds": 3600},
+    )
+    boundary = "xyz"
+    no_file = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--{boundary}--\r\n'
+    ).encode()
+    request = urllib.request.Request(
+        server.base_url + "/files",
+        data=no_file,
+        headers={"authorization": "Bearer test", "content-type": f"multipart/form-data; boundary={boundary}"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)
+    with caught.value:
+        error = json.loads(caught.value.read())["error"]
+
+    assert client.files.content(uploaded.id).read() == data
+    assert uploaded.bytes == len(data)
+    assert uploaded.filename == "blob.bin"
+    assert caught.value.code == 400
+    assert error["param"] == "file"
+
+
+def test_bad_command_line_says_why(tmp_path: Path) -> None:
+    """
+    An unknown mode stops the server before it listens, and the fixture shows its message.
+    """
+    with pytest.raises(RuntimeError, match="unknown mode 'fast'"), start_server(tmp_path, modes=("fast",)):
+        pass
+
+
 def test_files_and_models_can_be_deleted(client: openai.OpenAI) -> None:
     """
     A deleted file is gone (404); a deleted fine-tuned model is no longer listed or served.
