@@ -277,9 +277,10 @@ def test_job_for_unknown_file_or_model_is_rejected(client: openai.OpenAI) -> Non
 
 def test_polls_per_status_and_metrics_while_running(tmp_path: Path) -> None:
     """
-    With --job-polls 2 each status lasts two polls, and metrics events arrive while the job runs.
+    With --job-polls 2 each status lasts two polls, and metrics events arrive while the job runs; a
+    batch answers --batch-chunk lines per poll, counted in request_counts as it goes.
     """
-    with start_server(tmp_path, job_polls=2, batch_polls=2) as server:
+    with start_server(tmp_path, job_polls=2, batch_polls=2, extra_args=("--batch-chunk", "2")) as server:
         client = client_for(server)
         job = client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=upload_training(client))
         seen = []
@@ -289,25 +290,30 @@ def test_polls_per_status_and_metrics_while_running(tmp_path: Path) -> None:
             if seen[-1] == "running":
                 events = client.fine_tuning.jobs.list_events(job.id, limit=1000).data
                 metrics_while_running.append(sum(e.type == "metrics" for e in events))
-        file_id = client.files.create(file=("b.jsonl", jsonl([batch_line(1)])), purpose="batch").id
+        file_id = client.files.create(
+            file=("b.jsonl", jsonl([batch_line(i) for i in range(5)])), purpose="batch"
+        ).id
         batch = client.batches.create(
             input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
         )
-        batch_seen = [client.batches.retrieve(batch.id).status for _ in range(8)]
+        polled = [client.batches.retrieve(batch.id) for _ in range(8)]
+        batch_seen = [(b.status, b.request_counts.completed if b.request_counts else None) for b in polled]
+        output = client.files.content(polled[-1].output_file_id).text.splitlines()
 
     assert seen == ["validating_files", "queued", "queued", "running", "running", "succeeded"]
     assert metrics_while_running[0] == 0
     assert metrics_while_running[1] > 0
     assert batch_seen == [
-        "validating",
-        "in_progress",
-        "in_progress",
-        "finalizing",
-        "finalizing",
-        "completed",
-        "completed",
-        "completed",
+        ("validating", 0),
+        ("in_progress", 0),
+        ("in_progress", 2),
+        ("in_progress", 4),
+        ("finalizing", 5),
+        ("finalizing", 5),
+        ("completed", 5),
+        ("completed", 5),
     ]
+    assert sorted(json.loads(line)["custom_id"] for line in output) == [f"user-{i}" for i in range(5)]
 
 
 def test_uploads_keep_their_bytes_and_form_fields(server: ServerHandle, client: openai.OpenAI) -> None:
