@@ -13,6 +13,7 @@ import email.parser
 import email.policy
 import hashlib
 import json
+import math
 import random
 import re
 import sys
@@ -393,10 +394,10 @@ class OpenAIServer:
             f"{call.method} {call.path}?{sorted(call.query.items())} {body_hash} {generation}"
         )
         call.record["first_attempt"] = first
+        self._decode(call, sub)
         fault = self._fault(call, first)
         if fault is not None:
             return fault
-        self._decode(call, sub)
         limits = self._admit(call) if sub == "/chat/completions" and "ratelimit-headers" in modes else {}
         reply = self._dispatch(call, sub, operation)
         reply.headers.update(limits)
@@ -476,18 +477,17 @@ class OpenAIServer:
     def _decode(self, call: Call, sub: str) -> None:
         content_type = call.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
-            try:
-                parts = _parse_multipart(content_type, call.raw)
-            except (ValueError, UnicodeDecodeError) as err:
-                raise ApiError(400, f"Could not parse the multipart body: {err}.") from err
             fields: dict[str, Any] = {}
             uploads: dict[str, tuple[str | None, bytes]] = {}
-            for name, filename, data in parts:
-                if filename is not None or name == "file":
-                    uploads[name] = (filename, data)
-                    fields[name] = "<binary>"
-                else:
-                    _nest(fields, name, data.decode("utf-8"))
+            try:
+                for name, filename, data in _parse_multipart(content_type, call.raw):
+                    if filename is not None or name == "file":
+                        uploads[name] = (filename, data)
+                        fields[name] = "<binary>"
+                    else:
+                        _nest(fields, name, data.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError) as err:
+                raise ApiError(400, f"Could not parse the multipart body: {err}.") from err
             call.body = {"fields": fields, "uploads": uploads}
         elif call.raw:
             try:
@@ -535,7 +535,7 @@ class OpenAIServer:
         ok, headers, wait = self.limiter.admit(tokens)
         if not ok:
             headers["retry-after-ms"] = str(max(1, round(wait * 1000)))
-            headers["retry-after"] = str(max(1, round(wait + 0.499)))
+            headers["retry-after"] = str(max(1, math.ceil(wait)))
             call.record["rate_limited"] = True
             raise ApiError(
                 429,
@@ -555,13 +555,18 @@ class OpenAIServer:
                 self._validate(call, operation)
                 call.params = m.groups()
                 return handler(call)
+        if self.spec is None:
+            raise ApiError(404, f"Invalid URL ({call.method} {call.path})")
         raise ApiError(501, f"{call.method} /v1{sub} is in the API but not implemented by this test server.")
 
     def control(self, call: Call) -> Reply:
         """
         ``GET|POST /_control/modes`` and ``GET|POST /_control/faults``: see and change the behaviour.
         """
-        body = json.loads(call.raw) if call.raw else {}
+        try:
+            body = json.loads(call.raw) if call.raw else {}
+        except ValueError as err:
+            raise ApiError(400, f"The control body is not JSON: {err}.") from err
         if call.path == "/_control/modes":
             if call.method == "POST":
                 try:
@@ -754,7 +759,7 @@ class OpenAIServer:
                 return snapshot
         job = self._fine_tuned().get(name)
         if job is not None:
-            return str(job["model"]) if not str(job["model"]).startswith("ft:") else str(job["_base"])
+            return str(job["_base"])  # continued fine-tuning keeps the original base snapshot
         raise ApiError(
             400,
             f"Model {name} is not available for fine-tuning or does not exist.",
