@@ -9,7 +9,8 @@ The answer to a request is a pure function of the model id, the messages, ``n`` 
   fine-tuned model learned from its training answers, then a built-in list; titles listed in the last
   user message (the profile) are not recommended while others remain;
 - the form: numbered "1. Title" lines, or ``{"movies": [...]}`` for ``json_object`` and ``json_schema``
-  (a json_schema whose top level has one array property gets that property's name instead).
+  (a json_schema whose top level has one array property gets that property's name instead, and
+  ``{"title", "year"}`` objects when its items are objects with a ``title``).
 
 Reasoning models spend reasoning tokens (by ``reasoning_effort``) before answering; both count against
 ``max_completion_tokens`` and a reply cut short ends with ``finish_reason: "length"``; a ``stop`` sequence
@@ -153,20 +154,35 @@ def _draw(preferred: list[str], profile: set[str], k: int, rng: random.Random) -
     return chosen
 
 
-def _list_key(response_format: dict[str, Any] | None) -> str:
+def _list_field(response_format: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    # the array property a json_schema asks for (when it has exactly one) and its items schema
     schema = ((response_format or {}).get("json_schema") or {}).get("schema") or {}
     arrays = [
-        k
+        (k, v.get("items") or {})
         for k, v in (schema.get("properties") or {}).items()
         if isinstance(v, dict) and v.get("type") == "array"
     ]
-    return arrays[0] if len(arrays) == 1 else "movies"
+    return arrays[0] if len(arrays) == 1 else ("movies", {})
+
+
+def _as_item(title: str, items: dict[str, Any]) -> Any:
+    # "Heat (1995)" as a string, or as {"title": "Heat", "year": 1995} when the items are such objects
+    props = items.get("properties") if isinstance(items, dict) else None
+    if not isinstance(props, dict) or "title" not in props:
+        return title
+    found = re.fullmatch(r"(.*\S)\s+\((\d{4})\)", title)
+    name, year = (found.group(1), int(found.group(2))) if found else (title, None)
+    item: dict[str, Any] = {"title": name}
+    if "year" in props:
+        item["year"] = year
+    return item
 
 
 def _render(titles: list[str], response_format: dict[str, Any] | None) -> str:
     kind = (response_format or {}).get("type", "text")
     if kind in ("json_object", "json_schema"):
-        return json.dumps({_list_key(response_format): titles}, ensure_ascii=False)
+        key, items = _list_field(response_format)
+        return json.dumps({key: [_as_item(t, items) for t in titles]}, ensure_ascii=False)
     return "\n".join(f"{i}. {t}" for i, t in enumerate(titles, start=1))
 
 

@@ -541,6 +541,38 @@ def test_chat_json_schema_is_deterministic(client: openai.OpenAI) -> None:
     assert first.usage.total_tokens == first.usage.prompt_tokens + first.usage.completion_tokens
 
 
+def test_json_schema_with_object_items(client: openai.OpenAI) -> None:
+    """
+    A json_schema whose array holds {title, year} objects is answered in that shape, under its own key.
+    """
+    item = {
+        "type": "object",
+        "properties": {"title": {"type": "string"}, "year": {"type": ["integer", "null"]}},
+        "required": ["title", "year"],
+        "additionalProperties": False,
+    }
+    schema = {
+        "type": "object",
+        "properties": {"recommendations": {"type": "array", "items": item}},
+        "required": ["recommendations"],
+        "additionalProperties": False,
+    }
+    answer = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "Recommend 3 movies."}],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "r", "strict": True, "schema": schema},
+        },
+    )
+    items = json.loads(answer.choices[0].message.content or "")["recommendations"]
+
+    assert len(items) == 3
+    assert all(set(i) == {"title", "year"} for i in items)
+    assert all(isinstance(i["year"], int) for i in items)
+    assert all(not i["title"].endswith(")") for i in items)
+
+
 def test_chat_request_id_and_cached_tokens(client: openai.OpenAI) -> None:
     """
     Every answer has an x-request-id; a long prompt sent twice reports a cached prefix the second time.
