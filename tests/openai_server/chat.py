@@ -14,9 +14,10 @@ The answer to a request is a pure function of the model id, the messages, ``n`` 
 
 Reasoning models spend reasoning tokens (by ``reasoning_effort``) before answering; both count against
 ``max_completion_tokens`` and a reply cut short ends with ``finish_reason: "length"``; a ``stop`` sequence
-ends the reply before it. Prompt caching:
-a prompt of 1,024 tokens or more reports as cached the longest prefix (in steps of 128 tokens) that an
-earlier request already sent.
+ends the reply before it. ``logprobs: true`` (in the server's ``logprobs`` mode) gives one entry per
+estimated token (with ``top_logprobs`` alternatives), log-probabilities drawn from the answer's hash.
+Prompt caching: a prompt of 1,024 tokens or more reports as cached the longest prefix (in steps of 128
+tokens) that an earlier request already sent.
 """
 
 from __future__ import annotations
@@ -186,6 +187,25 @@ def _render(titles: list[str], response_format: dict[str, Any] | None) -> str:
     return "\n".join(f"{i}. {t}" for i, t in enumerate(titles, start=1))
 
 
+def _logprobs(content: str, digest: bytes, top: int) -> dict[str, Any]:
+    # one entry per estimated token; log-probabilities drawn from the answer's hash, the chosen one highest
+    rng = random.Random(digest)
+    entries = []
+    for piece in token_pieces(content):
+        chosen = -rng.random() * 0.5
+        alternatives = sorted(
+            (chosen - rng.random() * 4 - 0.01 for _ in range(max(0, top - 1))), reverse=True
+        )
+        entry = {"token": piece, "logprob": chosen, "bytes": list(piece.encode()), "top_logprobs": []}
+        if top:
+            entry["top_logprobs"] = [{"token": piece, "logprob": chosen, "bytes": list(piece.encode())}] + [
+                {"token": f"{piece}~{k}", "logprob": lp, "bytes": list(f"{piece}~{k}".encode())}
+                for k, lp in enumerate(alternatives, start=1)
+            ]
+        entries.append(entry)
+    return {"content": entries, "refusal": None}
+
+
 def _truncate(text: str, budget: int) -> str:
     if budget <= 0:
         return ""
@@ -254,7 +274,10 @@ def complete_chat(
             "refusal": None,
             "annotations": [],
         }
-        choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": finish})
+        logprobs = (
+            _logprobs(content, digest, int(body.get("top_logprobs") or 0)) if body.get("logprobs") else None
+        )
+        choices.append({"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish})
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:29]}",
         "object": "chat.completion",

@@ -52,6 +52,8 @@ KNOWN_MODES = (
     "ratelimit-headers",
     "shutdown-dates",
     "plain-result-files",
+    "logprobs",
+    "no-logprobs",
 )
 DEFAULT_MODES = ("strict-method",)
 ORGANIZATION = "org-llmrectest"
@@ -1340,6 +1342,13 @@ class OpenAIServer:
                 raise ApiError(
                     400, f"Invalid '{name}': expected a positive integer.", param=name, code="invalid_value"
                 )
+        if body.get("logprobs") and ("no-logprobs" in modes or is_reasoning_model(model)):
+            raise ApiError(
+                400,
+                "Unsupported parameter: 'logprobs' is not supported with this model.",
+                param="logprobs",
+                code="unsupported_parameter",
+            )
         if body.get("stream"):
             raise ApiError(400, "This test server does not stream; send stream=false.", param="stream")
         if is_reasoning_model(model):
@@ -1366,6 +1375,8 @@ class OpenAIServer:
                 param="reasoning_effort",
                 code="unsupported_parameter",
             )
+        if body.get("logprobs") and "logprobs" not in modes:
+            body = {**body, "logprobs": False}  # by default answered with null, as some compatible servers do
         return complete_chat(body, model=model, learned=learned, cache=self.cache)
 
     def chat(self, call: Call) -> Reply:

@@ -631,6 +631,36 @@ def test_stop_sequences_and_json_object(client: openai.OpenAI) -> None:
     assert len(json.loads(as_json.choices[0].message.content or "")["movies"]) == 5
 
 
+def test_logprobs(server: ServerHandle, client: openai.OpenAI) -> None:
+    """
+    By default logprobs are answered with null; in logprobs mode they come per token with top_logprobs
+    alternatives; reasoning models and no-logprobs mode refuse them.
+    """
+    messages = [{"role": "user", "content": "Recommend 2 movies."}]
+    ignored = client.chat.completions.create(model="gpt-4o-mini", messages=messages, logprobs=True)
+    server.set_modes("logprobs")
+    answer = client.chat.completions.create(
+        model="gpt-4o-mini", messages=messages, logprobs=True, top_logprobs=3
+    )
+    with pytest.raises(openai.BadRequestError) as reasoning:
+        client.chat.completions.create(model="o4-mini", messages=messages, logprobs=True)
+    server.set_modes("no-logprobs")
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="gpt-4o-mini", messages=messages, logprobs=True)
+    tokens = answer.choices[0].logprobs.content or []  # type: ignore[union-attr]
+
+    assert "".join(t.token for t in tokens) == (answer.choices[0].message.content or "").replace(
+        " ", ""
+    ).replace("\n", "")
+    assert ignored.choices[0].logprobs is None
+    assert len(tokens) > 5
+    assert all(len(t.top_logprobs) == 3 for t in tokens)
+    assert all(t.top_logprobs[0].logprob == t.logprob >= t.top_logprobs[1].logprob for t in tokens)
+    assert all(t.logprob <= 0 for t in tokens)
+    assert reasoning.value.body["param"] == "logprobs"  # type: ignore[index]
+    assert refused.value.body["param"] == "logprobs"  # type: ignore[index]
+
+
 def test_reasoning_models(client: openai.OpenAI) -> None:
     """
     o-series and gpt-5 models reject temperature, accept reasoning_effort and spend reasoning tokens.
