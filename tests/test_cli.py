@@ -312,13 +312,26 @@ def test_bad_data_file_exits_2_naming_file_and_line(workdir, capsys):
     assert "Traceback" not in err
 
 
-def test_unavailable_provider_exits_1_with_a_message(workdir, capsys):
-    """A provider kind this version cannot run fails with exit 1 and says what to use instead."""
-    (workdir / "oa.toml").write_text(SMALL.replace("[finetune]", '[provider]\nkind = "openai"\n[finetune]'))
-    code = cli.main(["run", "oa.toml", "--quiet"])
+def test_local_provider_without_its_extra_says_how_to_install(workdir, capsys, monkeypatch):
+    """provider.kind = "local" without llmrec[local] fails with exit 1 and a one-line instruction."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name.split(".")[0] in {"torch", "transformers", "trl", "peft"}:
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    spec = SMALL.replace("[finetune]", '[provider]\nkind = "local"\n[finetune]')
+    (workdir / "lo.toml").write_text(spec)
+    code = cli.main(["run", "lo.toml", "--quiet"])
+    err = capsys.readouterr().err
 
     assert code == 1
-    assert 'use kind = "fake"' in capsys.readouterr().err
+    assert "llmrec[local]" in err
+    assert "Traceback" not in err
 
 
 def test_interrupt_exits_130(workdir, monkeypatch, capsys):

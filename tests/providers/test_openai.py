@@ -167,7 +167,7 @@ def test_refusal_becomes_empty_text_with_error():
 
 def test_results_stream_as_they_arrive_at_the_configured_concurrency():
     """Many requests run at most `concurrency` at once and every key comes back exactly once."""
-    recorder = Recorder(lambda req, n: ok(), delay_s=0.02)
+    recorder = Recorder(lambda req, n: ok(), delay_s=0.05)
     chat = make_chat(recorder, concurrency=4)
     keys = [f"r{i}" for i in range(24)]
 
