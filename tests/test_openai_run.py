@@ -94,3 +94,48 @@ def test_missing_key_is_bad_input(tmp_path):
     assert "OPENAI_API_KEY" in done.stderr
     assert "Traceback" not in done.stderr
     assert not Path(tmp_path / "reports").exists()
+
+
+KILLS = [
+    ("answer:30", "sync"),
+    ("finetune-created:1", "sync"),
+    ("stage-done:finetune:1", "sync"),
+    ("batch-created:1", "batch"),
+    ("answer:5", "batch"),
+]
+
+
+@pytest.mark.parametrize(("failpoint", "mode"), KILLS, ids=[f"{m}-{f}" for f, m in KILLS])
+def test_killed_openai_run_resumes_without_asking_twice(tmp_path, failpoint, mode):
+    """SIGKILL mid-inference, mid-batch and mid-fine-tune; the rerun re-attaches to the job or batch
+    and, by the server's own request log, sends again only what was in flight at the kill."""
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC.replace("{mode}", mode), encoding="utf-8")
+    with start_server(tmp_path / "server") as server:
+        env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
+        args = [sys.executable, "-m", "llmrec.cli", "run", str(spec), "--runs", str(tmp_path / "runs")]
+        args += ["--out", str(tmp_path / "out"), "--quiet"]
+        killed = subprocess.run(
+            args, env={**env, "LLMREC_FAILPOINT": failpoint}, capture_output=True, text=True, timeout=300
+        )
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)
+        requests = server.requests()
+
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:]
+    answered = [
+        r["body_sha256"]
+        for r in requests
+        if r["path"] == "/v1/chat/completions" and r.get("status") == 200 and not r.get("fault")
+    ]
+    # a request answered by the server but not yet stored at the kill (at most the concurrency, 4)
+    # is sent again, and the run says how many; none whose answer was stored is
+    again = json.loads((tmp_path / "out" / "manifest.json").read_text())["requests_sent_again_after_a_stop"]
+    assert len(answered) - len(set(answered)) <= again <= 4
+    jobs = [r for r in requests if r["method"] == "POST" and r["path"] == "/v1/fine_tuning/jobs"]
+    assert len(jobs) == 2  # one per variant: a lost job id was found again, not resubmitted
+    batches = [r for r in requests if r["method"] == "POST" and r["path"] == "/v1/batches"]
+    if mode == "batch":
+        assert len(batches) == 4  # one per variant and LLM column, the killed one re-attached
+    else:
+        assert batches == []
