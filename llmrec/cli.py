@@ -25,7 +25,7 @@ import attrs
 
 from llmrec.data import Dataset
 from llmrec.errors import DataError, LlmrecError, ProviderError, SpecError, SpecProblem
-from llmrec.estimate import render_estimate
+from llmrec.estimate import actual_cost, render_estimate
 from llmrec.pipeline import ExperimentOutcome, estimate_run, run_stages
 from llmrec.providers.base import Backend, as_backend
 from llmrec.providers.fake import FakeProvider
@@ -448,8 +448,9 @@ def _run(args: argparse.Namespace) -> int:
         )
         finished = dt.datetime.now(dt.UTC)
 
-        # write: the report folder
+        # write: the report folder (with estimated and actual cost; the estimate reuses stored stages)
         manifest = _manifest(spec, spec_text, args.spec, outcome, started, finished, backend)
+        manifest["cost"] = _cost(spec, dataset, store, progress, args.spec, outcome)
         out.mkdir(parents=True, exist_ok=True)
         report_started = time.monotonic()
         files = {
@@ -537,6 +538,47 @@ def _check_budget(
         raise SpecError(source, (problem,))
 
 
+def _cost(
+    spec: Spec,
+    dataset: Callable[[], Dataset],
+    store: DiskRunStore,
+    progress: _Progress,
+    source: str,
+    outcome: ExperimentOutcome,
+) -> dict[str, Any]:
+    prices = default_prices()
+    kind = spec.provider.kind
+    estimate, _ = estimate_run(
+        spec,
+        dataset,
+        store=store,
+        data_fingerprint=_fingerprint(spec),
+        version=_version(),
+        prices=prices,
+        progress=progress,
+        workers=_workers(spec, None),
+        source=source,
+    )
+    trained = [(spec.finetune.base_model, s.trained_tokens or 0) for _, s in outcome.jobs]
+    tokens = estimate.total_tokens
+    return {
+        "currency": estimate.currency,
+        "prices_as_of": estimate.prices_as_of,
+        "estimated_usd": {
+            "low": estimate.total.low,
+            "expected": estimate.total.expected,
+            "worst": estimate.total.worst,
+        },
+        "estimated_tokens": {"expected": tokens.expected, "worst": tokens.worst},
+        "actual_usd": actual_cost(outcome.usage_by_model, trained, prices, kind=kind),
+        "actual_tokens": {
+            "inference": sum(u.total_tokens for _, u in outcome.usage_by_model),
+            "training": sum(t for _, t in trained),
+        },
+        "free": kind in ("fake", "local"),
+    }
+
+
 def _workers(spec: Spec, given: int | None) -> int:
     # big datasets: spread the neighbour ground truth over the cores (forked workers)
     return given or (min(2, os.cpu_count() or 1) if _data_bytes(spec) >= 100_000_000 else 1)
@@ -605,6 +647,21 @@ def _manifest(
             for v, s in outcome.jobs
         ],
         "usage": dict(outcome.usage),
+        "training_curves": [
+            {
+                "variant": variant,
+                "points": [
+                    {
+                        k: v
+                        for k, v in e.metrics
+                        if k in ("step", "train_loss", "valid_loss", "valid_hit_rate")
+                    }
+                    for e in events
+                    if e.metrics
+                ],
+            }
+            for variant, events in outcome.events
+        ],
         "answers_reused_from_run_state": outcome.reused_answers,
         "requests_sent_again_after_a_stop": outcome.repeated_requests,
         "stages": [

@@ -31,7 +31,16 @@ from llmrec.keys import stage_key
 from llmrec.metrics import metric_names
 from llmrec.parsing import TitleMatcher
 from llmrec.prompts import build_few_shot_messages, build_messages
-from llmrec.providers.base import Backend, ChatRequest, ChatResult, JobState, Progress, no_progress
+from llmrec.providers.base import (
+    Backend,
+    ChatRequest,
+    ChatResult,
+    JobEvent,
+    JobState,
+    Progress,
+    Usage,
+    no_progress,
+)
 from llmrec.providers.pricing import BillingMode, PriceTable
 from llmrec.results import ModelRole, Prediction, Results
 from llmrec.sampling import RatingIndex, build_index
@@ -69,6 +78,10 @@ class ExperimentOutcome:
     repeated_requests: int = 0
     """Requests in flight when an earlier run stopped, sent again by this one."""
     reused_answers: int = 0
+    events: tuple[tuple[str, tuple[JobEvent, ...]], ...] = ()
+    """Each fine-tune's job events (per variant), with the per-step losses the backend reported."""
+    usage_by_model: tuple[tuple[str, Usage], ...] = ()
+    """Tokens billed per model, for the actual cost."""
 
     @property
     def computed(self) -> tuple[str, ...]:
@@ -298,6 +311,7 @@ def run_stages(
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "reasoning_tokens": 0}
     repeated = reused = 0
     models: list[tuple[str, str, str]] = []
+    by_model: dict[str, Usage] = {}
     known: dict[str, ChatResult] = {}  # answers of this run so far, by fingerprint: never asked twice
     for plan in plans:
         llms: list[evaluate_stage.LLMAnswers] = []
@@ -338,6 +352,14 @@ def run_stages(
                 result = answers.by_fingerprint[infer_stage.fingerprint(r)]
                 for field in usage:
                     usage[field] += int(getattr(result.usage, field))
+                seen = by_model.get(model, Usage(0, 0, mode=result.usage.mode))
+                by_model[model] = Usage(
+                    prompt_tokens=seen.prompt_tokens + result.usage.prompt_tokens,
+                    completion_tokens=seen.completion_tokens + result.usage.completion_tokens,
+                    cached_tokens=seen.cached_tokens + result.usage.cached_tokens,
+                    reasoning_tokens=seen.reasoning_tokens + result.usage.reasoning_tokens,
+                    mode=result.usage.mode,
+                )
             inputs[stage] = i_key
             llms.append(
                 evaluate_stage.LLMAnswers(role, role_label, model, tuple(requests), answers.by_fingerprint)
@@ -423,6 +445,8 @@ def run_stages(
         results=attrs.evolve(evaluated.results, title=spec.report.title),
         predictions=evaluated.predictions,
         jobs=tuple((label, f.state) for label, f in jobs),
+        events=tuple((label, f.events) for label, f in jobs),
+        usage_by_model=tuple(by_model.items()),
         models=tuple(models),
         usage=usage,
         stages=tuple(stages.runs),

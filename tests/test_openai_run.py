@@ -70,6 +70,15 @@ def test_openai_run_end_to_end_against_the_test_server(tmp_path, mode):
         assert any(r["path"] == "/v1/batches" and r["method"] == "POST" for r in requests)
         assert not any(r["path"] == "/v1/chat/completions" for r in requests)
     assert len(requests) == sent  # the rerun found everything in the store
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    cost = manifest["cost"]
+    assert 0 < cost["actual_usd"] <= cost["estimated_usd"]["worst"]
+    assert cost["actual_usd"] == pytest.approx(cost["estimated_usd"]["expected"], rel=0.5)
+    curves = manifest["training_curves"]
+    assert len(curves) == 2
+    losses = [p["train_loss"] for p in curves[0]["points"] if "train_loss" in p]
+    assert len(losses) >= 2
+    assert losses[-1] < losses[0]
     for path in tmp_path.rglob("*"):
         if path.is_file() and "server" not in path.parts:
             assert "SECRET" not in path.read_text(encoding="utf-8", errors="replace"), path
