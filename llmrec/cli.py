@@ -428,6 +428,8 @@ def _run(args: argparse.Namespace) -> int:
         if spec.provider.kind == "openai" and spec.provider.openai.budget_usd is not None:
             _check_budget(spec, dataset, store, progress, args.spec)
         backend = _backend(spec, dataset, run_dir, progress)
+        if spec.provider.kind == "openai":
+            backend = _probe(spec, backend, run_dir, args.spec)
         poll = spec.provider.openai.poll_interval_s if spec.provider.kind == "openai" else 0.0
 
         # compute
@@ -577,6 +579,67 @@ def _cost(
         },
         "free": kind in ("fake", "local"),
     }
+
+
+def _probe(spec: Spec, backend: Backend, run_dir: Path, source: str) -> Backend:
+    """
+    Before any paid or long stage, ask the server what it supports (stored in the run directory and
+    reused), refuse a spec that needs a feature it lacks, and drop fine-tuning when the server has
+    none and the spec names its fine-tuned models.
+    """
+    from llmrec.providers.openai import OpenAIChat, probe_server
+
+    chat = backend.chat
+    assert isinstance(chat, OpenAIChat)
+    reasoning = spec.provider.openai.request_profile == "reasoning"
+    needs = sorted(
+        {*(() if reasoning else ("seed",)), *(("json_schema",) if spec.prompt.output_mode == "json" else ())}
+    )
+    needs_training = spec.finetune.model is None and not all(v.model for v in spec.variant)
+    path = run_dir / "probe.json"
+    stored = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    if not (
+        isinstance(stored, dict) and stored.get("identity") == chat.identity and stored.get("needs") == needs
+    ):
+        found = probe_server(chat, spec.finetune.base_model, needs)
+        can_tune = True
+        if backend.finetune is not None:
+            try:
+                backend.finetune.find_finetune("llmrec-probe")
+            except ProviderError as exc:
+                if exc.status not in (404, 405, 501):
+                    raise
+                can_tune = False
+        stored = {
+            "identity": chat.identity,
+            "needs": needs,
+            "models": [m.id for m in found.models],
+            "supported": sorted(found.supported),
+            "unsupported": [list(u) for u in found.unsupported],
+            "finetuning": can_tune and backend.finetune is not None,
+        }
+        atomic_write(path, (json.dumps(stored, indent=1) + "\n").encode("utf-8"))
+    fields = {"seed": "inference.seed", "json_schema": 'prompt.output_mode = "json"', "logprobs": "logprobs"}
+    problems = [
+        SpecProblem(
+            "",
+            f"{fields.get(feature, feature)} needs {feature}, which {chat.identity} does not support ({why})",
+        )
+        for feature, why in stored["unsupported"]
+    ]
+    if needs_training and not stored["finetuning"]:
+        problems.append(
+            SpecProblem(
+                "finetune.model",
+                f"a fine-tuned or served adapter model id: {chat.identity} offers no fine-tuning "
+                "(set finetune.model, or model in each [[variant]])",
+            )
+        )
+    if problems:
+        raise SpecError(source, tuple(problems))
+    if not stored["finetuning"]:
+        return Backend(chat=backend.chat, finetune=None, batch=backend.batch)
+    return backend
 
 
 def _workers(spec: Spec, given: int | None) -> int:
