@@ -68,7 +68,7 @@ FAILURES: Mapping[str, str] = MappingProxyType(
     {
         "empty": "answer is empty",
         "too_long": f"answer is {{chars:,}} characters long; at most {MAX_ANSWER_CHARS:,} are read",
-        "json_syntax": "JSON answer could not be read: {msg} at character {pos}",
+        "json_syntax": "JSON answer could not be read: {msg} (character {pos})",
         "json_depth": f"JSON answer is nested more than {MAX_JSON_DEPTH} levels deep",
         "json_shape": 'JSON answer is neither an array nor an object with a "movies" array',
         "nothing": "no list item, JSON answer or prose enumeration found",
