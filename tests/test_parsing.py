@@ -5,11 +5,15 @@ Reading model text back into catalogue movies: formats, grounding, and the per-a
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import answer_texts, catalogues, json_answers, list_answers, respaced_titles
 
 from llmrec.data import Movies
 from llmrec.evaluate import ranked_ids
 from llmrec.parsing import (
     AnswerFlags,
+    ParsedList,
     TitleMatcher,
     answer_flags,
     normalize_title,
@@ -403,3 +407,76 @@ def test_answer_flags_needs_a_positive_n():
     """n below 1 raises ValueError."""
     with pytest.raises(ValueError, match="n must be a positive integer"):
         answer_flags(parse_recommendations("1. Heat", MATCHER, 1), profile_ids=(), n=0)
+
+
+# --- properties ---------------------------------------------------------------------------------------
+
+
+def _encodable(parsed: ParsedList) -> bool:
+    strings = [parsed.failure or ""] + [s for i in parsed.items for s in (i.text, i.title)]
+    try:
+        for s in strings:
+            s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@settings(max_examples=300)
+@given(answer_texts, st.integers(1, 12), st.sampled_from([None, 0.0, 90.0]))
+def test_any_text_parses_without_raising(text: str, n: int, threshold: float | None):
+    """Any text gives at most n items, all grounded in the catalogue, or a known failure; never raises."""
+    parsed = parse_recommendations(text, MATCHER, n, fuzzy_threshold=threshold)
+
+    assert len(parsed.items) <= n
+    assert parsed.dropped >= 0
+    assert all(set(i.movie_ids) <= set(MOVIES.ids.tolist()) for i in parsed.items)
+    assert all(bool(i.movie_ids) == (i.match != "unmatched") for i in parsed.items)
+    assert _encodable(parsed)
+    if parsed.failure is not None:
+        assert parsed.items == ()
+        assert parsed.format in ("json", "none")
+    answer_flags(parsed, profile_ids=(1, 2), n=n)  # every parse can be summarised
+
+
+@settings(max_examples=150)
+@given(st.data(), catalogues())
+def test_list_of_catalogue_titles_round_trips_exactly(data: st.DataObject, movies: Movies):
+    """A list answer of catalogue titles reads back as exactly those movies, in order, exactly matched."""
+    text, ids = data.draw(list_answers(movies))
+    n = data.draw(st.integers(1, 15))
+
+    parsed = parse_recommendations(text, TitleMatcher(movies), n)
+
+    assert parsed.format == "list"
+    assert [i.movie_ids for i in parsed.items] == [(m,) for m in ids[:n]]
+    assert {i.match for i in parsed.items} == {"exact"}
+    assert ranked_ids(parsed, frozenset(), "exact") == ids[:n]
+    assert parsed.dropped == max(0, len(ids) - n)
+
+
+@settings(max_examples=150)
+@given(st.data(), catalogues())
+def test_json_of_catalogue_titles_round_trips_exactly(data: st.DataObject, movies: Movies):
+    """A JSON answer of catalogue titles, in every shape read, reads back as exactly those movies."""
+    text, ids = data.draw(json_answers(movies))
+
+    parsed = parse_recommendations(text, TitleMatcher(movies), 15)
+
+    assert parsed.format == "json"
+    assert [i.movie_ids for i in parsed.items] == [(m,) for m in ids]
+    assert {i.match for i in parsed.items} == {"exact"}
+
+
+@settings(max_examples=150)
+@given(st.data(), catalogues())
+def test_case_and_whitespace_do_not_change_normalised_matches(data: st.DataObject, movies: Movies):
+    """Flipping case, changing spaces and adding invisible marks finds the same movie after normalisation."""
+    movie = data.draw(st.sampled_from(movies.ids.tolist()))
+    title = data.draw(respaced_titles(movies.titles[movie - 1]))
+
+    parsed = parse_recommendations(f"1. {title}\n", TitleMatcher(movies), 10)
+
+    assert [i.movie_ids for i in parsed.items] == [(movie,)]
+    assert parsed.items[0].match in ("exact", "normalized")
+    assert ranked_ids(parsed, frozenset(), "normalized") == [movie]
