@@ -6,10 +6,10 @@ Rules (docs/scoring.md has the reader's view, docs/metrics.md the full rules):
 - **Formats**, tried in this order: a JSON answer (the text, or its first fenced code block, starts
   with ``[`` or ``{``: an array of strings or of objects with a ``"title"`` and optional ``"year"``, or
   an object ``{"movies": [...]}``; JSON that cannot be read is a failure unless list lines follow);
-  numbered ("1.", "1)", "1:") or bulleted ("-", "*", "+", "•", "–")
-  lines; prose as a last resort (two or more double-quoted titles; an enumeration after a colon; a
-  one-line enumeration whose every piece names a catalogue movie). With none, the text is a parse
-  failure (scored 0, kept in the mean).
+  numbered ("1.", "1)", "1:") or bulleted ("-", "*", "+", "•", "–") lines; the rows of a markdown
+  table (its "Title" column); prose as a last resort (two or more double-quoted titles; an
+  enumeration after a colon; a one-line enumeration whose every piece names a catalogue movie).
+  With none, the text is a parse failure (scored 0, kept in the mean).
 - **Title and year**: the first "(1999)" ends the title and gives the year; what follows it is a
   description and dropped. A title set in bold or quotes at the start of an item ends there.
 - **Grounding**: exact title, else the normalised title (``normalize_title``), else, when a
@@ -301,6 +301,62 @@ def _raw(text: str) -> _Raw:
     return (text, *_split_title(text))
 
 
+_TABLE_RULE = re.compile(r"\s*+:?-++:?\s*+")
+_TITLE_HEADERS = ("title", "movie", "film", "name")
+_MAX_COLUMNS = 20
+"""Only a table's first columns are looked at for the title and the year (bounded time)."""
+
+
+def _table_items(text: str) -> list[_Item]:
+    """
+    The rows of the first markdown table with a header, a rule row (``|---|---|``) and body rows:
+    each row's cell under the first header naming a title ("Title", "Movie", "Film", "Name"; else the
+    first column that is not a rank number), with the cell under a "Year" header as its year; only
+    the first ``_MAX_COLUMNS`` columns are looked at.
+    """
+    lines = [line.strip() for line in text.splitlines()]
+    for r in range(1, len(lines) - 1):
+        if not (lines[r].startswith("|") and lines[r - 1].startswith("|")):
+            continue
+        if not _is_rule(lines[r]) or _is_rule(lines[r - 1]):
+            continue
+        header = [c.strip().casefold() for c in _cells(lines[r - 1])][:_MAX_COLUMNS]
+        rows = []
+        for line in lines[r + 1 :]:
+            if not line.startswith("|"):
+                break
+            if not _is_rule(line):
+                rows.append([c.strip() for c in _cells(line)])
+        titled = [i for i, h in enumerate(header) if any(w in h for w in _TITLE_HEADERS)]
+        plain = [
+            i
+            for i in range(len(header))
+            if not all(row[i].rstrip(".").isdigit() for row in rows if i < len(row))
+        ]
+        if not rows or not (titled or plain):
+            return []
+        column = (titled or plain)[0]
+        year = next((i for i, h in enumerate(header) if "year" in h and i != column), None)
+        out: list[_Item] = []
+        for row in rows:
+            title = row[column] if column < len(row) else ""
+            given = row[year] if year is not None and year < len(row) else ""
+            out.append(partial(_raw, f"{title} ({given})" if re.fullmatch(r"\d{4}", given) else title))
+        return out
+    return []
+
+
+def _is_rule(line: str) -> bool:
+    return all(_TABLE_RULE.fullmatch(c) for c in _cells(line))
+
+
+def _cells(line: str) -> list[str]:
+    body = line.strip()
+    body = body[1:] if body.startswith("|") else body
+    body = body[:-1] if body.endswith("|") else body
+    return body.split("|")
+
+
 _FENCE = re.compile(r"```[A-Za-z]*+[ \t]*+\n(?P<body>.*?)```", re.DOTALL)
 
 
@@ -544,6 +600,8 @@ def parse_recommendations(
     if not isinstance(read, list):
         raws = [partial(_raw, m.group("body")) for line in text.splitlines() if (m := _ITEM.match(line))]
         form = "list"
+        if not raws:
+            raws = _table_items(text)
         if not raws and read is None:  # prose would misread broken JSON's keys as quoted titles
             raws, form = _prose_items(text, matcher), "prose"
         if not raws:

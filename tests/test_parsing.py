@@ -168,6 +168,40 @@ def test_empty_json_array_is_an_empty_answer_not_a_failure():
     assert parsed.failure is None
 
 
+# --- markdown tables ----------------------------------------------------------------------------------
+
+
+def test_markdown_table_reads_its_title_and_year_columns():
+    """A table's rows are items: the cell under "Title" is the title, the one under "Year" its year."""
+    parsed = parse_recommendations(
+        "| # | Title | Year |\n|---|---|---|\n| 1 | Hamlet | 1948 |\n| 2 | Ronin | 1998 |", MATCHER, 10
+    )
+
+    assert [(i.title, i.year, i.movie_ids) for i in parsed.items] == [
+        ("Hamlet", 1948, (4,)),
+        ("Ronin", 1998, (2,)),
+    ]
+    assert parsed.format == "list"
+
+
+def test_markdown_table_without_a_title_header_uses_the_first_column_that_is_not_a_rank():
+    """Without a title header, the first column not made of rank numbers holds the titles."""
+    assert _ids("| Rank | Pick | Why |\n|:-:|:--|--|\n| 1. | Heat | heists |\n| 2. | Ronin | cars |") == [
+        (1,),
+        (2,),
+    ]
+
+
+def test_pipe_rows_without_a_rule_row_are_not_a_table():
+    """Rows between pipes are a table only under a header and a |---| rule."""
+    assert parse_recommendations("|1|Heat|\n|2|Ronin|", MATCHER, 10).failure is not None
+
+
+def test_list_lines_win_over_a_table():
+    """A list in the answer is read before a table beside it."""
+    assert _ids("1. Heat\n\n| Title |\n|---|\n| Ronin |") == [(1,)]
+
+
 # --- prose --------------------------------------------------------------------------------------------
 
 
