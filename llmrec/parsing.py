@@ -7,9 +7,9 @@ Rules (docs/scoring.md has the reader's view, docs/metrics.md the full rules):
   with ``[`` or ``{``: an array of strings or of objects with a ``"title"`` and optional ``"year"``, or
   an object ``{"movies": [...]}``; JSON that cannot be read is a failure unless list lines follow);
   numbered ("1.", "1)", "1:") or bulleted ("-", "*", "+", "•", "–") lines; the rows of a markdown
-  table (its "Title" column); prose as a last resort (two or more double-quoted titles; an
-  enumeration after a colon; a one-line enumeration whose every piece names a catalogue movie).
-  With none, the text is a parse failure (scored 0, kept in the mean).
+  table (its "Title" column) or the items of an HTML list (``<li>``); prose as a last resort (two or
+  more double-quoted titles; an enumeration after a colon; a one-line enumeration whose every piece
+  names a catalogue movie). With none, the text is a parse failure (scored 0, kept in the mean).
 - **Title and year**: the first "(1999)" ends the title and gives the year; what follows it is a
   description and dropped. A title set in bold or quotes at the start of an item ends there.
 - **Grounding**: exact title, else the normalised title (``normalize_title``), else, when a
@@ -25,6 +25,7 @@ Rules (docs/scoring.md has the reader's view, docs/metrics.md the full rules):
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -346,6 +347,22 @@ def _table_items(text: str) -> list[_Item]:
     return []
 
 
+_HTML_ITEM = re.compile(r"<li\b[^<>]{0,200}>", re.IGNORECASE)
+_HTML_ITEM_END = re.compile(r"</li\s*>", re.IGNORECASE)
+_HTML_TAG = re.compile(r"<[^<>]{0,200}>")
+
+
+def _html_items(text: str) -> list[_Item]:
+    """
+    The ``<li>`` items of an HTML list, their tags removed and entities decoded ("&amp;" -> "&").
+    """
+    if not _HTML_ITEM.search(text):
+        return []
+    flat = _HTML_ITEM_END.sub("\n", _HTML_ITEM.sub("\n- ", text))
+    flat = html.unescape(_HTML_TAG.sub(" ", flat))
+    return [partial(_raw, m.group("body")) for line in flat.splitlines() if (m := _ITEM.match(line))]
+
+
 def _is_rule(line: str) -> bool:
     return all(_TABLE_RULE.fullmatch(c) for c in _cells(line))
 
@@ -601,7 +618,7 @@ def parse_recommendations(
         raws = [partial(_raw, m.group("body")) for line in text.splitlines() if (m := _ITEM.match(line))]
         form = "list"
         if not raws:
-            raws = _table_items(text)
+            raws = _table_items(text) or _html_items(text)
         if not raws and read is None:  # prose would misread broken JSON's keys as quoted titles
             raws, form = _prose_items(text, matcher), "prose"
         if not raws:

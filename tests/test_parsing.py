@@ -202,6 +202,15 @@ def test_list_lines_win_over_a_table():
     assert _ids("1. Heat\n\n| Title |\n|---|\n| Ronin |") == [(1,)]
 
 
+def test_html_list_items_are_read_without_their_tags():
+    """<li> items are list items, inner tags removed and entities decoded."""
+    parsed = parse_recommendations(
+        '<ol><li class="x"><b>Heat</b> (1995)</li><li>Tom &amp; Ronin</li></ol>', MATCHER, 10
+    )
+
+    assert [(i.title, i.year) for i in parsed.items] == [("Heat", 1995), ("Tom & Ronin", None)]
+
+
 # --- prose --------------------------------------------------------------------------------------------
 
 
