@@ -126,11 +126,11 @@ def normalize_title(title: str) -> str:
     The form titles are compared in: accents, case, punctuation, articles and a trailing year removed.
 
     Steps: Unicode NFKD with combining marks and invisible format characters (zero-width spaces and
-    joiners, direction marks, soft hyphens: category Cf) dropped ("Amélie" -> "amelie"), case folding,
-    "&" read as
-    "and", a trailing "(1999)" dropped, apostrophes deleted ("Schindler's" -> "schindlers"), a
-    MovieLens-style trailing ", The" / ", A" / ", An" dropped, every other run of punctuation or spaces
-    made one space, then a leading "the", "a" or "an" dropped (unless that leaves nothing).
+    joiners, direction marks, soft hyphens: category Cf) dropped ("Amélie" -> "amelie"), case
+    folding, "&" read as "and", a trailing "(1999)" dropped, apostrophes deleted ("Schindler's" ->
+    "schindlers"), a MovieLens-style trailing ", The" / ", A" / ", An" dropped, every other run of
+    punctuation or spaces made one space, then a leading "the", "a" or "an" dropped (unless that
+    leaves nothing).
     "The Shawshank Redemption (1994)" and "Shawshank Redemption, The" both give "shawshank redemption".
     """
     text = title
@@ -424,7 +424,8 @@ def _too_deep(document: str) -> bool:
     while m := (_JSON_STRING_TOKENS if in_string else _JSON_TOKENS).search(document, pos):
         c, pos = m.group(), m.end()
         if c == "\\":
-            pos += in_string  # an escape skips the next character; outside a string it is a syntax error
+            if in_string:  # an escape skips the next character; outside a string it is a syntax error
+                pos += 1
         elif c == '"':
             in_string = not in_string
         elif c in "[{":
@@ -489,9 +490,9 @@ _MAX_JOINED = 4
 _MAX_PIECES = 100
 """An enumeration is split into fewer pieces than this; a longer one is not read (bounded time)."""
 _MAX_COLON_LINES = 10
+"""Rule 2 of the prose reader looks at this many lines with a colon, at most."""
 _MAX_SENTENCE = 10_000
 """A sentence read as an enumeration ends within this many characters (100 pieces of 12 words)."""
-"""Rule 2 of the prose reader looks at this many lines with a colon, at most."""
 
 
 def _first_sentence(text: str) -> str:
