@@ -23,7 +23,7 @@ from llmrec.text import safe_text
 ANSWERS = Path(__file__).parent / "data" / "answers"
 SEPARATOR = b"# ---\n"
 TIME_LIMIT_S = 1.0
-"""CPU seconds one answer may take to parse (the slowest takes about 0.2 s)."""
+"""CPU seconds one answer may take to parse (the slowest takes about 0.13 s)."""
 
 MOVIES = Movies(
     ids=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
