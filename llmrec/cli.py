@@ -550,18 +550,22 @@ def _cost(
 ) -> dict[str, Any]:
     prices = default_prices()
     kind = spec.provider.kind
-    estimate, _ = estimate_run(
-        spec,
-        dataset,
-        store=store,
-        data_fingerprint=_fingerprint(spec),
-        version=_version(),
-        prices=prices,
-        progress=progress,
-        workers=_workers(spec, None),
-        source=source,
-    )
-    trained = [(spec.finetune.base_model, s.trained_tokens or 0) for _, s in outcome.jobs]
+    try:
+        estimate, _ = estimate_run(
+            spec,
+            dataset,
+            store=store,
+            data_fingerprint=_fingerprint(spec),
+            version=_version(),
+            prices=prices,
+            progress=progress,
+            workers=_workers(spec, None),
+            source=source,
+        )
+        trained = [(spec.finetune.base_model, s.trained_tokens or 0) for _, s in outcome.jobs]
+        actual = actual_cost(outcome.usage_by_model, trained, prices, kind=kind)
+    except DataError as exc:  # a compatible server's own models have no price
+        return {"unknown": str(exc)}
     tokens = estimate.total_tokens
     return {
         "currency": estimate.currency,
@@ -572,7 +576,7 @@ def _cost(
             "worst": estimate.total.worst,
         },
         "estimated_tokens": {"expected": tokens.expected, "worst": tokens.worst},
-        "actual_usd": actual_cost(outcome.usage_by_model, trained, prices, kind=kind),
+        "actual_usd": actual,
         "actual_tokens": {
             "inference": sum(u.total_tokens for _, u in outcome.usage_by_model),
             "training": sum(t for _, t in trained),

@@ -148,3 +148,56 @@ def test_killed_openai_run_resumes_without_asking_twice(tmp_path, failpoint, mod
         assert len(batches) == 4  # one per variant and LLM column, the killed one re-attached
     else:
         assert batches == []
+
+
+def test_compatible_server_without_finetuning_runs_with_served_models(tmp_path):
+    """A server that cannot fine-tune (like vLLM) runs the spec with each variant's served adapter."""
+    spec = tmp_path / "s.toml"
+    text = SPEC.replace("{mode}", "sync")
+    text += '\n[[variant]]\nname = "profileData50"\nwatch_factor = 0.5\nmodel = "recs-lora"\n'
+    text += '[[variant]]\nname = "profileData60"\nwatch_factor = 0.6\nneighbor_min_stars = 4\n'
+    text += 'model = "recs-lora"\n'
+    spec.write_text(text, encoding="utf-8")
+    with start_server(
+        tmp_path / "server", modes=("no-finetune",), extra_args=("--model", "recs-lora")
+    ) as server:
+        env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
+        args = [sys.executable, "-m", "llmrec.cli", "run", str(spec), "--runs", str(tmp_path / "runs")]
+        args += ["--out", str(tmp_path / "out"), "--quiet"]
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)
+        requests = server.requests()
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not any(r["path"].startswith("/v1/fine_tuning") and r["method"] == "POST" for r in requests)
+    probe = json.loads((tmp_path / "runs" / "oa" / "probe.json").read_text())
+    assert probe["finetuning"] is False
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {m["model"] for v in results["variants"] for m in v["models"] if m["role"] == "finetuned"} == {
+        "recs-lora"
+    }
+
+
+def test_server_without_json_schema_refuses_a_json_spec(tmp_path):
+    """A spec asking for JSON answers stops before any paid stage when the server lacks json_schema."""
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC.replace("{mode}", "sync") + '\n[prompt]\noutput_mode = "json"\n', encoding="utf-8")
+    with start_server(tmp_path / "server", modes=("no-json-schema",)) as server:
+        env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
+        args = [
+            sys.executable,
+            "-m",
+            "llmrec.cli",
+            "run",
+            str(spec),
+            "--runs",
+            str(tmp_path / "runs"),
+            "--quiet",
+        ]
+        done = subprocess.run(
+            args, env=env, capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path
+        )
+        requests = server.requests()
+
+    assert done.returncode == 2
+    assert 'prompt.output_mode = "json" needs json_schema' in done.stderr
+    assert not any(r["path"] == "/v1/files" for r in requests)
