@@ -447,7 +447,7 @@ def test_transformers_serve_answers_like_local_chat(served: str, tiny_model: Pat
     response = client.chat.completions.create(
         model=str(tiny_model),
         messages=[{"role": m.role, "content": m.content} for m in messages],  # type: ignore[misc]
-        max_completion_tokens=16,
+        max_tokens=16,  # transformers 5.17's serve ignores max_completion_tokens; 5.24 reads both
         temperature=0.0,
     )
     chat = LocalChat(str(tiny_model), SETTINGS)
