@@ -430,7 +430,9 @@ def _run(args: argparse.Namespace) -> int:
         backend = _backend(spec, dataset, run_dir, progress)
         if spec.provider.kind == "openai":
             backend = _probe(spec, backend, run_dir, args.spec)
-        poll = spec.provider.openai.poll_interval_s if spec.provider.kind == "openai" else 0.0
+        # between polls of jobs and batches: OpenAI's interval; local training runs in a thread of this
+        # process, so a short sleep keeps the poll loop from competing with it; the fake needs none
+        poll = {"openai": spec.provider.openai.poll_interval_s, "local": 1.0}.get(spec.provider.kind, 0.0)
 
         # compute
         outcome = run_stages(
