@@ -26,7 +26,7 @@ import attrs
 from llmrec.data import Dataset
 from llmrec.errors import DataError, LlmrecError, ProviderError, SpecError, SpecProblem
 from llmrec.estimate import actual_cost, render_estimate
-from llmrec.pipeline import ExperimentOutcome, estimate_run, run_stages
+from llmrec.pipeline import ExperimentOutcome, estimate_run, expected_stages, run_stages
 from llmrec.providers.base import Backend, as_backend
 from llmrec.providers.fake import FakeProvider
 from llmrec.providers.pricing import default_prices
@@ -425,6 +425,8 @@ def _run(args: argparse.Namespace) -> int:
     store = DiskRunStore(run_dir, durable=spec.provider.kind != "fake")
     try:
         dataset = _dataset_loader(spec, runs, progress)
+        expected = (json.dumps(expected_stages(spec), indent=1) + "\n").encode("utf-8")
+        atomic_write(run_dir / "expected.json", expected)
         if spec.provider.kind == "openai" and spec.provider.openai.budget_usd is not None:
             _check_budget(spec, dataset, store, progress, args.spec)
         backend = _backend(spec, dataset, run_dir, progress)

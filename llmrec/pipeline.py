@@ -56,7 +56,7 @@ from llmrec.stages import training_files as files_stage
 from llmrec.stages.common import Lazy, StageRun, Stages
 from llmrec.store import RunStore
 
-__all__ = ["ExperimentOutcome", "data_key", "estimate_run", "run_stages"]
+__all__ = ["ExperimentOutcome", "data_key", "estimate_run", "expected_stages", "run_stages"]
 
 _LLM_ROLES: tuple[tuple[ModelRole, str], ...] = (("baseline", "Baseline"), ("finetuned", "Fine-tuned"))
 
@@ -643,3 +643,27 @@ def estimate_run(
             inference.append(InferencePlan(plan.label, item, model, requests, expected, mode))
     estimate = estimate_cost(training, inference, prices, kind=kind)
     return estimate, tuple(funnel)
+
+
+def expected_stages(spec: Spec) -> list[str]:
+    """
+    The stage instances a run of ``spec`` has (for ``llmrec status``: the ones not started yet are
+    "missing"). A variant with a given model has no fine-tune stage.
+    """
+    seeds = [
+        spec.experiment.seed,
+        *(s for s in dict.fromkeys(spec.experiment.seeds) if s != spec.experiment.seed),
+    ]
+    roles = [r for r, _ in _LLM_ROLES] + (["few_shot"] if spec.prompt.few_shot > 0 else [])
+    out = ["load"]
+    for seed in seeds:
+        tag = "" if seed == spec.experiment.seed else f"@seed{seed}"
+        out.append(f"sample{tag}")
+        for variant in spec.variant:
+            label = variant.name + tag
+            given = variant.model or (spec.finetune.model if len(spec.variant) == 1 else None)
+            out += [f"ground_truth/{label}", f"training_files/{label}"]
+            out += [] if given else [f"finetune/{label}"]
+            out += [f"infer/{label}/{role}" for role in roles]
+            out += [f"baselines/{label}"] if spec.evaluation.baselines else []
+    return [*out, "evaluate"]

@@ -118,6 +118,17 @@ def test_kill_and_rerun_gives_identical_results(reference, failpoint, kind):
     if failpoint.startswith("answer:"):
         _, answered = _answers(run_dir)
         assert sum(answered.values()) == 17
+        status = subprocess.run(
+            [sys.executable, "-m", "llmrec.cli", "status", str(run_dir)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "partial 17/" in status  # the infer stage the kill interrupted
+        assert [line.split()[1] for line in status.splitlines() if line.startswith("missing")][
+            -1
+        ] == "evaluate"
+        assert "job ftjob-fake-" in status  # the fine-tunes, done, with their job ids
     if failpoint.startswith("finetune-created"):
         jobs = list((run_dir / "fake-service" / "jobs").glob("*.json"))
         assert len(jobs) == 1
