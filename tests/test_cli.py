@@ -81,7 +81,7 @@ def test_run_writes_the_report_folder(published):
         "predictions.jsonl",
         "manifest.json",
     }
-    assert results["schema_version"] == 1
+    assert results["schema_version"] == 2
     assert [v["name"] for v in results["variants"]] == ["profileData50", "profileData60"]
     assert manifest["schema_version"] == 2
     assert manifest["spec_text"] == SMALL
@@ -172,7 +172,7 @@ def test_results_recomputed_from_predictions(published):
     out = published / "reports" / "small"
     results = json.loads((out / "results.json").read_text())
     records = _read_jsonl(out / "predictions.jsonl")
-    names = results["metrics"]
+    names = results["metric_names"]
     matching = results["matching"]
     checked = 0
     for variant in results["variants"]:
