@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: the repository root
 
@@ -33,7 +34,7 @@ from llmrec.providers.local import LocalChat, LocalFineTuner
 from llmrec.spec import LocalProviderSpec, LoraSpec
 from tests.providers.local_tiny_lm import build_tiny_model, demo_examples, tokenizer_texts
 
-CONFIGS = {
+CONFIGS: dict[str, dict[str, Any]] = {
     "tiny": {"hidden_size": 48, "layers": 2},
     "0.5b": {
         "hidden_size": 896,
@@ -127,9 +128,9 @@ def main() -> int:
     return 0
 
 
-def _build_args(config: str) -> dict[str, object]:
+def _build_args(config: str) -> dict[str, Any]:
     c = CONFIGS[config]
-    out: dict[str, object] = {"hidden_size": c["hidden_size"], "layers": c["layers"]}
+    out: dict[str, Any] = {"hidden_size": c["hidden_size"], "layers": c["layers"]}
     for key in ("intermediate_size", "heads", "kv_heads", "vocab", "arch"):
         if key in c:
             out[key] = c[key]
