@@ -308,11 +308,8 @@ def run_stages(
     fitted: dict[int, list[Baseline]] = {}
     inputs: dict[str, str] = {}
     per_seed: dict[int, list[evaluate_stage.VariantInputs]] = {s: [] for s in seeds}
-    usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "reasoning_tokens": 0}
-    repeated = reused = 0
+    tally = _Tally()
     models: list[tuple[str, str, str]] = []
-    by_model: dict[str, Usage] = {}
-    known: dict[str, ChatResult] = {}  # answers of this run so far, by fingerprint: never asked twice
     for plan in plans:
         llms: list[evaluate_stage.LLMAnswers] = []
         roles = _LLM_ROLES + ((("few_shot", "Few-shot"),) if spec.prompt.few_shot > 0 else ())
@@ -322,44 +319,8 @@ def run_stages(
             requests = _requests(spec, plan, role, model)
             stage = f"infer/{plan.label}/{role}"
             i_key = infer_stage.key(backend.identity, mode, requests, stage)
-            folder = stages.dir(stage, i_key)
-            done = folder.record is not None
-            begun = time.monotonic()
-            if mode == "batch" and backend.batch is not None and not done:
-                answers = infer_stage.run_batch(folder, requests, backend.batch, progress, stage, wait)
-            else:
-                answers = infer_stage.run_sync(folder, requests, backend.chat, progress, stage, known=known)
-            if done:
-                stages.runs.append(
-                    StageRun(stage, "infer", i_key, computed=False, seconds=time.monotonic() - begun)
-                )
-            else:
-                results = answers.by_fingerprint.values()
-                stages.finish(
-                    folder,
-                    stage,
-                    "infer",
-                    time.monotonic() - begun,
-                    answers,
-                    lambda a: {"answers": len(a.by_fingerprint), "reused": a.reused, "repeated": a.repeated},
-                    lambda a, model=model: {"model": model, "mode": mode},  # type: ignore[misc]
-                )
-                del results
-            known.update(answers.by_fingerprint)
-            repeated += answers.repeated
-            reused += answers.reused
-            for r in requests:
-                result = answers.by_fingerprint[infer_stage.fingerprint(r)]
-                for field in usage:
-                    usage[field] += int(getattr(result.usage, field))
-                seen = by_model.get(model, Usage(0, 0, mode=result.usage.mode))
-                by_model[model] = Usage(
-                    prompt_tokens=seen.prompt_tokens + result.usage.prompt_tokens,
-                    completion_tokens=seen.completion_tokens + result.usage.completion_tokens,
-                    cached_tokens=seen.cached_tokens + result.usage.cached_tokens,
-                    reasoning_tokens=seen.reasoning_tokens + result.usage.reasoning_tokens,
-                    mode=result.usage.mode,
-                )
+            answers = _infer(stages, stage, i_key, requests, backend, mode, progress, wait, tally.known)
+            tally.add(model, requests, answers)
             inputs[stage] = i_key
             llms.append(
                 evaluate_stage.LLMAnswers(role, role_label, model, tuple(requests), answers.by_fingerprint)
@@ -446,13 +407,93 @@ def run_stages(
         predictions=evaluated.predictions,
         jobs=tuple((label, f.state) for label, f in jobs),
         events=tuple((label, f.events) for label, f in jobs),
-        usage_by_model=tuple(by_model.items()),
+        usage_by_model=tuple(tally.by_model.items()),
         models=tuple(models),
-        usage=usage,
+        usage=dict(tally.usage),
         stages=tuple(stages.runs),
-        repeated_requests=repeated,
-        reused_answers=reused,
+        repeated_requests=tally.repeated,
+        reused_answers=tally.reused,
     )
+
+
+@attrs.define
+class _Tally:
+    """
+    What the inference stages of a run add up to: tokens (all, and per model), answers reused and
+    requests sent again, and every answer so far by fingerprint (so none is ever asked twice).
+    """
+
+    usage: dict[str, int] = attrs.field(
+        factory=lambda: {
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "cached_tokens": 0,
+            "reasoning_tokens": 0,
+        }
+    )
+    by_model: dict[str, Usage] = attrs.field(factory=dict)
+    known: dict[str, ChatResult] = attrs.field(factory=dict)
+    repeated: int = 0
+    reused: int = 0
+
+    def add(self, model: str, requests: Sequence[ChatRequest], answers: infer_stage.Answers) -> None:
+        """
+        Count one LLM column's answers.
+        """
+        self.known.update(answers.by_fingerprint)
+        self.repeated += answers.repeated
+        self.reused += answers.reused
+        for r in requests:
+            u = answers.by_fingerprint[infer_stage.fingerprint(r)].usage
+            for field in self.usage:
+                self.usage[field] += int(getattr(u, field))
+            seen = self.by_model.get(model, Usage(0, 0, mode=u.mode))
+            self.by_model[model] = Usage(
+                prompt_tokens=seen.prompt_tokens + u.prompt_tokens,
+                completion_tokens=seen.completion_tokens + u.completion_tokens,
+                cached_tokens=seen.cached_tokens + u.cached_tokens,
+                reasoning_tokens=seen.reasoning_tokens + u.reasoning_tokens,
+                mode=u.mode,
+            )
+
+
+def _infer(
+    stages: Stages,
+    stage: str,
+    key: str,
+    requests: Sequence[ChatRequest],
+    backend: Backend,
+    mode: str,
+    progress: Progress,
+    wait: Callable[[], None],
+    known: Mapping[str, ChatResult],
+) -> infer_stage.Answers:
+    """
+    One LLM column's answers: from its stored log, from the run's other answers, else asked (sync,
+    or through batches when the spec says so and the backend offers them); recorded when new.
+    """
+    folder = stages.dir(stage, key)
+    done = folder.record is not None
+    begun = time.monotonic()
+    if mode == "batch" and backend.batch is not None and not done:
+        answers = infer_stage.run_batch(folder, requests, backend.batch, progress, stage, wait)
+    else:
+        answers = infer_stage.run_sync(folder, requests, backend.chat, progress, stage, known=known)
+    seconds = time.monotonic() - begun
+    if done:
+        stages.runs.append(StageRun(stage, "infer", key, computed=False, seconds=seconds))
+        return answers
+    model = requests[0].model if requests else ""
+    stages.finish(
+        folder,
+        stage,
+        "infer",
+        seconds,
+        answers,
+        lambda a: {"answers": len(a.by_fingerprint), "reused": a.reused, "repeated": a.repeated},
+        lambda a: {"model": model, "mode": mode},
+    )
+    return answers
 
 
 def _variant(spec: Spec, name: str) -> Any:
