@@ -27,7 +27,7 @@ from llmrec.data import Dataset
 from llmrec.errors import DataError, LlmrecError, ProviderError, SpecError, SpecProblem
 from llmrec.estimate import actual_cost, render_estimate
 from llmrec.pipeline import ExperimentOutcome, estimate_run, expected_stages, run_stages
-from llmrec.providers.base import Backend, as_backend
+from llmrec.providers.base import Backend, Usage, as_backend
 from llmrec.providers.fake import FakeProvider
 from llmrec.providers.pricing import default_prices
 from llmrec.report import render_report, report_assets
@@ -451,6 +451,7 @@ def _run(args: argparse.Namespace) -> int:
             source=args.spec,
             paid=spec.provider.kind == "openai",
             allow_small=args.allow_small,
+            price=_price_of(spec),
         )
         finished = dt.datetime.now(dt.UTC)
 
@@ -648,6 +649,26 @@ def _probe(spec: Spec, backend: Backend, run_dir: Path, source: str) -> Backend:
     if not stored["finetuning"]:
         return Backend(chat=backend.chat, finetune=None, batch=backend.batch)
     return backend
+
+
+def _price_of(spec: Spec) -> Callable[[str, Usage], float] | None:
+    """
+    Dollars for a model's usage from the price table (``training:<base>`` prices trained tokens);
+    None for the free kinds; 0 for a model the table does not know (a compatible server's).
+    """
+    if spec.provider.kind != "openai":
+        return None
+    prices = default_prices()
+
+    def price(model: str, usage: Usage) -> float:
+        try:
+            if model.startswith("training:"):
+                return prices.training_cost(usage.prompt_tokens, 1, model.removeprefix("training:"))
+            return prices.cost(usage, model)
+        except DataError:
+            return 0.0
+
+    return price
 
 
 def _workers(spec: Spec, given: int | None) -> int:

@@ -250,6 +250,7 @@ def run_stages(
     source: str = "<spec>",
     paid: bool = False,
     allow_small: bool = True,
+    price: Callable[[str, Usage], float] | None = None,
 ) -> ExperimentOutcome:
     """
     Run every stage of the experiment over ``store``; stored stages are reused.
@@ -267,6 +268,8 @@ def run_stages(
         source: the spec's name, for messages.
         paid: whether the backend charges money (then too-small variants refuse to start).
         allow_small: run a paid backend even when a variant has fewer than ``min_test_users``.
+        price: dollars for a model's usage (training as ``Usage(trained_tokens, 0)`` of the model
+            ``training:<base>``), recorded as each paid stage's spend for ``llmrec status``.
 
     Returns:
         The outcome, with the stage runs.
@@ -294,7 +297,7 @@ def run_stages(
     )
     kind = spec.provider.kind
     _refuse_small(spec, plans, paid=paid, allow_small=allow_small, source=source)
-    jobs = _finetune_all(spec, backend, stages, plans, progress, wait)
+    jobs = _finetune_all(spec, backend, stages, plans, progress, wait, price)
     plans = [attrs.evolve(p, model=p.model or dict(jobs)[p.label].model) for p in plans]
 
     names = metric_names(spec.evaluation.k, extended=spec.evaluation.extended_metrics)
@@ -319,7 +322,9 @@ def run_stages(
             requests = _requests(spec, plan, role, model)
             stage = f"infer/{plan.label}/{role}"
             i_key = infer_stage.key(backend.identity, mode, requests, stage)
-            answers = _infer(stages, stage, i_key, requests, backend, mode, progress, wait, tally.known)
+            answers = _infer(
+                stages, stage, i_key, requests, backend, mode, progress, wait, tally.known, price
+            )
             tally.add(model, requests, answers)
             inputs[stage] = i_key
             llms.append(
@@ -467,6 +472,7 @@ def _infer(
     progress: Progress,
     wait: Callable[[], None],
     known: Mapping[str, ChatResult],
+    price: Callable[[str, Usage], float] | None = None,
 ) -> infer_stage.Answers:
     """
     One LLM column's answers: from its stored log, from the run's other answers, else asked (sync,
@@ -484,6 +490,10 @@ def _infer(
         stages.runs.append(StageRun(stage, "infer", key, computed=False, seconds=seconds))
         return answers
     model = requests[0].model if requests else ""
+    spend = 0.0
+    if price is not None:
+        fresh = {infer_stage.fingerprint(r) for r in requests}
+        spend = sum(price(model, a.usage) for fp, a in answers.by_fingerprint.items() if fp in fresh)
     stages.finish(
         folder,
         stage,
@@ -492,6 +502,7 @@ def _infer(
         answers,
         lambda a: {"answers": len(a.by_fingerprint), "reused": a.reused, "repeated": a.repeated},
         lambda a: {"model": model, "mode": mode},
+        spend_usd=spend,
     )
     return answers
 
@@ -553,6 +564,7 @@ def _finetune_all(
     plans: Sequence[_Plan],
     progress: Progress,
     wait: Callable[[], None],
+    price: Callable[[str, Usage], float] | None = None,
 ) -> list[tuple[str, finetune_stage.FineTuned]]:
     """
     Every plan's fine-tune: stored ones loaded; the others attached or submitted, all before any is
@@ -612,6 +624,13 @@ def _finetune_all(
                 finished,
                 lambda f: {"trained_tokens": f.state.trained_tokens or 0, "events": len(f.events)},
                 lambda f, job=job: {"job": job.id, "model": f.model},  # type: ignore[misc]
+                spend_usd=(
+                    price(
+                        f"training:{spec.finetune.base_model}", Usage(finished.state.trained_tokens or 0, 0)
+                    )
+                    if price is not None
+                    else 0.0
+                ),
             )
         pending = still
         if pending:
