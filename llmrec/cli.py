@@ -26,7 +26,7 @@ from llmrec.errors import DataError, LlmrecError, ProviderError, SpecError, Spec
 from llmrec.pipeline import ExperimentOutcome, run_stages
 from llmrec.providers.base import Backend, as_backend
 from llmrec.providers.fake import FakeProvider
-from llmrec.report import render_report, report_assets
+from llmrec.report import report_files
 from llmrec.spec import Spec, parse_spec, spec_hash
 from llmrec.stages.evaluate import encode_predictions
 from llmrec.status import describe_run
@@ -85,6 +85,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     status.add_argument("run_dir", help="the run directory (runs/<experiment name>)")
 
+    report = sub.add_parser(
+        "report", help="re-render reports and an index page from stored results (no provider, no dataset)"
+    )
+    report.add_argument("sources", nargs="+", metavar="RUN_DIR", help="report folders or run directories")
+    report.add_argument(
+        "--out", default="reports", help="folder for <experiment>/ and index.html (default: reports)"
+    )
+
     validate = sub.add_parser("validate", help="check a spec without running it")
     validate.add_argument("spec", help="the experiment spec (TOML)")
     validate.add_argument("--check-inputs", action="store_true", help="also check that data paths exist")
@@ -123,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _synth(args.ratings, args.out, args.seed)
         if args.command == "status":
             return _status(args.run_dir)
+        if args.command == "report":
+            return _report(args.sources, args.out)
         return _run(args)
     except (SpecError, DataError) as exc:
         _error(str(exc))
@@ -386,8 +396,7 @@ def _run(args: argparse.Namespace) -> int:
         files = {
             "results.json": _json(outcome.results.to_dict()),
             "predictions.jsonl": encode_predictions(outcome.predictions).decode("utf-8", "surrogatepass"),
-            **report_assets(),
-            "index.html": render_report(outcome.results, manifest=manifest),
+            **report_files(outcome.results, manifest=manifest, predictions=outcome.predictions),
         }
         manifest["stages"].append(
             {
@@ -412,6 +421,14 @@ def _status(run_dir: str) -> int:
         raise SpecError(run_dir, (SpecProblem("", "expected a run directory (with a stages/ folder)"),))
     for line in describe_run(root):
         print(line)
+    return EXIT_OK
+
+
+def _report(sources: Sequence[str], out: str) -> int:
+    from llmrec.report.rebuild import rebuild_reports
+
+    for page in rebuild_reports([Path(s) for s in sources], Path(out)):
+        print(f"report: {page}")
     return EXIT_OK
 
 
