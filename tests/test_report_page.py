@@ -362,3 +362,29 @@ def test_cli_report_names_a_bad_source(tmp_path: Path, capsys: pytest.CaptureFix
     """A folder that is neither a report nor a run directory is a clear error, exit code 2."""
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "expected a report folder (results.json) or a run directory (stages/)" in capsys.readouterr().err
+
+
+def test_usage_and_finetune_jobs_come_from_the_manifest() -> None:
+    """The tokens section lists the manifest's usage and each fine-tune job's id, status, model, tokens."""
+    manifest = {
+        **MANIFEST,
+        "usage": {"prompt_tokens": 140426, "completion_tokens": 67153},
+        "finetune_jobs": [
+            {
+                "variant": "profileData50",
+                "job": "ftjob-1",
+                "status": "succeeded",
+                "model": "ft:x",
+                "trained_tokens": 781188,
+            }
+        ],
+    }
+    page = render_report(_results(), manifest=manifest)
+    section = page[page.index('id="details-usage"') : page.index('id="details-protocol"')]
+
+    assert '<tr><th scope="row">prompt tokens</th><td class="num">140,426</td></tr>' in section
+    assert (
+        '<code>ftjob-1</code></td><td>succeeded</td><td><code>ft:x</code></td><td class="num">781,188</td>'
+        in section
+    )
+    assert "records no token usage" in render_report(_results(), manifest={})

@@ -127,6 +127,8 @@ def render_report(
         spread_headers=tuple(metric_label(n) for n in _sensitivity_metrics(results.metric_names)),
         spread=_spread_rows(results),
         protocol=_protocol(results, manifest, predictions),
+        usage=_usage(manifest),
+        jobs=_jobs(manifest),
         explorer_scripts=explorer,
         alpha=ALPHA,
         results_json=Markup(script_json(_finite(results.to_dict()))),
@@ -426,6 +428,39 @@ def _variant_view(number: int, variant: VariantResults, results: Results) -> _Va
         else (),
         csv_file=_table_file(number, "csv"),
         tex_file=_table_file(number, "tex"),
+    )
+
+
+def _usage(manifest: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """
+    The manifest's token usage as (name, formatted count) rows.
+    """
+    usage = (manifest or {}).get("usage")
+    if not isinstance(usage, Mapping):
+        return ()
+    return tuple(
+        (str(k).replace("_", " "), f"{v:,}" if isinstance(v, int) else _format_value(v))
+        for k, v in usage.items()
+    )
+
+
+def _jobs(manifest: Mapping[str, Any] | None) -> tuple[tuple[str, str, str, str, str], ...]:
+    """
+    The manifest's fine-tune jobs as (variant, job id, status, model, trained tokens) rows.
+    """
+    jobs = (manifest or {}).get("finetune_jobs")
+    if not isinstance(jobs, list):
+        return ()
+    return tuple(
+        (
+            str(j.get("variant", "")),
+            str(j.get("job", "")),
+            str(j.get("status", "")),
+            str(j.get("model", "")),
+            f"{j['trained_tokens']:,}" if isinstance(j.get("trained_tokens"), int) else _MISSING,
+        )
+        for j in jobs
+        if isinstance(j, Mapping)
     )
 
 
