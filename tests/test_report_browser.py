@@ -172,9 +172,12 @@ def _inside(a: list[float], outer: list[float]) -> bool:
     return a[0] >= outer[0] - 1 and a[1] >= outer[1] - 1 and a[2] <= outer[2] + 1 and a[3] <= outer[3] + 1
 
 
+@pytest.mark.parametrize("width", [1280, 820])
 @pytest.mark.parametrize("div", ["figure-2", "funnel-chart", "ground-truth-chart", "popularity-chart"])
-def test_legend_toolbar_and_plot_do_not_overlap(page: Any, div: str) -> None:
+def test_legend_toolbar_and_plot_do_not_overlap(page: Any, div: str, width: int) -> None:
     """Legend, toolbar, plot areas, tick labels, axis and panel titles: no overlap, all inside the figure."""
+    page.set_viewport_size({"width": width, "height": 1000})
+    page.wait_for_timeout(300)  # plotly redraws on resize (responsive)
     _open_details(page)
     page.locator(f"#{div}").scroll_into_view_if_needed()
     b = _boxes(page, div)
@@ -189,7 +192,7 @@ def test_legend_toolbar_and_plot_do_not_overlap(page: Any, div: str) -> None:
     for tick in b["ticks"]:
         assert not _overlap(tick, b["legend"]), (div, tick)
         assert not _overlap(tick, b["modebar"]), (div, tick)
-    _shot(page, f"{div}.png", f"#{div}")
+    _shot(page, f"{div}-{width}.png", f"#{div}")
 
 
 def test_tables_are_present(page: Any) -> None:
@@ -303,3 +306,30 @@ def test_committed_demo_report_opens_cleanly(browser: Any) -> None:
     context.close()
 
     assert problems == []
+
+
+def test_index_page_has_no_wcag_violations(browser: Any, tmp_path: Path) -> None:
+    """The many-runs index (two runs side by side) passes axe-core's WCAG 2 A/AA rules and logs no error."""
+    if not AXE.is_file():
+        _missing(f"axe-core ({AXE})")
+    from llmrec.report import RunSummary, render_index
+
+    results = Results.from_dict(json.loads((DEMO / "results.json").read_text(encoding="utf-8")))
+    index = tmp_path / "index.html"
+    index.write_text(render_index([RunSummary("a/index.html", results)] * 2), encoding="utf-8")
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    tab = context.new_page()
+    problems: list[str] = []
+    tab.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    tab.goto(index.as_uri())
+    tab.add_script_tag(path=str(AXE))
+    violations = tab.evaluate(
+        "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})"
+        ".then(r => r.violations.map(v => v.id))"
+    )
+    rows = tab.locator("#compare tbody tr").count()
+    context.close()
+
+    assert violations == []
+    assert problems == []
+    assert rows == sum(1 for v in results.variants for m in v.models if m.role != "ideal")
