@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -24,6 +25,7 @@ from typing import Any
 from llmrec.data import Dataset
 from llmrec.errors import DataError, LlmrecError, ProviderError, SpecError, SpecProblem
 from llmrec.pipeline import ExperimentOutcome, run_stages
+from llmrec.prompts import system_text
 from llmrec.providers.base import Backend, as_backend
 from llmrec.providers.fake import FakeProvider
 from llmrec.report import report_files
@@ -457,6 +459,10 @@ def _manifest(
         "spec_path": spec_path,
         "spec_hash": spec_hash(spec_text),
         "spec_text": spec_text,
+        # the system message and the user template before any profile is filled in (the report's protocol)
+        "prompt_template_hash": hashlib.sha256(
+            (system_text(spec.prompt) + "\n\n" + spec.prompt.user_template).encode("utf-8")
+        ).hexdigest()[:16],
         "seeds": {"experiment": spec.experiment.seed, "inference": spec.inference_seed},
         "dataset": {"format": spec.dataset.format, "path": spec.dataset.path},
         "provider": spec.provider.kind,
