@@ -22,12 +22,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import attrs
+
 from llmrec.data import Dataset
 from llmrec.errors import DataError, LlmrecError, ProviderError, SpecError, SpecProblem
-from llmrec.pipeline import ExperimentOutcome, run_stages
+from llmrec.estimate import actual_cost, render_estimate
+from llmrec.pipeline import ExperimentOutcome, estimate_run, expected_stages, run_stages
 from llmrec.prompts import system_text
 from llmrec.providers.base import Backend, as_backend
 from llmrec.providers.fake import FakeProvider
+from llmrec.providers.pricing import default_prices
 from llmrec.report import report_files
 from llmrec.spec import Spec, parse_spec, spec_hash
 from llmrec.stages.evaluate import encode_predictions
@@ -77,10 +81,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="processes for the neighbour ground truth (default: both cores for datasets over 100 MB)",
+    )
+    run.add_argument(
         "--allow-small",
         action="store_true",
         help="run a paid provider even when a variant has fewer than evaluation.min_test_users test users",
     )
+
+    estimate = sub.add_parser(
+        "estimate", help="run the cheap stages and print the funnel, tokens and dollars a run would cost"
+    )
+    estimate.add_argument("spec", help="the experiment spec (TOML)")
+    estimate.add_argument("--runs", default="runs", help="folder for run state (default: runs)")
+    estimate.add_argument("--quiet", action="store_true", help="no progress lines")
 
     status = sub.add_parser(
         "status", help="list a run directory's stages: done, partial, their keys and counts"
@@ -135,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(args.run_dir)
         if args.command == "report":
             return _report(args.sources, args.out)
+        if args.command == "estimate":
+            return _estimate(args)
         return _run(args)
     except (SpecError, DataError) as exc:
         _error(str(exc))
@@ -183,8 +201,65 @@ def _validate(path: str, *, check_inputs: bool) -> int:
     spec, _ = _load_spec(path)
     if check_inputs:
         _check_inputs(spec, path)
+    for warning in _retirement_warnings(spec, dt.datetime.now(dt.UTC).date()):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: ok ({len(spec.variant)} variant(s), provider {spec.provider.kind})")
     return EXIT_OK
+
+
+# a run that fine-tunes and then asks every test user can take days (a batch has a 24 h window)
+_RUN_DAYS = 7
+_LAST_NEW_FINETUNE = dt.date(2027, 1, 6)  # reported by secondary sources, written down 2026-12-01
+
+
+def _retirement_warnings(spec: Spec, today: dt.date) -> list[str]:
+    """
+    Warnings for OpenAI models that shut down before a run started today would end: from the
+    models endpoint's ``shutdown_date`` when a key is set and the server gives one, else from the
+    dates reported by secondary sources (docs/openai.md).
+    """
+    if spec.provider.kind != "openai":
+        return []
+    from llmrec.providers.openai import ModelInfo, OpenAIChat, probe_server, retirement_warning
+
+    models = [
+        spec.finetune.base_model,
+        *(m for m in [spec.finetune.model, *(v.model for v in spec.variant)] if m),
+    ]
+    infos: dict[str, ModelInfo] = {}
+    out: list[str] = []
+    key = os.environ.get("OPENAI_API_KEY", "")
+    if key:
+        try:
+            chat = OpenAIChat(
+                attrs.evolve(spec.provider.openai, max_retries=1),
+                api_key=key,
+                base_url=os.environ.get("OPENAI_BASE_URL") or None,
+            )
+            found = probe_server(chat, spec.finetune.base_model, ())
+            infos = {m.id: m for m in found.models}
+        except ProviderError as exc:
+            out.append(f"could not read the models endpoint ({exc}); using the dates in docs/openai.md")
+    for model in dict.fromkeys(models):
+        info = infos.get(model, ModelInfo(id=model))
+        warning = retirement_warning(info, today, _RUN_DAYS)
+        soon = retirement_warning(info, today, 90)
+        if warning:
+            out.append(warning)
+        elif soon:  # not within this run, but soon: the answers archived in the run store outlast it
+            when = soon.split(" shuts down on ")[1].split(" ")[0] if " shuts down on " in soon else "soon"
+            out.append(
+                f"model {model} shuts down on {when} (secondary sources, docs/openai.md): every answer is "
+                "archived in the run store, the only record that will outlast it"
+            )
+    needs_training = spec.finetune.model is None and not all(v.model for v in spec.variant)
+    if needs_training and today + dt.timedelta(days=_RUN_DAYS) >= _LAST_NEW_FINETUNE:
+        out.append(
+            f"OpenAI stops new fine-tuning jobs on {_LAST_NEW_FINETUNE.isoformat()} (secondary sources, "
+            "written down 2026-12-01); set finetune.model to reuse a fine-tuned model, or use "
+            'provider.kind = "local" (docs/local.md)'
+        )
+    return out
 
 
 def _check_inputs(spec: Spec, source: str) -> None:
@@ -361,17 +436,17 @@ def _run(args: argparse.Namespace) -> int:
     progress = _Progress(args.quiet)
     store = DiskRunStore(run_dir, durable=spec.provider.kind != "fake")
     try:
-        cache: dict[str, Dataset] = {}
-
-        def dataset() -> Dataset:
-            if "d" not in cache:
-                progress("load data", 0, 1)
-                cache["d"] = _load_dataset(spec, cache_dir=runs / "cache")
-                progress("load data", 1, 1)
-            return cache["d"]
-
+        dataset = _dataset_loader(spec, runs, progress)
+        expected = (json.dumps(expected_stages(spec), indent=1) + "\n").encode("utf-8")
+        atomic_write(run_dir / "expected.json", expected)
+        if spec.provider.kind == "openai" and spec.provider.openai.budget_usd is not None:
+            _check_budget(spec, dataset, store, progress, args.spec)
         backend = _backend(spec, dataset, run_dir, progress)
-        poll = spec.provider.openai.poll_interval_s if spec.provider.kind == "openai" else 0.0
+        if spec.provider.kind == "openai":
+            backend = _probe(spec, backend, run_dir, args.spec)
+        # between polls of jobs and batches: OpenAI's interval; local training runs in a thread of this
+        # process, so a short sleep keeps the poll loop from competing with it; the fake needs none
+        poll = {"openai": spec.provider.openai.poll_interval_s, "local": 1.0}.get(spec.provider.kind, 0.0)
 
         # compute
         outcome = run_stages(
@@ -384,15 +459,16 @@ def _run(args: argparse.Namespace) -> int:
             progress=progress,
             wait=lambda: time.sleep(poll),
             # big datasets: spread the neighbour ground truth over the cores (forked workers)
-            workers=min(2, os.cpu_count() or 1) if _data_bytes(spec) >= 100_000_000 else 1,
+            workers=_workers(spec, args.workers),
             source=args.spec,
             paid=spec.provider.kind == "openai",
             allow_small=args.allow_small,
         )
         finished = dt.datetime.now(dt.UTC)
 
-        # write: the report folder
+        # write: the report folder (with estimated and actual cost; the estimate reuses stored stages)
         manifest = _manifest(spec, spec_text, args.spec, outcome, started, finished, backend)
+        manifest["cost"] = _cost(spec, dataset, store, progress, args.spec, outcome)
         out.mkdir(parents=True, exist_ok=True)
         report_started = time.monotonic()
         files = {
@@ -415,6 +491,192 @@ def _run(args: argparse.Namespace) -> int:
         store.close()
     _summary(outcome, out)
     return EXIT_OK
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    # gather
+    spec, _ = _load_spec(args.spec)
+    runs = Path(args.runs)
+    _check_paths(args.spec, runs, runs)
+    _check_inputs(spec, args.spec)
+    progress = _Progress(args.quiet)
+    store = DiskRunStore(runs / spec.experiment.name, durable=spec.provider.kind != "fake")
+    try:
+        # compute: the cheap stages, stored so that the run reuses them
+        estimate, funnel = estimate_run(
+            spec,
+            _dataset_loader(spec, runs, progress),
+            store=store,
+            data_fingerprint=_fingerprint(spec),
+            version=_version(),
+            prices=default_prices(),
+            progress=progress,
+            workers=_workers(spec, None),
+            source=args.spec,
+        )
+    finally:
+        store.close()
+    # write
+    for line in funnel:
+        print(line)
+    print(render_estimate(estimate))
+    return EXIT_OK
+
+
+def _check_budget(
+    spec: Spec, dataset: Callable[[], Dataset], store: DiskRunStore, progress: _Progress, source: str
+) -> None:
+    """
+    Refuse to start a run whose estimated cost exceeds ``budget_usd`` (the cheap stages it runs are
+    stored, so the run itself reuses them).
+    """
+    budget = spec.provider.openai.budget_usd
+    assert budget is not None
+    estimate, _ = estimate_run(
+        spec,
+        dataset,
+        store=store,
+        data_fingerprint=_fingerprint(spec),
+        version=_version(),
+        prices=default_prices(),
+        progress=progress,
+        workers=_workers(spec, None),
+        source=source,
+    )
+    expected = estimate.total.expected
+    if expected > budget:
+        problem = SpecProblem(
+            "provider.openai.budget_usd",
+            f"a budget above the run's estimated ${expected:,.2f} (worst case ${estimate.total.worst:,.2f}; "
+            f"see llmrec estimate {source})",
+            budget,
+            True,
+        )
+        raise SpecError(source, (problem,))
+
+
+def _cost(
+    spec: Spec,
+    dataset: Callable[[], Dataset],
+    store: DiskRunStore,
+    progress: _Progress,
+    source: str,
+    outcome: ExperimentOutcome,
+) -> dict[str, Any]:
+    prices = default_prices()
+    kind = spec.provider.kind
+    try:
+        estimate, _ = estimate_run(
+            spec,
+            dataset,
+            store=store,
+            data_fingerprint=_fingerprint(spec),
+            version=_version(),
+            prices=prices,
+            progress=progress,
+            workers=_workers(spec, None),
+            source=source,
+        )
+        trained = [(spec.finetune.base_model, s.trained_tokens or 0) for _, s in outcome.jobs]
+        actual = actual_cost(outcome.usage_by_model, trained, prices, kind=kind)
+    except DataError as exc:  # a compatible server's own models have no price
+        return {"unknown": str(exc)}
+    tokens = estimate.total_tokens
+    return {
+        "currency": estimate.currency,
+        "prices_as_of": estimate.prices_as_of,
+        "estimated_usd": {
+            "low": estimate.total.low,
+            "expected": estimate.total.expected,
+            "worst": estimate.total.worst,
+        },
+        "estimated_tokens": {"expected": tokens.expected, "worst": tokens.worst},
+        "actual_usd": actual,
+        "actual_tokens": {
+            "inference": sum(u.total_tokens for _, u in outcome.usage_by_model),
+            "training": sum(t for _, t in trained),
+        },
+        "free": kind in ("fake", "local"),
+    }
+
+
+def _probe(spec: Spec, backend: Backend, run_dir: Path, source: str) -> Backend:
+    """
+    Before any paid or long stage, ask the server what it supports (stored in the run directory and
+    reused), refuse a spec that needs a feature it lacks, and drop fine-tuning when the server has
+    none and the spec names its fine-tuned models.
+    """
+    from llmrec.providers.openai import OpenAIChat, probe_server
+
+    chat = backend.chat
+    assert isinstance(chat, OpenAIChat)
+    reasoning = spec.provider.openai.request_profile == "reasoning"
+    needs = sorted(
+        {*(() if reasoning else ("seed",)), *(("json_schema",) if spec.prompt.output_mode == "json" else ())}
+    )
+    needs_training = spec.finetune.model is None and not all(v.model for v in spec.variant)
+    path = run_dir / "probe.json"
+    stored = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    if not (
+        isinstance(stored, dict) and stored.get("identity") == chat.identity and stored.get("needs") == needs
+    ):
+        found = probe_server(chat, spec.finetune.base_model, needs)
+        can_tune = True
+        if backend.finetune is not None:
+            try:
+                backend.finetune.find_finetune("llmrec-probe")
+            except ProviderError as exc:
+                if exc.status not in (404, 405, 501):
+                    raise
+                can_tune = False
+        stored = {
+            "identity": chat.identity,
+            "needs": needs,
+            "models": [m.id for m in found.models],
+            "supported": sorted(found.supported),
+            "unsupported": [list(u) for u in found.unsupported],
+            "finetuning": can_tune and backend.finetune is not None,
+        }
+        atomic_write(path, (json.dumps(stored, indent=1) + "\n").encode("utf-8"))
+    fields = {"seed": "inference.seed", "json_schema": 'prompt.output_mode = "json"', "logprobs": "logprobs"}
+    problems = [
+        SpecProblem(
+            "",
+            f"{fields.get(feature, feature)} needs {feature}, which {chat.identity} does not support ({why})",
+        )
+        for feature, why in stored["unsupported"]
+    ]
+    if needs_training and not stored["finetuning"]:
+        problems.append(
+            SpecProblem(
+                "finetune.model",
+                f"a fine-tuned or served adapter model id: {chat.identity} offers no fine-tuning "
+                "(set finetune.model, or model in each [[variant]])",
+            )
+        )
+    if problems:
+        raise SpecError(source, tuple(problems))
+    if not stored["finetuning"]:
+        return Backend(chat=backend.chat, finetune=None, batch=backend.batch)
+    return backend
+
+
+def _workers(spec: Spec, given: int | None) -> int:
+    # big datasets: spread the neighbour ground truth over the cores (forked workers)
+    return given or (min(2, os.cpu_count() or 1) if _data_bytes(spec) >= 100_000_000 else 1)
+
+
+def _dataset_loader(spec: Spec, runs: Path, progress: _Progress) -> Callable[[], Dataset]:
+    cache: dict[str, Dataset] = {}
+
+    def dataset() -> Dataset:
+        if "d" not in cache:
+            progress("load data", 0, 1)
+            cache["d"] = _load_dataset(spec, cache_dir=runs / "cache")
+            progress("load data", 1, 1)
+        return cache["d"]
+
+    return dataset
 
 
 def _status(run_dir: str) -> int:
@@ -479,6 +741,21 @@ def _manifest(
             for v, s in outcome.jobs
         ],
         "usage": dict(outcome.usage),
+        "training_curves": [
+            {
+                "variant": variant,
+                "points": [
+                    {
+                        k: v
+                        for k, v in e.metrics
+                        if k in ("step", "train_loss", "valid_loss", "valid_hit_rate")
+                    }
+                    for e in events
+                    if e.metrics
+                ],
+            }
+            for variant, events in outcome.events
+        ],
         "answers_reused_from_run_state": outcome.reused_answers,
         "requests_sent_again_after_a_stop": outcome.repeated_requests,
         "stages": [

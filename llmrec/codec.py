@@ -45,6 +45,8 @@ def make_converter() -> cattrs.Converter:
 
     conv.register_unstructure_hook_func(_is_pairs, unstructure_pairs)
     conv.register_structure_hook_func(_is_pairs, structure_pairs)
+    # a sampling setting's value: a number or a string, kept as written
+    conv.register_structure_hook(float | int | str, lambda value, _: value)
     return conv
 
 

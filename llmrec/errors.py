@@ -15,6 +15,9 @@ Only ``cli.py`` prints these and turns them into exit codes: 2 for ``SpecError``
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 import attrs
 
 __all__ = ["DataError", "LlmrecError", "ParseError", "ProviderError", "SpecError", "SpecProblem"]
@@ -55,18 +58,46 @@ class SpecProblem:
 def format_toml_value(value: object) -> str:
     """
     Write a value the way it would appear in TOML, so users recognise what they typed.
+
+    Strings are written with TOML's escapes, and every control character, line separator or
+    surrogate as ``\\uXXXX``, so a problem message is always one printable line.
     """
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
+        return _toml_string(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(format_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        inner = ", ".join(f"{k} = {format_toml_value(v)}" for k, v in value.items())
+        inner = ", ".join(f"{_toml_key(str(k))} = {format_toml_value(v)}" for k, v in value.items())
         return "{" + inner + "}"
     return str(value)
+
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_string(text: str) -> str:
+    """
+    ``text`` as a TOML basic string: quoted, escaped, with no control character left raw.
+    """
+    out = []
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_key(key: str) -> str:
+    """
+    ``key`` as written in TOML: bare when it can be, else a quoted string.
+    """
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
 
 
 class SpecError(LlmrecError):

@@ -24,7 +24,7 @@ from typing import Literal
 import attrs
 
 from llmrec.providers.base import ChatRequest, FineTuneExample, FineTuneRequest, Usage
-from llmrec.providers.pricing import BillingMode, ModelPrice, PriceTable
+from llmrec.providers.pricing import FREE_KINDS, BillingMode, ModelPrice, PriceTable
 from llmrec.tokens import count_assistant, count_chat, count_example, lookup_encoding
 
 __all__ = [
@@ -444,3 +444,24 @@ def render_estimate(estimate: CostEstimate) -> str:
     out.append("low: prompts alone, training examples only; expected: answers of the typical length;")
     out.append("worst: every answer at max_tokens, validation examples billed too.")
     return "\n".join(out) + "\n"
+
+
+def actual_cost(
+    usage_by_model: Sequence[tuple[str, Usage]],
+    trained_tokens: Sequence[tuple[str, int]],
+    prices: PriceTable,
+    *,
+    kind: str = "openai",
+) -> float:
+    """
+    What a run spent: every model's billed tokens at its price (sync or batch as billed), plus each
+    fine-tune's trained tokens (epochs included, as the backend reports them) at the training price.
+
+    Raises:
+        DataError: when the table has no price for a model.
+    """
+    if kind in FREE_KINDS:
+        return 0.0
+    spent = sum(prices.cost(usage, model, kind=kind) for model, usage in usage_by_model)
+    spent += sum(prices.training_cost(tokens, 1, model, kind=kind) for model, tokens in trained_tokens)
+    return float(spent)

@@ -6,10 +6,10 @@ Rules (docs/scoring.md has the reader's view, docs/metrics.md the full rules):
 - **Formats**, tried in this order: a JSON answer (the text, or its first fenced code block, starts
   with ``[`` or ``{``: an array of strings or of objects with a ``"title"`` and optional ``"year"``, or
   an object ``{"movies": [...]}``; JSON that cannot be read is a failure unless list lines follow);
-  numbered ("1.", "1)", "1:") or bulleted ("-", "*", "+", "•", "–")
-  lines; prose as a last resort (two or more double-quoted titles; an enumeration after a colon; a
-  one-line enumeration whose every piece names a catalogue movie). With none, the text is a parse
-  failure (scored 0, kept in the mean).
+  numbered ("1.", "1)", "1:") or bulleted ("-", "*", "+", "•", "–") lines; the rows of a markdown
+  table (its "Title" column) or the items of an HTML list (``<li>``); prose as a last resort (two or
+  more double-quoted titles; an enumeration after a colon; a one-line enumeration whose every piece
+  names a catalogue movie). With none, the text is a parse failure (scored 0, kept in the mean).
 - **Title and year**: the first "(1999)" ends the title and gives the year; what follows it is a
   description and dropped. A title set in bold or quotes at the start of an item ends there.
 - **Grounding**: exact title, else the normalised title (``normalize_title``), else, when a
@@ -25,6 +25,7 @@ Rules (docs/scoring.md has the reader's view, docs/metrics.md the full rules):
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -68,7 +69,7 @@ FAILURES: Mapping[str, str] = MappingProxyType(
     {
         "empty": "answer is empty",
         "too_long": f"answer is {{chars:,}} characters long; at most {MAX_ANSWER_CHARS:,} are read",
-        "json_syntax": "JSON answer could not be read: {msg} at character {pos}",
+        "json_syntax": "JSON answer could not be read: {msg} (character {pos})",
         "json_depth": f"JSON answer is nested more than {MAX_JSON_DEPTH} levels deep",
         "json_shape": 'JSON answer is neither an array nor an object with a "movies" array',
         "nothing": "no list item, JSON answer or prose enumeration found",
@@ -125,11 +126,11 @@ def normalize_title(title: str) -> str:
     The form titles are compared in: accents, case, punctuation, articles and a trailing year removed.
 
     Steps: Unicode NFKD with combining marks and invisible format characters (zero-width spaces and
-    joiners, direction marks, soft hyphens: category Cf) dropped ("Amélie" -> "amelie"), case folding,
-    "&" read as
-    "and", a trailing "(1999)" dropped, apostrophes deleted ("Schindler's" -> "schindlers"), a
-    MovieLens-style trailing ", The" / ", A" / ", An" dropped, every other run of punctuation or spaces
-    made one space, then a leading "the", "a" or "an" dropped (unless that leaves nothing).
+    joiners, direction marks, soft hyphens: category Cf) dropped ("Amélie" -> "amelie"), case
+    folding, "&" read as "and", a trailing "(1999)" dropped, apostrophes deleted ("Schindler's" ->
+    "schindlers"), a MovieLens-style trailing ", The" / ", A" / ", An" dropped, every other run of
+    punctuation or spaces made one space, then a leading "the", "a" or "an" dropped (unless that
+    leaves nothing).
     "The Shawshank Redemption (1994)" and "Shawshank Redemption, The" both give "shawshank redemption".
     """
     text = title
@@ -301,6 +302,78 @@ def _raw(text: str) -> _Raw:
     return (text, *_split_title(text))
 
 
+_TABLE_RULE = re.compile(r"\s*+:?-++:?\s*+")
+_TITLE_HEADERS = ("title", "movie", "film", "name")
+_MAX_COLUMNS = 20
+"""Only a table's first columns are looked at for the title and the year (bounded time)."""
+
+
+def _table_items(text: str) -> list[_Item]:
+    """
+    The rows of the first markdown table with a header, a rule row (``|---|---|``) and body rows:
+    each row's cell under the first header naming a title ("Title", "Movie", "Film", "Name"; else the
+    first column that is not a rank number), with the cell under a "Year" header as its year; only
+    the first ``_MAX_COLUMNS`` columns are looked at.
+    """
+    lines = [line.strip() for line in text.splitlines()]
+    for r in range(1, len(lines) - 1):
+        if not (lines[r].startswith("|") and lines[r - 1].startswith("|")):
+            continue
+        if not _is_rule(lines[r]) or _is_rule(lines[r - 1]):
+            continue
+        header = [c.strip().casefold() for c in _cells(lines[r - 1])][:_MAX_COLUMNS]
+        rows = []
+        for line in lines[r + 1 :]:
+            if not line.startswith("|"):
+                break
+            if not _is_rule(line):
+                rows.append([c.strip() for c in _cells(line)])
+        titled = [i for i, h in enumerate(header) if any(w in h for w in _TITLE_HEADERS)]
+        plain = [
+            i
+            for i in range(len(header))
+            if not all(row[i].rstrip(".").isdigit() for row in rows if i < len(row))
+        ]
+        if not rows or not (titled or plain):
+            return []
+        column = (titled or plain)[0]
+        year = next((i for i, h in enumerate(header) if "year" in h and i != column), None)
+        out: list[_Item] = []
+        for row in rows:
+            title = row[column] if column < len(row) else ""
+            given = row[year] if year is not None and year < len(row) else ""
+            out.append(partial(_raw, f"{title} ({given})" if re.fullmatch(r"\d{4}", given) else title))
+        return out
+    return []
+
+
+_HTML_ITEM = re.compile(r"<li\b[^<>]{0,200}>", re.IGNORECASE)
+_HTML_ITEM_END = re.compile(r"</li\s*>", re.IGNORECASE)
+_HTML_TAG = re.compile(r"<[^<>]{0,200}>")
+
+
+def _html_items(text: str) -> list[_Item]:
+    """
+    The ``<li>`` items of an HTML list, their tags removed and entities decoded ("&amp;" -> "&").
+    """
+    if not _HTML_ITEM.search(text):
+        return []
+    flat = _HTML_ITEM_END.sub("\n", _HTML_ITEM.sub("\n- ", text))
+    flat = html.unescape(_HTML_TAG.sub(" ", flat))
+    return [partial(_raw, m.group("body")) for line in flat.splitlines() if (m := _ITEM.match(line))]
+
+
+def _is_rule(line: str) -> bool:
+    return all(_TABLE_RULE.fullmatch(c) for c in _cells(line))
+
+
+def _cells(line: str) -> list[str]:
+    body = line.strip()
+    body = body[1:] if body.startswith("|") else body
+    body = body[:-1] if body.endswith("|") else body
+    return body.split("|")
+
+
 _FENCE = re.compile(r"```[A-Za-z]*+[ \t]*+\n(?P<body>.*?)```", re.DOTALL)
 
 
@@ -351,7 +424,8 @@ def _too_deep(document: str) -> bool:
     while m := (_JSON_STRING_TOKENS if in_string else _JSON_TOKENS).search(document, pos):
         c, pos = m.group(), m.end()
         if c == "\\":
-            pos += in_string  # an escape skips the next character; outside a string it is a syntax error
+            if in_string:  # an escape skips the next character; outside a string it is a syntax error
+                pos += 1
         elif c == '"':
             in_string = not in_string
         elif c in "[{":
@@ -416,9 +490,9 @@ _MAX_JOINED = 4
 _MAX_PIECES = 100
 """An enumeration is split into fewer pieces than this; a longer one is not read (bounded time)."""
 _MAX_COLON_LINES = 10
+"""Rule 2 of the prose reader looks at this many lines with a colon, at most."""
 _MAX_SENTENCE = 10_000
 """A sentence read as an enumeration ends within this many characters (100 pieces of 12 words)."""
-"""Rule 2 of the prose reader looks at this many lines with a colon, at most."""
 
 
 def _first_sentence(text: str) -> str:
@@ -544,6 +618,8 @@ def parse_recommendations(
     if not isinstance(read, list):
         raws = [partial(_raw, m.group("body")) for line in text.splitlines() if (m := _ITEM.match(line))]
         form = "list"
+        if not raws:
+            raws = _table_items(text) or _html_items(text)
         if not raws and read is None:  # prose would misread broken JSON's keys as quoted titles
             raws, form = _prose_items(text, matcher), "prose"
         if not raws:

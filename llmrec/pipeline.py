@@ -19,11 +19,29 @@ import attrs
 from llmrec.baselines import Baseline
 from llmrec.data import Dataset
 from llmrec.errors import DataError, ProviderError
+from llmrec.estimate import (
+    CostEstimate,
+    InferenceItem,
+    InferencePlan,
+    TrainingPlan,
+    estimate_cost,
+    expected_output_tokens,
+)
 from llmrec.keys import stage_key
 from llmrec.metrics import metric_names
 from llmrec.parsing import TitleMatcher
 from llmrec.prompts import build_few_shot_messages, build_messages
-from llmrec.providers.base import Backend, ChatRequest, ChatResult, JobState, Progress, no_progress
+from llmrec.providers.base import (
+    Backend,
+    ChatRequest,
+    ChatResult,
+    JobEvent,
+    JobState,
+    Progress,
+    Usage,
+    no_progress,
+)
+from llmrec.providers.pricing import BillingMode, PriceTable
 from llmrec.results import ModelRole, Prediction, Results
 from llmrec.sampling import RatingIndex, build_index
 from llmrec.scoring import popularity_percentiles
@@ -38,7 +56,7 @@ from llmrec.stages import training_files as files_stage
 from llmrec.stages.common import Lazy, StageRun, Stages
 from llmrec.store import RunStore
 
-__all__ = ["ExperimentOutcome", "data_key", "run_stages"]
+__all__ = ["ExperimentOutcome", "data_key", "estimate_run", "expected_stages", "run_stages"]
 
 _LLM_ROLES: tuple[tuple[ModelRole, str], ...] = (("baseline", "Baseline"), ("finetuned", "Fine-tuned"))
 
@@ -60,6 +78,10 @@ class ExperimentOutcome:
     repeated_requests: int = 0
     """Requests in flight when an earlier run stopped, sent again by this one."""
     reused_answers: int = 0
+    events: tuple[tuple[str, tuple[JobEvent, ...]], ...] = ()
+    """Each fine-tune's job events (per variant), with the per-step losses the backend reported."""
+    usage_by_model: tuple[tuple[str, Usage], ...] = ()
+    """Tokens billed per model, for the actual cost."""
 
     @property
     def computed(self) -> tuple[str, ...]:
@@ -105,44 +127,32 @@ class _Plan:
     """The fine-tuned model: given in the spec, or set after the fine-tune stage."""
 
 
-def run_stages(
+@attrs.frozen(eq=False)
+class _Cheap:
+    """
+    What the cheap stages left: the plans, the data key, the lazy dataset and the stage runs so far.
+    """
+
+    stages: Stages
+    plans: list[_Plan]
+    key_data: str
+    seeds: list[int]
+    loaded: Callable[[], Dataset]
+
+
+def _cheap_stages(
     spec: Spec,
     dataset: Callable[[], Dataset],
-    backend: Backend,
     *,
     store: RunStore,
     data_fingerprint: str,
     version: str,
-    progress: Progress = no_progress,
-    wait: Callable[[], None] = lambda: None,
-    workers: int = 1,
-    source: str = "<spec>",
-    paid: bool = False,
-    allow_small: bool = True,
-) -> ExperimentOutcome:
+    progress: Progress,
+    workers: int,
+    source: str,
+) -> _Cheap:
     """
-    Run every stage of the experiment over ``store``; stored stages are reused.
-
-    Args:
-        spec: the experiment.
-        dataset: makes the dataset (called at most once, only when a stage needs it).
-        backend: what answers and fine-tunes.
-        store: the run store (in memory, or the CLI's run directory).
-        data_fingerprint: identifies the dataset's content for the load key.
-        version: llmrec's version (part of the cheap stages' keys).
-        progress: where stages report progress.
-        wait: called between polls of fine-tune jobs and batches (the CLI sleeps; tests do not).
-        workers: processes for the neighbour ground truth.
-        source: the spec's name, for messages.
-        paid: whether the backend charges money (then too-small variants refuse to start).
-        allow_small: run a paid backend even when a variant has fewer than ``min_test_users``.
-
-    Returns:
-        The outcome, with the stage runs.
-
-    Raises:
-        DataError: when a variant has no test (or training) users, or too few for a paid run.
-        ProviderError: when a backend fails or lacks a capability the spec needs.
+    Load (lazily), sample, ground truth and training files for every seed and variant.
     """
     stages = Stages(store=store)
     key_data = data_key(spec, data_fingerprint, version)
@@ -177,7 +187,6 @@ def run_stages(
         spec.experiment.seed,
         *(s for s in dict.fromkeys(spec.experiment.seeds) if s != spec.experiment.seed),
     ]
-    kind = spec.provider.kind
     plans: list[_Plan] = []
     for seed in seeds:
         tag = "" if seed == spec.experiment.seed else f"@seed{seed}"
@@ -224,6 +233,66 @@ def run_stages(
             plans.append(_Plan(seed, label, variant.name, sampled, s_key, truth, t_key, files, f_key, model))
         progress("ground truth", len(spec.variant), len(spec.variant))
 
+    return _Cheap(stages=stages, plans=plans, key_data=key_data, seeds=seeds, loaded=loaded)
+
+
+def run_stages(
+    spec: Spec,
+    dataset: Callable[[], Dataset],
+    backend: Backend,
+    *,
+    store: RunStore,
+    data_fingerprint: str,
+    version: str,
+    progress: Progress = no_progress,
+    wait: Callable[[], None] = lambda: None,
+    workers: int = 1,
+    source: str = "<spec>",
+    paid: bool = False,
+    allow_small: bool = True,
+) -> ExperimentOutcome:
+    """
+    Run every stage of the experiment over ``store``; stored stages are reused.
+
+    Args:
+        spec: the experiment.
+        dataset: makes the dataset (called at most once, only when a stage needs it).
+        backend: what answers and fine-tunes.
+        store: the run store (in memory, or the CLI's run directory).
+        data_fingerprint: identifies the dataset's content for the load key.
+        version: llmrec's version (part of the cheap stages' keys).
+        progress: where stages report progress.
+        wait: called between polls of fine-tune jobs and batches (the CLI sleeps; tests do not).
+        workers: processes for the neighbour ground truth.
+        source: the spec's name, for messages.
+        paid: whether the backend charges money (then too-small variants refuse to start).
+        allow_small: run a paid backend even when a variant has fewer than ``min_test_users``.
+
+    Returns:
+        The outcome, with the stage runs.
+
+    Raises:
+        DataError: when a variant has no test (or training) users, or too few for a paid run.
+        ProviderError: when a backend fails or lacks a capability the spec needs.
+    """
+    cheap = _cheap_stages(
+        spec,
+        dataset,
+        store=store,
+        data_fingerprint=data_fingerprint,
+        version=version,
+        progress=progress,
+        workers=workers,
+        source=source,
+    )
+    stages, plans, key_data, seeds, loaded = (
+        cheap.stages,
+        cheap.plans,
+        cheap.key_data,
+        cheap.seeds,
+        cheap.loaded,
+    )
+    kind = spec.provider.kind
     _refuse_small(spec, plans, paid=paid, allow_small=allow_small, source=source)
     jobs = _finetune_all(spec, backend, stages, plans, progress, wait)
     plans = [attrs.evolve(p, model=p.model or dict(jobs)[p.label].model) for p in plans]
@@ -242,6 +311,7 @@ def run_stages(
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "reasoning_tokens": 0}
     repeated = reused = 0
     models: list[tuple[str, str, str]] = []
+    by_model: dict[str, Usage] = {}
     known: dict[str, ChatResult] = {}  # answers of this run so far, by fingerprint: never asked twice
     for plan in plans:
         llms: list[evaluate_stage.LLMAnswers] = []
@@ -282,6 +352,14 @@ def run_stages(
                 result = answers.by_fingerprint[infer_stage.fingerprint(r)]
                 for field in usage:
                     usage[field] += int(getattr(result.usage, field))
+                seen = by_model.get(model, Usage(0, 0, mode=result.usage.mode))
+                by_model[model] = Usage(
+                    prompt_tokens=seen.prompt_tokens + result.usage.prompt_tokens,
+                    completion_tokens=seen.completion_tokens + result.usage.completion_tokens,
+                    cached_tokens=seen.cached_tokens + result.usage.cached_tokens,
+                    reasoning_tokens=seen.reasoning_tokens + result.usage.reasoning_tokens,
+                    mode=result.usage.mode,
+                )
             inputs[stage] = i_key
             llms.append(
                 evaluate_stage.LLMAnswers(role, role_label, model, tuple(requests), answers.by_fingerprint)
@@ -367,6 +445,8 @@ def run_stages(
         results=attrs.evolve(evaluated.results, title=spec.report.title),
         predictions=evaluated.predictions,
         jobs=tuple((label, f.state) for label, f in jobs),
+        events=tuple((label, f.events) for label, f in jobs),
+        usage_by_model=tuple(by_model.items()),
         models=tuple(models),
         usage=usage,
         stages=tuple(stages.runs),
@@ -497,3 +577,93 @@ def _finetune_all(
             wait()
     progress("fine-tune", len(done), total)
     return done
+
+
+def estimate_run(
+    spec: Spec,
+    dataset: Callable[[], Dataset],
+    *,
+    store: RunStore,
+    data_fingerprint: str,
+    version: str,
+    prices: PriceTable,
+    progress: Progress = no_progress,
+    workers: int = 1,
+    source: str = "<spec>",
+) -> tuple[CostEstimate, tuple[str, ...]]:
+    """
+    Run the cheap stages only (stored like any run's, so the real run reuses them) and price the
+    fine-tunes and the inference they lead to.
+
+    Returns:
+        The estimate and the funnel lines (one per variant and seed).
+    """
+    cheap = _cheap_stages(
+        spec,
+        dataset,
+        store=store,
+        data_fingerprint=data_fingerprint,
+        version=version,
+        progress=progress,
+        workers=workers,
+        source=source,
+    )
+    kind = spec.provider.kind
+    mode: BillingMode = "batch" if kind == "openai" and spec.provider.openai.mode == "batch" else "sync"
+    hyper = finetune_stage.hyperparameters(spec.finetune, kind)
+    training: list[TrainingPlan] = []
+    inference: list[InferencePlan] = []
+    funnel: list[str] = []
+    base = spec.finetune.base_model
+    for plan in cheap.plans:
+        m = plan.files.members
+        funnel.append(
+            f"{plan.label}: {plan.sampled.sample.eligible:,} eligible, {len(plan.sampled.sample.users):,} "
+            f"sampled, {int(plan.truth.kept.sum()):,} with ground truth (train {len(m['train']):,} / "
+            f"validation {len(m['validation']):,} / test {len(m['test']):,})"
+        )
+        examples = plan.files.examples("train")
+        expected = expected_output_tokens(examples, base) if examples else 0
+        if plan.model is None:
+            training.append(
+                TrainingPlan(plan.label, base, examples, plan.files.examples("validation"), hyper.epochs)
+            )
+        finetuned = plan.model or (base if base.startswith("ft:") else f"ft:{base}")
+        roles = _LLM_ROLES + ((("few_shot", "Few-shot"),) if spec.prompt.few_shot > 0 else ())
+        for role, _ in roles:
+            model = finetuned if role == "finetuned" else base
+            item: InferenceItem = (
+                "inference fine-tuned"
+                if role == "finetuned"
+                else "inference few-shot"
+                if role == "few_shot"
+                else "inference zero-shot"
+            )
+            requests = tuple(_requests(spec, plan, role, model))
+            inference.append(InferencePlan(plan.label, item, model, requests, expected, mode))
+    estimate = estimate_cost(training, inference, prices, kind=kind)
+    return estimate, tuple(funnel)
+
+
+def expected_stages(spec: Spec) -> list[str]:
+    """
+    The stage instances a run of ``spec`` has (for ``llmrec status``: the ones not started yet are
+    "missing"). A variant with a given model has no fine-tune stage.
+    """
+    seeds = [
+        spec.experiment.seed,
+        *(s for s in dict.fromkeys(spec.experiment.seeds) if s != spec.experiment.seed),
+    ]
+    roles = [r for r, _ in _LLM_ROLES] + (["few_shot"] if spec.prompt.few_shot > 0 else [])
+    out = ["load"]
+    for seed in seeds:
+        tag = "" if seed == spec.experiment.seed else f"@seed{seed}"
+        out.append(f"sample{tag}")
+        for variant in spec.variant:
+            label = variant.name + tag
+            given = variant.model or (spec.finetune.model if len(spec.variant) == 1 else None)
+            out += [f"ground_truth/{label}", f"training_files/{label}"]
+            out += [] if given else [f"finetune/{label}"]
+            out += [f"infer/{label}/{role}" for role in roles]
+            out += [f"baselines/{label}"] if spec.evaluation.baselines else []
+    return [*out, "evaluate"]

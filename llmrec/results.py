@@ -28,7 +28,8 @@ __all__ = [
     "metric_label",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: results.json is written by the codec (attribute names as keys)."""
 PREDICTIONS_SCHEMA_VERSION = 2
 """2: one record shape for LLMs and classic baselines (``Prediction``), written by the codec."""
 
@@ -293,140 +294,23 @@ class Results:
 
     def to_dict(self) -> dict[str, Any]:
         """
-        The JSON shape of ``results.json``.
+        The JSON shape of ``results.json``, written by llmrec's one converter (``llmrec.codec``):
+        attribute names as keys, (name, value) pairs as objects.
         """
-        return {
-            "schema_version": self.schema_version,
-            "experiment": self.experiment,
-            "title": self.title,
-            "metrics": list(self.metric_names),
-            **({"matching": self.matching} if self.matching is not None else {}),
-            **(
-                {
-                    "seeds": {
-                        "values": list(self.seeds),
-                        "spread": [
-                            {
-                                "variant": x.variant,
-                                "label": x.label,
-                                "metric": x.metric,
-                                "values": list(x.values),
-                                "mean": x.mean,
-                                "std": x.std,
-                            }
-                            for x in self.spread
-                        ],
-                    }
-                }
-                if self.seeds
-                else {}
-            ),
-            "variants": [
-                {
-                    "name": v.name,
-                    "sampling": dict(v.sampling),
-                    "counts": dict(v.counts),
-                    **({"funnel": _funnel_dict(v.funnel)} if v.funnel is not None else {}),
-                    "models": [
-                        {
-                            "role": m.role,
-                            "label": m.label,
-                            "model": m.model,
-                            "users": m.users,
-                            "parse_failures": m.parse_failures,
-                            "metrics": dict(m.metrics),
-                            **({"source": m.source} if m.source is not None else {}),
-                            **({"grounding": dict(m.grounding)} if m.grounding else {}),
-                            **(
-                                {"sensitivity": {mode: dict(values) for mode, values in m.sensitivity}}
-                                if m.sensitivity
-                                else {}
-                            ),
-                            **({"beyond": dict(m.beyond)} if m.beyond else {}),
-                            **(
-                                {"intervals": {k: [low, high] for k, low, high in m.intervals}}
-                                if m.intervals
-                                else {}
-                            ),
-                        }
-                        for m in v.models
-                    ],
-                    **({"confidence": v.confidence} if v.confidence is not None else {}),
-                    **(
-                        {"min_test_users": v.min_test_users, "too_small": v.too_small}
-                        if v.min_test_users is not None
-                        else {}
-                    ),
-                    **({"comparisons": [attrs.asdict(c) for c in v.comparisons]} if v.comparisons else {}),
-                }
-                for v in self.variants
-            ],
-        }
+        from llmrec.codec import CONVERTER
+
+        data: dict[str, Any] = CONVERTER.unstructure(self)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Results:
         """
-        Read the JSON shape back (unknown keys are ignored, so newer files still load).
+        Read the JSON shape back.
+
+        Raises:
+            StoreError: when its ``schema_version`` is not the one this llmrec writes.
         """
-        return cls(
-            schema_version=int(data["schema_version"]),
-            experiment=str(data["experiment"]),
-            title=str(data["title"]),
-            metric_names=tuple(data["metrics"]),
-            matching=data.get("matching"),
-            seeds=tuple(int(x) for x in data.get("seeds", {}).get("values", ())),
-            spread=tuple(
-                SeedSpread(x["variant"], x["label"], x["metric"], tuple(float(v) for v in x["values"]))
-                for x in data.get("seeds", {}).get("spread", ())
-            ),
-            variants=tuple(
-                VariantResults(
-                    name=v["name"],
-                    sampling=tuple(v["sampling"].items()),
-                    counts=tuple(v["counts"].items()),
-                    funnel=_funnel_from_dict(v["funnel"]) if "funnel" in v else None,
-                    comparisons=tuple(Comparison(**c) for c in v.get("comparisons", ())),
-                    confidence=v.get("confidence"),
-                    min_test_users=v.get("min_test_users"),
-                    models=tuple(
-                        ModelScores(
-                            role=m["role"],
-                            label=m["label"],
-                            model=m["model"],
-                            users=int(m["users"]),
-                            parse_failures=int(m["parse_failures"]),
-                            metrics=tuple((k, float(x)) for k, x in m["metrics"].items()),
-                            intervals=tuple(
-                                (k, float(lo), float(hi)) for k, (lo, hi) in m.get("intervals", {}).items()
-                            ),
-                            source=m.get("source"),
-                            grounding=tuple((k, float(x)) for k, x in m.get("grounding", {}).items()),
-                            sensitivity=tuple(
-                                (mode, tuple((k, float(x)) for k, x in values.items()))
-                                for mode, values in m.get("sensitivity", {}).items()
-                            ),
-                            beyond=tuple((k, float(x)) for k, x in m.get("beyond", {}).items()),
-                        )
-                        for m in v["models"]
-                    ),
-                )
-                for v in data["variants"]
-            ),
-        )
+        from llmrec.codec import CONVERTER, check_schema
 
-
-def _funnel_dict(funnel: Funnel) -> dict[str, Any]:
-    return {
-        "neighbor_candidates": dict(funnel.neighbor_candidates),
-        "neighbors_drawn": dict(funnel.neighbors_drawn),
-        "ground_truth_sizes": list(funnel.ground_truth_sizes),
-        "mean_ground_truth_size": funnel.mean_ground_truth_size,
-    }
-
-
-def _funnel_from_dict(data: Mapping[str, Any]) -> Funnel:
-    return Funnel(
-        neighbor_candidates=tuple((k, float(x)) for k, x in data["neighbor_candidates"].items()),
-        neighbors_drawn=tuple((k, float(x)) for k, x in data["neighbors_drawn"].items()),
-        ground_truth_sizes=tuple(int(n) for n in data["ground_truth_sizes"]),
-    )
+        check_schema(data, SCHEMA_VERSION, "results.json")
+        return CONVERTER.structure(dict(data), cls)

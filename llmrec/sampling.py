@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import signal
 import threading
 import warnings
 from collections.abc import Callable
@@ -664,6 +665,10 @@ _ADOPTED: list[_TruthJob] = []
 
 
 def _adopt_job(job: _TruthJob) -> None:
+    # Ctrl-C reaches the whole process group: the parent alone handles it (one message, and the pool
+    # is terminated); a worker that is terminated just ends, without a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _ADOPTED[:] = [job]
 
 

@@ -27,7 +27,7 @@ import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn
 
-from llmrec.errors import SpecError, SpecProblem
+from llmrec.errors import SpecError, SpecProblem, format_toml_value
 
 __all__ = [
     "DEFAULT_JSON_FORMAT",
@@ -1086,7 +1086,7 @@ def _unknown_key(cls: type, key: str) -> str:
         return f'unknown key "{key}" (a variant may override only {", ".join(overrides)})'
     close = difflib.get_close_matches(key, allowed, n=1)
     hint = f' (did you mean "{close[0]}"?)' if close else ""
-    return f'unknown key "{key}"{hint}'
+    return f"unknown key {format_toml_value(key)}{hint}"
 
 
 def _raw_problems(raw: Any, cls: type, prefix: str) -> list[SpecProblem]:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from llmrec.store import SAFE_NAME as _SAFE
 from llmrec.store import stage_folders
 
 __all__ = ["describe_run"]
@@ -43,8 +44,10 @@ def describe_run(root: Path) -> Iterator[str]:
     """
     yield f"{'state':<16} {'stage':<44} {'key':<20} {'seconds':>9}  details"
     total_spend = 0.0
+    present: set[str] = set()
     for folder in stage_folders(root):
         stage, _, key = folder.name.rpartition("-")
+        present.add(stage)
         record = _json(folder / "record.json")
         details: list[str] = []
         job = _json(folder / "job.json")
@@ -74,4 +77,9 @@ def describe_run(root: Path) -> Iterator[str]:
                 state = "partial"
             seconds = "-"
         yield f"{state:<16} {stage:<44} {key:<20} {seconds:>9}  {'; '.join(details)}".rstrip()
+    expected = _json(root / "expected.json")
+    for name in expected if isinstance(expected, list) else []:
+        folder_name = _SAFE.sub("_", str(name))
+        if folder_name not in present:
+            yield f"{'missing':<16} {folder_name:<44} {'-':<20} {'-':>9}"
     yield f"spend so far: ${total_spend:.4f}"

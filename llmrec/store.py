@@ -410,7 +410,9 @@ class MemoryRunStore:
 
 # -- disk -------------------------------------------------------------------------------------------------
 
-_SAFE = re.compile(r"[^A-Za-z0-9_.@=-]+")
+SAFE_NAME = re.compile(r"[^A-Za-z0-9_.@=-]+")
+"""What a stage name's characters become in its folder name (``_``)."""
+_SAFE = SAFE_NAME
 
 
 class _DiskStage:

@@ -4,6 +4,7 @@ Shared Hypothesis strategies, and a tiny TOML writer for spec round trips.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any, get_args
@@ -11,6 +12,7 @@ from typing import Any, get_args
 import attrs
 from hypothesis import strategies as st
 
+from llmrec.data import Movies
 from llmrec.spec import (
     DatasetFormat,
     DatasetSpec,
@@ -279,3 +281,292 @@ def raw_spec_documents(draw: st.DrawFn) -> dict[str, Any]:
             st.dictionaries(_table_keys, _values, max_size=2) | _scalars
         )
     return document
+
+
+# Model answers: any text at all, hostile fragments, and lists or JSON built from a known catalogue.
+
+# every code point, lone surrogates often
+any_code_points = st.one_of(
+    st.characters(),
+    st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+    st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff", "\x00", "\u200b"]),
+)
+
+
+def any_texts(max_size: int) -> st.SearchStrategy[str]:
+    """
+    Strings of any code points, lone surrogates included: ``st.text`` never yields surrogates (seen
+    with Hypothesis 6.170, whatever the alphabet), so the characters are drawn one by one and joined.
+    """
+    return st.lists(any_code_points, max_size=max_size).map("".join)
+
+
+ANSWER_FRAGMENTS = (
+    "1. ",
+    "2) ",
+    "10: ",
+    "- ",
+    "* ",
+    "• ",
+    "– ",
+    "\n",
+    "\r\n",
+    " ",
+    "\t",
+    "\u00a0",
+    "(1999)",
+    "[2001]",
+    '"',
+    "“",
+    "”",
+    "**",
+    "__",
+    ":",
+    ",",
+    ";",
+    " and ",
+    " & ",
+    ".",
+    "Mr. ",
+    "```json\n",
+    "```",
+    "[",
+    "]",
+    "{",
+    "}",
+    '{"movies": [',
+    '{"title": ',
+    '"year": ',
+    "NaN",
+    "1e999",
+    "9" * 700,
+    "null",
+    "\\",
+    "\\u",
+    "\\ud800",
+    "\ud800",
+    "\udfff",
+    "\x00",
+    "\x1b[0m",
+    "\u200b",
+    "\u202e",
+    "\ufeff",
+    "\u2028",
+    "🎬",
+    "Heat",
+    "Ronin",
+    "Hamlet",
+    "The Grifters",
+    "Amélie",
+    "I recommend",
+)
+"""Pieces that steer the parser into every branch: list markers, quotes, JSON, years, odd code points."""
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | any_texts(20),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["title", "year", "movies", "x"]), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+answer_texts = st.one_of(
+    any_texts(200),
+    st.lists(st.sampled_from(ANSWER_FRAGMENTS) | any_texts(4), max_size=40).map("".join),
+    st.builds(json.dumps, _json_values, ensure_ascii=st.booleans()),
+    st.builds(
+        json.dumps,
+        st.lists(
+            any_texts(10) | st.fixed_dictionaries({"title": any_texts(10)}, optional={"year": _json_values}),
+            max_size=5,
+        ).map(lambda entries: {"movies": entries}),
+    ),
+)
+"""Any answer text: arbitrary code points, a jumble of hostile fragments, or any JSON (lone surrogates
+spelt as escapes)."""
+
+# Titles that read back exactly from a list line or JSON: words of letters and digits with inner
+# punctuation, single spaces, no character the item reader strips or splits at (* _ " ( [ newline).
+_TITLE_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZéüñøÅß"
+_title_words = st.text(st.sampled_from(_TITLE_LETTERS + "0123456789'.:,!?&-"), min_size=1, max_size=8)
+catalogue_titles = st.builds(
+    lambda first, rest: " ".join([first, *rest]),
+    st.text(st.sampled_from(_TITLE_LETTERS), min_size=1, max_size=8),
+    st.lists(_title_words, max_size=5),
+)
+
+
+@st.composite
+def catalogues(draw: st.DrawFn, min_size: int = 1, max_size: int = 12) -> Movies:
+    """
+    Small catalogues whose titles differ even after normalisation (each title names one movie).
+    """
+    from llmrec.parsing import normalize_title
+
+    titles = draw(
+        st.lists(catalogue_titles, min_size=min_size, max_size=max_size, unique_by=normalize_title).filter(
+            lambda ts: all(normalize_title(t) for t in ts)
+        )
+    )
+    years = draw(st.lists(st.integers(1900, 2030), min_size=len(titles), max_size=len(titles)))
+    return Movies(ids=list(range(1, len(titles) + 1)), years=years, titles=titles)
+
+
+@st.composite
+def list_answers(draw: st.DrawFn, movies: Movies) -> tuple[str, list[int]]:
+    """
+    A list answer naming catalogue movies: (text, ids in order); markers, years, bold and chatter vary.
+    """
+    ids = draw(st.lists(st.sampled_from(movies.ids.tolist()), min_size=1, max_size=15))
+    marker = draw(st.sampled_from(["{i}. ", "{i}) ", "{i}: ", "- ", "* ", "• "]))
+    lines = [draw(st.sampled_from(["", "Here are my picks:", "Sure! Based on your profile:"]))]
+    for i, movie in enumerate(ids, start=1):
+        title = movies.titles[movie - 1]
+        year = int(movies.years[movie - 1])
+        bold = draw(st.booleans())
+        body = f"**{title}**" if bold else title
+        if draw(st.booleans()):
+            body += f" ({year})" + draw(st.sampled_from(["", " - a classic", ": worth it"]))
+        lines.append(marker.format(i=i) + body)
+    lines.append(draw(st.sampled_from(["", "Enjoy!", "Let me know if you want more."])))
+    return "\n".join(lines), ids
+
+
+@st.composite
+def json_answers(draw: st.DrawFn, movies: Movies) -> tuple[str, list[int]]:
+    """
+    A JSON answer naming catalogue movies, in any of the shapes read: (text, ids in order).
+    """
+    ids = draw(st.lists(st.sampled_from(movies.ids.tolist()), min_size=1, max_size=15))
+    entries: list[Any] = []
+    for movie in ids:
+        title = movies.titles[movie - 1]
+        year = int(movies.years[movie - 1])
+        shapes = [title, f"{title} ({year})", {"title": title}, {"title": title, "year": year}]
+        entries.append(draw(st.sampled_from([*shapes, {"title": title, "year": str(year)}])))
+    document: Any = draw(st.sampled_from([entries, {"movies": entries}, {"recommendations": entries}]))
+    text = json.dumps(document, ensure_ascii=draw(st.booleans()), indent=draw(st.sampled_from([None, 2])))
+    if draw(st.booleans()):
+        text = f"Here you go:\n```json\n{text}\n```\nEnjoy!"
+    return text, ids
+
+
+@st.composite
+def respaced_titles(draw: st.DrawFn, title: str) -> str:
+    """
+    ``title`` with its ASCII letters' case flipped at random, each space a run of other whitespace,
+    and zero-width or direction marks sprinkled in: the same title after normalisation.
+    """
+    out = []
+    for ch in title:
+        if ch == " ":
+            out.append(draw(st.text(st.sampled_from(" \t\u00a0\u2003\u3000"), min_size=1, max_size=3)))
+            continue
+        out.append(ch.swapcase() if ch.isascii() and ch.isalpha() and draw(st.booleans()) else ch)
+        if draw(st.integers(0, 9)) == 0:
+            out.append(draw(st.sampled_from(["\u200b", "\u200e", "\u2060", "\ufeff"])))
+    pad = st.text(st.sampled_from(" \t"), max_size=2)
+    return draw(pad) + "".join(out) + draw(pad)
+
+
+# Spec texts: TOML-like lines (headers, key = value, junk) in any order, and valid specs with noise.
+
+_toml_values = st.sampled_from(
+    [
+        "1",
+        "-3",
+        "0",
+        "9223372036854775808",
+        "1.5",
+        "nan",
+        "inf",
+        "-inf",
+        "1e999",
+        "true",
+        "false",
+        '"x"',
+        '""',
+        "'lit'",
+        '"""multi\nline"""',
+        "[]",
+        "[1, 2]",
+        '["a", 1]',
+        "[[1], [2]]",
+        "{}",
+        "{a = 1}",
+        '{name = "x"}',
+        "1979-05-27",
+        "07:32:00",
+        "1979-05-27T07:32:00Z",
+        '"\\u00e9"',
+        "0x10",
+        "1_000",
+        '"demo"',
+        '"netflix"',
+        '"synthetic"',
+        '"fake"',
+        '"openai"',
+        "0.5",
+        "10",
+    ]
+)
+_toml_keys = st.sampled_from(
+    [
+        "users", "neighbors", "watch_factor", "name", "kind", "format", "path", "k", "train", "test",
+        "epoch", "seed", "title", "model", "base_model", "epochs", "batch_size", "rank", "alpha",
+        "temperature", "matching", "fuzzy_threshold", '"quoted key"', '"a\\nb"', "a.b", "x",
+    ]
+)  # fmt: skip
+_toml_headers = st.sampled_from(
+    [
+        "[experiment]", "[dataset]", "[dataset.synthetic]", "[sampling]", "[[variant]]", "[split]",
+        "[prompt]", "[finetune]", "[finetune.lora]", "[provider]", "[provider.fake]",
+        "[provider.openai]", "[provider.local]", "[inference]", "[evaluation]", "[report]",
+        "[sampler]", "[[experiment]]", "[variant]", "[evaluation.k]",
+    ]
+)  # fmt: skip
+toml_texts = st.lists(
+    _toml_headers
+    | st.builds(lambda k, v: f"{k} = {v}", _toml_keys, _toml_values)
+    | st.text(st.characters(codec="utf-8"), max_size=10),
+    max_size=15,
+).map("\n".join)
+"""Text mostly shaped like TOML spec lines, often invalid TOML or an invalid spec."""
+
+
+@st.composite
+def noisy_spec_documents(draw: st.DrawFn) -> dict[str, Any]:
+    """
+    A valid spec as TOML values with one to three edits: a value replaced by any TOML value, a key
+    added to a table, or a key removed.
+    """
+    from llmrec.spec import _CONVERTER
+
+    document: dict[str, Any] = _CONVERTER.unstructure(draw(specs()))
+    for _ in range(draw(st.integers(1, 3))):
+        tables = _tables_in(document)
+        table = draw(st.sampled_from(tables))
+        action = draw(st.sampled_from(["replace", "add", "remove"]))
+        keys = [k for k, v in table.items() if v is not None and not isinstance(v, dict | list)]
+        if action == "add" or not keys:
+            table[draw(_table_keys | st.text(st.characters(codec="utf-8"), min_size=1, max_size=5))] = draw(
+                _values
+            )
+        elif action == "replace":
+            table[draw(st.sampled_from(keys))] = draw(
+                _values | st.dictionaries(_table_keys, _values, max_size=2)
+            )
+        else:
+            del table[draw(st.sampled_from(keys))]
+    return document
+
+
+def _tables_in(document: dict[str, Any]) -> list[dict[str, Any]]:
+    out = [document]
+    for value in document.values():
+        if isinstance(value, dict):
+            out += _tables_in(value)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for item in value:
+                out += _tables_in(item)
+    return out

@@ -20,6 +20,7 @@ from llmrec.baselines import (
     interactions_from_ratings,
 )
 from llmrec.data import Ratings
+from llmrec.ragged import Ragged
 from llmrec.sampling import Sample, build_index, derive_ground_truth
 from llmrec.spec import SamplingSpec
 
@@ -176,7 +177,7 @@ def test_guard_removes_a_leaked_item() -> None:
     user, movie, stars = zip(*rows, strict=True)
     ratings = Ratings(user=user, movie=movie, stars=stars, day=[0] * len(rows))
     sample = Sample(
-        users=np.array([100], dtype=np.int32), profiles=(np.array([1, 2], dtype=np.int32),), eligible=1
+        users=np.array([100], dtype=np.int32), profiles=Ragged.from_rows([[1, 2]], np.int32), eligible=1
     )
     truth = derive_ground_truth(build_index(ratings), sample, SamplingSpec(), 0)
     leaky = fit_item_knn(interactions_from_ratings(ratings, []))

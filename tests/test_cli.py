@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ def published(tmp_path_factory):
     return root
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
@@ -88,7 +89,7 @@ def test_run_writes_the_report_folder(published):
         "table-3.csv",
         "table-3.tex",
     ]
-    assert results["schema_version"] == 1
+    assert results["schema_version"] == 2
     assert [v["name"] for v in results["variants"]] == ["profileData50", "profileData60"]
     assert manifest["schema_version"] == 2
     assert manifest["spec_text"] == SMALL
@@ -122,7 +123,7 @@ ACCEPTED = {
 }
 
 
-def _reference_scores(record: dict, names: list[str], matching: str) -> dict[str, float]:
+def _reference_scores(record: dict[str, Any], names: list[str], matching: str) -> dict[str, float]:
     """
     An independent reading of the scoring rules, from a prediction record alone.
     """
@@ -139,8 +140,8 @@ def _reference_scores(record: dict, names: list[str], matching: str) -> dict[str
     out = {}
     for name in names:
         if "@" in name:
-            base, k = name.split("@")
-            k = int(k)
+            base, k_text = name.split("@")
+            k = int(k_text)
             h = sum(firsts[:k])
             p, r = h / k, h / len(relevant)
             by_base = {"precision": p, "recall": r, "f1": (2 * p * r / (p + r)) if p + r else 0.0}
@@ -152,18 +153,18 @@ def _reference_scores(record: dict, names: list[str], matching: str) -> dict[str
             positions = [i + 1 for i, hit in enumerate(firsts) if hit]
             out[name] = sum((j + 1) / pos for j, pos in enumerate(positions)) / len(relevant)
     for name in names:
-        base, _, k = name.partition("@")
+        base, _, k_text = name.partition("@")
         if base == "hitrate":
-            out[name] = float(any(firsts[: int(k)]))
+            out[name] = float(any(firsts[: int(k_text)]))
         elif base == "ndcg":
-            k = int(k)
+            k = int(k_text)
             dcg = sum(1 / math.log2(i + 2) for i, hit in enumerate(firsts[:k]) if hit)
             ideal = sum(1 / math.log2(i + 2) for i in range(min(k, len(relevant))))
             out[name] = dcg / ideal
     return out
 
 
-def _ideal_record(record: dict) -> dict:
+def _ideal_record(record: dict[str, Any]) -> dict[str, Any]:
     """
     A record whose list is the ground truth itself, cut at ten: the best possible answer.
     """
@@ -179,7 +180,7 @@ def test_results_recomputed_from_predictions(published):
     out = published / "reports" / "small"
     results = json.loads((out / "results.json").read_text())
     records = _read_jsonl(out / "predictions.jsonl")
-    names = results["metrics"]
+    names = results["metric_names"]
     matching = results["matching"]
     checked = 0
     for variant in results["variants"]:
@@ -319,13 +320,26 @@ def test_bad_data_file_exits_2_naming_file_and_line(workdir, capsys):
     assert "Traceback" not in err
 
 
-def test_unavailable_provider_exits_1_with_a_message(workdir, capsys):
-    """A provider kind this version cannot run fails with exit 1 and says what to use instead."""
-    (workdir / "oa.toml").write_text(SMALL.replace("[finetune]", '[provider]\nkind = "openai"\n[finetune]'))
-    code = cli.main(["run", "oa.toml", "--quiet"])
+def test_local_provider_without_its_extra_says_how_to_install(workdir, capsys, monkeypatch):
+    """provider.kind = "local" without llmrec[local] fails with exit 1 and a one-line instruction."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name.split(".")[0] in {"torch", "transformers", "trl", "peft"}:
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    spec = SMALL.replace("[finetune]", '[provider]\nkind = "local"\n[finetune]')
+    (workdir / "lo.toml").write_text(spec)
+    code = cli.main(["run", "lo.toml", "--quiet"])
+    err = capsys.readouterr().err
 
     assert code == 1
-    assert 'use kind = "fake"' in capsys.readouterr().err
+    assert "llmrec[local]" in err
+    assert "Traceback" not in err
 
 
 def test_interrupt_exits_130(workdir, monkeypatch, capsys):

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -117,6 +118,17 @@ def test_kill_and_rerun_gives_identical_results(reference, failpoint, kind):
     if failpoint.startswith("answer:"):
         _, answered = _answers(run_dir)
         assert sum(answered.values()) == 17
+        status = subprocess.run(
+            [sys.executable, "-m", "llmrec.cli", "status", str(run_dir)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "partial 17/" in status  # the infer stage the kill interrupted
+        assert [line.split()[1] for line in status.splitlines() if line.startswith("missing")][
+            -1
+        ] == "evaluate"
+        assert "job ftjob-fake-" in status  # the fine-tunes, done, with their job ids
     if failpoint.startswith("finetune-created"):
         jobs = list((run_dir / "fake-service" / "jobs").glob("*.json"))
         assert len(jobs) == 1
@@ -215,4 +227,47 @@ def test_signals_exit_with_one_line(reference, sig, code):
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
         line for line in err.splitlines() if "error:" in line
     ]
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_to_the_group_during_parallel_ground_truth_prints_one_line(tmp_path, sig, code):
+    """Ctrl-C (sent to the whole process group, as a terminal does) while forked workers derive the
+    ground truth: one error line, no worker tracebacks, exit 130 (143 for SIGTERM)."""
+    (tmp_path / "spec.toml").write_text(
+        "[experiment]\nname = 'par'\n[dataset.synthetic]\nusers = 6000\nmovies = 400\n"
+        "[finetune]\nbase_model = 'fake-llm'\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llmrec.cli",
+            "run",
+            "spec.toml",
+            "--workers",
+            "2",
+            "--runs",
+            "r",
+            "--out",
+            "o",
+        ],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "ground truth: 0/" in line:
+            break
+    time.sleep(1.0)  # the pool's workers are forked and busy by now
+    os.killpg(proc.pid, sig)
+    err = proc.stderr.read()
+    proc.stderr.close()
+
+    assert proc.wait(timeout=120) == code
+    assert "Traceback" not in err
+    assert "KeyboardInterrupt" not in err
     assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1

@@ -4,6 +4,7 @@ Tests for llmrec.data.netflix: reading and writing Netflix Prize files.
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -428,7 +429,7 @@ def _rating_files(draw: st.DrawFn) -> bytes:
         movie = draw(st.sampled_from([1, 2, 7, 9, 10, 11, 500, 32767]))
         lines.append(draw(st.sampled_from([b"%d:", b"0%d:"])) % movie if movie < 10000 else b"%d:" % movie)
         for _ in range(draw(st.integers(1 if block == 0 else 0, 12))):  # a file without ratings is refused
-            user = draw(st.integers(1, 999_999_999).filter(lambda u, m=movie: (u, m) not in seen))
+            user = draw(st.integers(1, 999_999_999).filter(functools.partial(_unseen, seen, movie)))
             seen.add((user, movie))
             width = draw(st.integers(len(str(user)), 9))
             day = draw(st.integers(-32768, 32767))
@@ -587,3 +588,88 @@ def test_dates_the_day_table_refuses(tmp_path: Path, date: bytes, words: str) ->
 
     assert error.line == 3
     assert words in str(error)
+
+
+# --- repeated (customer, movie) pairs -------------------------------------------------------------
+
+
+@st.composite
+def _files_maybe_repeating(draw: st.DrawFn) -> list[bytes]:
+    """
+    One or two rating files whose customers come from a small range, so pairs often repeat, in
+    blocks of movies 1, 2 and 7 that may be given more than once.
+    """
+    files = []
+    for _ in range(draw(st.integers(1, 2))):
+        lines = []
+        for block in range(draw(st.integers(1, 5))):
+            lines.append(b"%d:" % draw(st.sampled_from([1, 2, 7])))
+            for _ in range(draw(st.integers(1 if block == 0 else 0, 12))):
+                lines.append(b"%d,3,2005-01-01" % draw(st.integers(1, 30)))
+        files.append(b"\n".join(lines) + b"\n")
+    return files
+
+
+def _first_repeat(files: list[bytes]) -> tuple[int, int, int, int] | None:
+    """
+    (file, line, earlier file, earlier line) of the first repeated pair, read plainly; None if none.
+    """
+    seen: dict[tuple[int, int], tuple[int, int]] = {}
+    for index, text in enumerate(files):
+        movie = 0
+        for number, line in enumerate(text.split(b"\n")[:-1], start=1):
+            if line.endswith(b":"):
+                movie = int(line[:-1])
+                continue
+            pair = (int(line.split(b",")[0]), movie)
+            if pair in seen:
+                return index, number, *seen[pair]
+            seen[pair] = (index, number)
+    return None
+
+
+@given(
+    files=_files_maybe_repeating(),
+    block=st.sampled_from([7, 64, 1 << 20]),
+    batch=st.sampled_from([4, 1 << 17]),
+)
+@settings(max_examples=200, deadline=None)
+def test_repeated_pairs_are_found_and_named_like_a_plain_reading(
+    tmp_path_factory: pytest.TempPathFactory, files: list[bytes], block: int, batch: int
+) -> None:
+    """The reader refuses exactly the files where a pair repeats, naming the first repeat and its twin."""
+    folder = tmp_path_factory.mktemp("repeats")
+    (folder / "movie_titles.csv").write_bytes(b"1,2001,A\n2,2002,B\n7,2007,C\n")
+    names = [f"combined_data_{i}.txt" for i in range(1, len(files) + 1)]
+    for name, text in zip(names, files, strict=True):
+        (folder / name).write_bytes(text)
+    expected = _first_repeat(files)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(netflix, "_BLOCK_BYTES", block)
+        patch.setattr(netflix, "_PAIR_BATCH", batch)
+        patch.setattr(netflix, "_BIG_BLOCK", max(2, batch // 2))
+        if expected is None:
+            assert len(read_netflix(folder).ratings) == sum(t.count(b",") // 2 for t in files)
+            return
+        with pytest.raises(DataError) as info:
+            read_netflix(folder)
+
+    file, line, earlier_file, earlier_line = expected
+    earlier = (
+        f"line {earlier_line}" if earlier_file == file else f"{folder / names[earlier_file]}:{earlier_line}"
+    )
+    assert info.value.path == str(folder / names[file])
+    assert info.value.line == line
+    assert f"already on {earlier}; " in str(info.value)
+
+
+def test_folder_path_that_is_a_file_is_named(tmp_path: Path) -> None:
+    """A dataset path naming a file rather than a folder is a DataError saying so."""
+    path = tmp_path / "combined_data_1.txt"
+    path.write_bytes(b"1:\n12,3,2005-01-01\n")
+
+    assert str(_error(path)) == f"{path}: is not a folder, expected the dataset folder"
+
+
+def _unseen(seen: set[tuple[int, int]], movie: int, user: int) -> bool:
+    return (user, movie) not in seen

@@ -70,6 +70,15 @@ def test_openai_run_end_to_end_against_the_test_server(tmp_path, mode):
         assert any(r["path"] == "/v1/batches" and r["method"] == "POST" for r in requests)
         assert not any(r["path"] == "/v1/chat/completions" for r in requests)
     assert len(requests) == sent  # the rerun found everything in the store
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    cost = manifest["cost"]
+    assert 0 < cost["actual_usd"] <= cost["estimated_usd"]["worst"]
+    assert cost["actual_usd"] == pytest.approx(cost["estimated_usd"]["expected"], rel=0.5)
+    curves = manifest["training_curves"]
+    assert len(curves) == 2
+    losses = [p["train_loss"] for p in curves[0]["points"] if "train_loss" in p]
+    assert len(losses) >= 2
+    assert losses[-1] < losses[0]
     for path in tmp_path.rglob("*"):
         if path.is_file() and "server" not in path.parts:
             assert "SECRET" not in path.read_text(encoding="utf-8", errors="replace"), path
@@ -94,3 +103,101 @@ def test_missing_key_is_bad_input(tmp_path):
     assert "OPENAI_API_KEY" in done.stderr
     assert "Traceback" not in done.stderr
     assert not Path(tmp_path / "reports").exists()
+
+
+KILLS = [
+    ("answer:30", "sync"),
+    ("finetune-created:1", "sync"),
+    ("stage-done:finetune:1", "sync"),
+    ("batch-created:1", "batch"),
+    ("answer:5", "batch"),
+]
+
+
+@pytest.mark.parametrize(("failpoint", "mode"), KILLS, ids=[f"{m}-{f}" for f, m in KILLS])
+def test_killed_openai_run_resumes_without_asking_twice(tmp_path, failpoint, mode):
+    """SIGKILL mid-inference, mid-batch and mid-fine-tune; the rerun re-attaches to the job or batch
+    and, by the server's own request log, sends again only what was in flight at the kill."""
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC.replace("{mode}", mode), encoding="utf-8")
+    with start_server(tmp_path / "server") as server:
+        env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
+        args = [sys.executable, "-m", "llmrec.cli", "run", str(spec), "--runs", str(tmp_path / "runs")]
+        args += ["--out", str(tmp_path / "out"), "--quiet"]
+        killed = subprocess.run(
+            args, env={**env, "LLMREC_FAILPOINT": failpoint}, capture_output=True, text=True, timeout=300
+        )
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)
+        requests = server.requests()
+
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:]
+    answered = [
+        r["body_sha256"]
+        for r in requests
+        if r["path"] == "/v1/chat/completions" and r.get("status") == 200 and not r.get("fault")
+    ]
+    # a request answered by the server but not yet stored at the kill (at most the concurrency, 4)
+    # is sent again, and the run says how many; none whose answer was stored is
+    again = json.loads((tmp_path / "out" / "manifest.json").read_text())["requests_sent_again_after_a_stop"]
+    assert len(answered) - len(set(answered)) <= again <= 4
+    jobs = [r for r in requests if r["method"] == "POST" and r["path"] == "/v1/fine_tuning/jobs"]
+    assert len(jobs) == 2  # one per variant: a lost job id was found again, not resubmitted
+    batches = [r for r in requests if r["method"] == "POST" and r["path"] == "/v1/batches"]
+    if mode == "batch":
+        assert len(batches) == 4  # one per variant and LLM column, the killed one re-attached
+    else:
+        assert batches == []
+
+
+def test_compatible_server_without_finetuning_runs_with_served_models(tmp_path):
+    """A server that cannot fine-tune (like vLLM) runs the spec with each variant's served adapter."""
+    spec = tmp_path / "s.toml"
+    text = SPEC.replace("{mode}", "sync")
+    text += '\n[[variant]]\nname = "profileData50"\nwatch_factor = 0.5\nmodel = "recs-lora"\n'
+    text += '[[variant]]\nname = "profileData60"\nwatch_factor = 0.6\nneighbor_min_stars = 4\n'
+    text += 'model = "recs-lora"\n'
+    spec.write_text(text, encoding="utf-8")
+    with start_server(
+        tmp_path / "server", modes=("no-finetune",), extra_args=("--model", "recs-lora")
+    ) as server:
+        env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
+        args = [sys.executable, "-m", "llmrec.cli", "run", str(spec), "--runs", str(tmp_path / "runs")]
+        args += ["--out", str(tmp_path / "out"), "--quiet"]
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)
+        requests = server.requests()
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not any(r["path"].startswith("/v1/fine_tuning") and r["method"] == "POST" for r in requests)
+    probe = json.loads((tmp_path / "runs" / "oa" / "probe.json").read_text())
+    assert probe["finetuning"] is False
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {m["model"] for v in results["variants"] for m in v["models"] if m["role"] == "finetuned"} == {
+        "recs-lora"
+    }
+
+
+def test_server_without_json_schema_refuses_a_json_spec(tmp_path):
+    """A spec asking for JSON answers stops before any paid stage when the server lacks json_schema."""
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC.replace("{mode}", "sync") + '\n[prompt]\noutput_mode = "json"\n', encoding="utf-8")
+    with start_server(tmp_path / "server", modes=("no-json-schema",)) as server:
+        env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
+        args = [
+            sys.executable,
+            "-m",
+            "llmrec.cli",
+            "run",
+            str(spec),
+            "--runs",
+            str(tmp_path / "runs"),
+            "--quiet",
+        ]
+        done = subprocess.run(
+            args, env=env, capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path
+        )
+        requests = server.requests()
+
+    assert done.returncode == 2
+    assert 'prompt.output_mode = "json" needs json_schema' in done.stderr
+    assert not any(r["path"] == "/v1/files" for r in requests)

@@ -5,16 +5,20 @@ Reading model text back into catalogue movies: formats, grounding, and the per-a
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmrec.data import Movies
 from llmrec.parsing import (
     AnswerFlags,
+    ParsedList,
     TitleMatcher,
     answer_flags,
     normalize_title,
     parse_recommendations,
 )
 from llmrec.scoring import ranked_ids
+from tests.strategies import answer_texts, catalogues, json_answers, list_answers, respaced_titles
 
 MOVIES = Movies(
     ids=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
@@ -162,6 +166,49 @@ def test_empty_json_array_is_an_empty_answer_not_a_failure():
 
     assert parsed.items == ()
     assert parsed.failure is None
+
+
+# --- markdown tables ----------------------------------------------------------------------------------
+
+
+def test_markdown_table_reads_its_title_and_year_columns():
+    """A table's rows are items: the cell under "Title" is the title, the one under "Year" its year."""
+    parsed = parse_recommendations(
+        "| # | Title | Year |\n|---|---|---|\n| 1 | Hamlet | 1948 |\n| 2 | Ronin | 1998 |", MATCHER, 10
+    )
+
+    assert [(i.title, i.year, i.movie_ids) for i in parsed.items] == [
+        ("Hamlet", 1948, (4,)),
+        ("Ronin", 1998, (2,)),
+    ]
+    assert parsed.format == "list"
+
+
+def test_markdown_table_without_a_title_header_uses_the_first_column_that_is_not_a_rank():
+    """Without a title header, the first column not made of rank numbers holds the titles."""
+    assert _ids("| Rank | Pick | Why |\n|:-:|:--|--|\n| 1. | Heat | heists |\n| 2. | Ronin | cars |") == [
+        (1,),
+        (2,),
+    ]
+
+
+def test_pipe_rows_without_a_rule_row_are_not_a_table():
+    """Rows between pipes are a table only under a header and a |---| rule."""
+    assert parse_recommendations("|1|Heat|\n|2|Ronin|", MATCHER, 10).failure is not None
+
+
+def test_list_lines_win_over_a_table():
+    """A list in the answer is read before a table beside it."""
+    assert _ids("1. Heat\n\n| Title |\n|---|\n| Ronin |") == [(1,)]
+
+
+def test_html_list_items_are_read_without_their_tags():
+    """<li> items are list items, inner tags removed and entities decoded."""
+    parsed = parse_recommendations(
+        '<ol><li class="x"><b>Heat</b> (1995)</li><li>Tom &amp; Ronin</li></ol>', MATCHER, 10
+    )
+
+    assert [(i.title, i.year) for i in parsed.items] == [("Heat", 1995), ("Tom & Ronin", None)]
 
 
 # --- prose --------------------------------------------------------------------------------------------
@@ -403,3 +450,76 @@ def test_answer_flags_needs_a_positive_n():
     """n below 1 raises ValueError."""
     with pytest.raises(ValueError, match="n must be a positive integer"):
         answer_flags(parse_recommendations("1. Heat", MATCHER, 1), profile_ids=(), n=0)
+
+
+# --- properties ---------------------------------------------------------------------------------------
+
+
+def _encodable(parsed: ParsedList) -> bool:
+    strings = [parsed.failure or ""] + [s for i in parsed.items for s in (i.text, i.title)]
+    try:
+        for s in strings:
+            s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@settings(max_examples=300)
+@given(answer_texts, st.integers(1, 12), st.sampled_from([None, 0.0, 90.0]))
+def test_any_text_parses_without_raising(text: str, n: int, threshold: float | None):
+    """Any text gives at most n items, all grounded in the catalogue, or a known failure; never raises."""
+    parsed = parse_recommendations(text, MATCHER, n, fuzzy_threshold=threshold)
+
+    assert len(parsed.items) <= n
+    assert parsed.dropped >= 0
+    assert all(set(i.movie_ids) <= set(MOVIES.ids.tolist()) for i in parsed.items)
+    assert all(bool(i.movie_ids) == (i.match != "unmatched") for i in parsed.items)
+    assert _encodable(parsed)
+    if parsed.failure is not None:
+        assert parsed.items == ()
+        assert parsed.format in ("json", "none")
+    answer_flags(parsed, profile_ids=(1, 2), n=n)  # every parse can be summarised
+
+
+@settings(max_examples=150)
+@given(st.data(), catalogues())
+def test_list_of_catalogue_titles_round_trips_exactly(data: st.DataObject, movies: Movies):
+    """A list answer of catalogue titles reads back as exactly those movies, in order, exactly matched."""
+    text, ids = data.draw(list_answers(movies))
+    n = data.draw(st.integers(1, 15))
+
+    parsed = parse_recommendations(text, TitleMatcher(movies), n)
+
+    assert parsed.format == "list"
+    assert [i.movie_ids for i in parsed.items] == [(m,) for m in ids[:n]]
+    assert {i.match for i in parsed.items} == {"exact"}
+    assert ranked_ids(parsed, frozenset(), "exact") == ids[:n]
+    assert parsed.dropped == max(0, len(ids) - n)
+
+
+@settings(max_examples=150)
+@given(st.data(), catalogues())
+def test_json_of_catalogue_titles_round_trips_exactly(data: st.DataObject, movies: Movies):
+    """A JSON answer of catalogue titles, in every shape read, reads back as exactly those movies."""
+    text, ids = data.draw(json_answers(movies))
+
+    parsed = parse_recommendations(text, TitleMatcher(movies), 15)
+
+    assert parsed.format == "json"
+    assert [i.movie_ids for i in parsed.items] == [(m,) for m in ids]
+    assert {i.match for i in parsed.items} == {"exact"}
+
+
+@settings(max_examples=150)
+@given(st.data(), catalogues())
+def test_case_and_whitespace_do_not_change_normalised_matches(data: st.DataObject, movies: Movies):
+    """Flipping case, changing spaces and adding invisible marks finds the same movie after normalisation."""
+    movie = data.draw(st.sampled_from(movies.ids.tolist()))
+    title = data.draw(respaced_titles(movies.titles[movie - 1]))
+
+    parsed = parse_recommendations(f"1. {title}\n", TitleMatcher(movies), 10)
+
+    assert [i.movie_ids for i in parsed.items] == [(movie,)]
+    assert parsed.items[0].match in ("exact", "normalized")
+    assert ranked_ids(parsed, frozenset(), "normalized") == [movie]

@@ -4,6 +4,7 @@ Stages keyed by what they read: an edit re-runs exactly the stages downstream of
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from llmrec.data.synthetic import generate_synthetic
@@ -11,7 +12,7 @@ from llmrec.errors import DataError
 from llmrec.evaluate import run_experiment
 from llmrec.providers.fake import FakeProvider
 from llmrec.spec import parse_spec
-from llmrec.store import MemoryRunStore
+from llmrec.store import DiskRunStore, MemoryRunStore
 
 BASE = """
 [experiment]
@@ -151,3 +152,40 @@ def test_variant_without_test_users_stops_before_any_paid_stage(first):
     ):
         run_experiment(spec, dataset, provider)
     assert provider.uploads == []
+
+
+class HostileFake(FakeProvider):
+    """
+    A fake whose zero-shot answers are hostile: a lone surrogate, megabytes, deeply nested JSON.
+    """
+
+    def complete(self, requests):
+        answers = [
+            "bad \ud800 unicode\n1. x",
+            "[" * 100_000,
+            "1. A\u2028B\n" * 200_000,
+            '{"movies": [1e999]}',
+        ]
+        for n, result in enumerate(super().complete(requests)):
+            if not result.model.startswith("ft:"):
+                result = attrs.evolve(result, text=answers[n % len(answers)])
+            yield result
+
+
+def test_hostile_answers_are_stored_and_scored_as_failures(first, tmp_path):
+    """Answers of any shape are archived on disk, read back, and become parse failures, not crashes."""
+    dataset, _, _ = first
+    spec = parse_spec(BASE)
+    for _ in range(2):  # the second run reads every answer back from the disk store
+        store = DiskRunStore(tmp_path / "run", durable=False)
+        try:
+            outcome = run_experiment(spec, dataset, HostileFake.for_movies(dataset.movies), store=store)
+        finally:
+            store.close()
+
+    for variant in outcome.results.variants:
+        base = variant.model_scores("baseline")
+        assert base.parse_failures > 0
+    texts = [p.raw_text for p in outcome.predictions if p.role == "baseline"]
+    assert any(t is not None and "\ufffd" in t for t in texts)
+    assert all(t is None or "\ud800" not in t for t in texts)

@@ -5,13 +5,16 @@ Tests for llmrec.spec: defaults, parsing, every kind of problem, and round trips
 from __future__ import annotations
 
 import os
+import re
+import typing
+import unicodedata
 from pathlib import Path
 
 import attrs
 import pytest
 from cattrs.errors import ClassValidationError
 from hypothesis import given, settings
-from strategies import raw_spec_documents, specs, to_toml
+from hypothesis import strategies as st
 
 from llmrec.errors import SpecError, SpecProblem
 from llmrec.spec import (
@@ -26,6 +29,7 @@ from llmrec.spec import (
     make_converter,
     parse_spec,
 )
+from tests.strategies import any_texts, noisy_spec_documents, raw_spec_documents, specs, to_toml, toml_texts
 
 SPECS = Path(__file__).parent / "data" / "specs"
 INVALID = sorted((SPECS / "invalid").glob("*.toml"))
@@ -264,6 +268,17 @@ def test_unknown_key_without_close_match_has_no_suggestion():
     assert problem.message == 'report: unknown key "zzz"'
 
 
+def test_control_characters_in_keys_and_values_are_escaped_in_messages():
+    """
+    A quoted key or a string value holding newlines, tabs or NUL is shown escaped, on one line.
+    """
+    (key,) = _problems('[report]\n"a\\nb\\u0000" = 1\n')
+    (value,) = _problems('[sampling]\nusers = "1\\t2\\r"\n')
+
+    assert key.message == 'report: unknown key "a\\nb\\u0000"'
+    assert value.message == 'sampling.users = "1\\t2\\r": expected an integer'
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Several problems at once
 
@@ -421,3 +436,107 @@ def test_any_document_parses_or_raises_spec_error(document: dict[str, object]):
     if isinstance(outcome, SpecError):
         assert outcome.problems
         assert str(outcome).startswith("fuzz.toml has ")
+
+
+def _field_names(cls: type, names: set[str]) -> set[str]:
+    """Every field name of the spec classes reachable from ``cls``."""
+    for name, hint in typing.get_type_hints(cls).items():
+        names.add(name)
+        inner = [
+            hint,
+            *typing.get_args(hint),
+            *(a for h in typing.get_args(hint) for a in typing.get_args(h)),
+        ]
+        for table in inner:
+            if isinstance(table, type) and attrs.has(table) and table is not cls:
+                _field_names(table, names)
+    return names
+
+
+_FIELDS = _field_names(Spec, set())
+_PATH_PART = re.compile(r"(?P<name>[a-z_]+)(?:\[\d+\])?")
+
+
+def _outcome(text: str) -> Spec | SpecError:
+    """
+    parse_spec's result or its SpecError, checked: every problem has a path of real fields (empty for
+    the whole document) and an expected text, in a message without control characters (one line);
+    any other exception fails the test.
+    """
+    try:
+        return parse_spec(text, source="fuzz.toml")
+    except SpecError as exc:
+        error = exc
+    assert error.problems
+    assert str(error).startswith("fuzz.toml has ")
+    for p in error.problems:
+        assert p.expected.strip(), p
+        assert not any(unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") for c in p.message), p
+        for part in p.path.split(".") if p.path else []:
+            m = _PATH_PART.fullmatch(part)
+            assert m is not None, p
+            assert m.group("name") in _FIELDS, p
+    return error
+
+
+@settings(max_examples=300)
+@given(toml_texts)
+def test_any_toml_like_text_gives_a_spec_or_a_spec_error(text: str):
+    """
+    TOML-shaped lines in any order and mix (often invalid TOML) give a Spec or a SpecError, nothing else.
+    """
+    _outcome(text)
+
+
+@settings(max_examples=200)
+@given(any_texts(100))
+def test_any_text_gives_a_spec_or_a_spec_error(text: str):
+    """
+    Any text at all, lone surrogates and NUL included, gives a Spec or a SpecError.
+    """
+    _outcome(text)
+
+
+@settings(max_examples=150)
+@given(noisy_spec_documents())
+def test_valid_spec_with_random_edits_gives_a_spec_or_a_spec_error(document: dict[str, object]):
+    """
+    A valid spec with values replaced, keys added or keys removed at random never crashes the parser.
+    """
+    _outcome(to_toml(document))
+
+
+@settings(max_examples=100)
+@given(specs(), st.data())
+def test_a_table_where_a_value_belongs_is_reported_at_its_path(spec: Spec, data: st.DataObject):
+    """
+    Replacing any value of a valid spec by an inline table gives a problem at exactly that path.
+    """
+    document = _CONVERTER.unstructure(spec)
+    leaves = [
+        (table, key, path)
+        for table, path in _tables_with_paths(document, "")
+        for key, value in table.items()
+        if value is not None
+        and not isinstance(value, dict)
+        and not (isinstance(value, list) and value and isinstance(value[0], dict))
+    ]
+    table, key, path = data.draw(st.sampled_from(leaves))
+    table[key] = {"x": 1}
+
+    outcome = _outcome(to_toml(document))
+
+    assert isinstance(outcome, SpecError)
+    assert (f"{path}.{key}" if path else key) in [p.path for p in outcome.problems]
+
+
+def _tables_with_paths(table: dict[str, object], path: str) -> list[tuple[dict[str, object], str]]:
+    out = [(table, path)]
+    for key, value in table.items():
+        inner = f"{path}.{key}" if path else key
+        if isinstance(value, dict):
+            out += _tables_with_paths(value, inner)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, item in enumerate(value):
+                out += _tables_with_paths(item, f"{inner}[{i}]")
+    return out

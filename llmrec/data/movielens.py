@@ -12,7 +12,9 @@ The layout is told by the files present in the folder (see the GroupLens READMEs
   (half stars 0.5-5.0, written ``4.0`` or ``4.5``; ``4`` is accepted too), and ``movies.csv`` with the
   header ``movieId,title,genres``, UTF-8, titles CSV-quoted when they hold commas or quotes.
 
-Every file may end lines with LF or CRLF, and may lack the final newline.
+Every file may end lines with LF or CRLF, may lack the final newline and may start with a UTF-8 byte
+order mark (skipped). ``u.item`` and ``movies.dat`` are read as UTF-8 when they are that rather than
+ISO-8859-1 (``llmrec.data.text``); docs/data.md lists what else is refused and every message.
 
 What the ``Dataset`` holds:
 
@@ -181,7 +183,10 @@ def read_movielens_with_ids(folder: str | os.PathLike[str]) -> tuple[Dataset, _I
             file is malformed (naming the file and the 1-based line): a wrong header, a wrong number of
             fields, a field that is not a number, a rating outside the layout's allowed values, a user
             or movie id out of range, a timestamp after 2059-09-18, a movie listed twice, an empty title,
-            a rating of a movie missing from the movies file, or a (user, movie) pair rated twice.
+            a rating of a movie missing from the movies file, or a (user, movie) pair rated twice;
+            also an empty file, a ratings file without ratings, a movies.csv without movies, a
+            folder or broken link where a file should be, a movies file mixing encodings, a mojibake
+            title or one holding a control character, or a UTF-16 file.
     """
     root = Path(folder)
     layout = detect_layout(root)

@@ -22,8 +22,12 @@ calling thread reads the next ones and places finished chunks in file order:
   that one line is decoded in Python to say what is wrong with it, and the error names the file and
   line. Chunks with CRLF endings or 9-digit customer ids take this path too.
 
-LF and CRLF are both accepted, and so is a missing final newline. ``read_netflix`` can keep its
-parse in a cache folder (``llmrec.data.cache``) and load it from there next time.
+LF and CRLF are both accepted, and so is a missing final newline; a UTF-8 byte order mark is
+skipped, and ``movie_titles.csv`` is read as UTF-8 when it is that (``llmrec.data.text``). A
+(customer, movie) pair given twice is an error naming both lines: as each movie block is complete
+its customer ids are sorted on the worker threads and compared with their neighbours (``_PairCheck``).
+``read_netflix`` can keep its parse in a cache folder (``llmrec.data.cache``) and load it from there
+next time. docs/data.md lists every message.
 """
 
 from __future__ import annotations
@@ -108,11 +112,14 @@ def read_netflix(
         From the cache the rating and catalogue arrays are read-only.
 
     Raises:
-        DataError: when the folder, the rating files or the titles file are missing or unreadable,
-            the cache cannot be written, or a file is malformed (naming the file and the 1-based
+        DataError: when the folder, the rating files or the titles file are missing, unreadable or
+            not files (a folder, a broken link), the cache cannot be written, a file is empty or a
+            rating file holds no ratings, or a file is malformed (naming the file and the 1-based
             line): a line that is neither ``MovieID:`` nor ``CustomerID,Rating,YYYY-MM-DD``, a
             partial last line, a rating outside 1-5, a date that does not exist, a rating before any
-            ``MovieID:`` line, or a movie missing from the titles.
+            ``MovieID:`` line, a movie missing from the titles, a (customer, movie) pair given twice
+            (naming both lines), a titles file mixing ISO-8859-1 and UTF-8, a mojibake title or one
+            holding a control character, or a UTF-16 file.
     """
     root = Path(folder)
     if not root.is_dir():

@@ -420,7 +420,7 @@ class LocalFineTuner(FineTuner):
                 if key is not None and key not in keys:
                     folder.write(keys=[*keys, key])
                 return job
-        max_length = check_request(self._libs, request, self._settings)
+        max_length, epoch_tokens = check_request(self._libs, request, self._settings)
         folder.clear()
         folder.write(
             job_id=job.id,
@@ -450,6 +450,7 @@ class LocalFineTuner(FineTuner):
                 "device": self._device,
                 "dtype": self._dtype,
                 "learning_rate": hp.learning_rate or DEFAULT_LEARNING_RATE,
+                "epoch_tokens": epoch_tokens,
                 "cancel": cancel,
             },
             name=f"llmrec-train-{job.id}",

@@ -67,10 +67,12 @@ def sequence_lengths(tokenizer: Any, examples: Sequence[FineTuneExample]) -> lis
     return out
 
 
-def check_request(libs: LocalLibraries, request: FineTuneRequest, settings: LocalProviderSpec) -> int:
+def check_request(
+    libs: LocalLibraries, request: FineTuneRequest, settings: LocalProviderSpec
+) -> tuple[int, int]:
     """
-    Check a request before training and return the sequence length to train with: the set limit,
-    else the longest example.
+    Check a request before training; returns the sequence length to train with (the set limit, else
+    the longest example) and the tokens of one epoch of the training examples.
 
     Raises:
         ProviderError: when there are no training examples, an example is malformed, the tokenizer
@@ -82,9 +84,10 @@ def check_request(libs: LocalLibraries, request: FineTuneRequest, settings: Loca
     tokenizer = _tokenizer(libs, request.base_model)
     lengths = sequence_lengths(tokenizer, (*request.training, *request.validation))
     longest = max(lengths)
+    epoch_tokens = sum(lengths[: len(request.training)])
     limit = settings.max_seq_length
     if limit is None:
-        return longest
+        return longest, epoch_tokens
     over = sum(1 for n in lengths if n > limit)
     if over:
         msg = (
@@ -92,7 +95,7 @@ def check_request(libs: LocalLibraries, request: FineTuneRequest, settings: Loca
             f"{limit} tokens (the longest has {longest}); llmrec never truncates: raise the limit or unset it"
         )
         raise ProviderError(msg)
-    return limit
+    return limit, epoch_tokens
 
 
 def lora_config(libs: LocalLibraries, lora: LoraSpec) -> Any:
@@ -208,6 +211,7 @@ def train(
     device: str,
     dtype: str,
     learning_rate: float,
+    epoch_tokens: int,
     cancel: threading.Event,
 ) -> None:
     """
@@ -225,6 +229,7 @@ def train(
             device=device,
             dtype=dtype,
             learning_rate=learning_rate,
+            epoch_tokens=epoch_tokens,
             cancel=cancel,
         )
     except Exception as exc:
@@ -249,6 +254,7 @@ def _train(
     device: str,
     dtype: str,
     learning_rate: float,
+    epoch_tokens: int,
     cancel: threading.Event,
 ) -> None:
     from llmrec.providers.local import adapter_id
@@ -306,7 +312,7 @@ def _train(
     adapter = folder.adapter_dir
     trainer.model.save_pretrained(str(adapter))
     tokenizer.save_pretrained(str(adapter))
-    tokens = sum(sequence_lengths(tokenizer, request.training)) * hp.epochs
+    tokens = epoch_tokens * hp.epochs
     metrics = output.metrics
     rate = metrics.get("train_samples_per_second")
     folder.write(

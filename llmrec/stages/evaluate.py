@@ -46,6 +46,7 @@ from llmrec.stages.sample import SPLITS, Sampled
 from llmrec.stages.training_files import TrainingFiles
 from llmrec.stats import bootstrap_mean_ci, compare_paired, derive_seed, holm
 from llmrec.store import StageDir
+from llmrec.text import safe_text
 
 __all__ = ["Evaluated", "LLMAnswers", "VariantInputs", "combine_seeds", "key", "score_seed"]
 
@@ -180,7 +181,7 @@ def score_seed(
                         profile_titles=tuple(movies.display(m) for m in profile),
                         ground_truth=tuple(truth_ids),
                         ground_truth_titles=tuple(movies.display(m) for m in truth_ids),
-                        raw_text=result.text,
+                        raw_text=safe_text(result.text),
                         answer_format=parsed.format,
                         parse_failure=parsed.failure,
                         request_id=result.request_id,
@@ -439,7 +440,10 @@ def decode_predictions(data: bytes, what: str = "predictions.jsonl") -> tuple[Pr
     Predictions read back from JSONL (an unknown schema version is refused).
     """
     out = []
-    for line in data.decode("utf-8", "surrogatepass").splitlines():
+    # records end at "\n" only: a title may hold U+2028 or U+0085, which splitlines() would split at
+    for line in data.decode("utf-8", "surrogatepass").split("\n"):
+        if not line:
+            continue
         record = json.loads(line)
         check_schema(record, PREDICTIONS_SCHEMA_VERSION, what)
         record.pop("schema_version")

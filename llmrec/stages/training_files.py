@@ -97,7 +97,9 @@ def decode_examples(data: bytes) -> tuple[FineTuneExample, ...]:
     Examples read back from chat fine-tuning JSONL.
     """
     out = []
-    for line in data.decode("utf-8").splitlines():
+    for line in data.decode("utf-8").split("\n"):  # "\n" only: see encode_predictions
+        if not line:
+            continue
         row = json.loads(line)
         out.append(FineTuneExample(tuple(ChatMessage(m["role"], m["content"]) for m in row["messages"])))
     return tuple(out)

@@ -12,9 +12,9 @@ vocabulary of about 800 trained on the prompts; ``0.5b``: Qwen2-0.5B's shape, hi
 vocabulary 151,936, with the same small tokenizer, so sequences are about as long as the tiny
 config's), writes it to a temporary folder, fine-tunes it through ``LocalFineTuner`` on demo-like
 prompts (``--examples`` training examples, the paper's batch 32 by gradient accumulation, LoRA r=16
-on all linear layers, ``--epochs``), then generates 32 greedy answers of up to 64 tokens with the
-adapter. It prints one JSON line: examples/s (as the trainer measured it), wall time, generation
-tokens/s, and on CUDA the peak GPU memory.
+on all linear layers, ``--epochs``), then generates ``--answers`` (32) greedy answers of up to 64
+tokens with the adapter. It prints one JSON line: examples/s (as the trainer measured it), wall
+time, generation tokens/s, and on CUDA the peak GPU memory.
 """
 
 from __future__ import annotations
@@ -26,13 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "providers"))
-
-from local_tiny_lm import build_tiny_model, demo_examples, tokenizer_texts
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: the repository root
 
 from llmrec.providers.base import ChatRequest, FineTuneRequest, Hyperparameters
 from llmrec.providers.local import LocalChat, LocalFineTuner
 from llmrec.spec import LocalProviderSpec, LoraSpec
+from tests.providers.local_tiny_lm import build_tiny_model, demo_examples, tokenizer_texts
 
 CONFIGS = {
     "tiny": {"hidden_size": 48, "layers": 2},
@@ -53,6 +52,7 @@ def main() -> int:
     parser.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
     parser.add_argument("--examples", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--answers", type=int, default=32, help="greedy answers generated with the adapter")
     parser.add_argument("--micro-batch", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads on CPU")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -33,15 +33,14 @@ from typing import Any
 
 import pytest
 
-_TESTS = Path(__file__).resolve().parents[1]
-if str(_TESTS) not in sys.path:
-    sys.path.insert(0, str(_TESTS))
-
-from openai_server.fixture import ServerHandle, start_server  # noqa: E402
+_ROOT = Path(__file__).resolve().parents[2]
+if str(_ROOT) not in sys.path:  # run as a script: the repository root holds the tests package
+    sys.path.insert(0, str(_ROOT))
 
 from llmrec.providers.base import ChatMessage, ChatRequest  # noqa: E402
 from llmrec.providers.openai import OpenAIChat  # noqa: E402
 from llmrec.spec import OpenAIProviderSpec  # noqa: E402
+from tests.openai_server.fixture import ServerHandle, start_server  # noqa: E402
 
 TARGET_CLEAN = 0.90
 TARGET_FAULTS = 0.85

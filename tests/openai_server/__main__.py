@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ratelimit-window", type=float, default=60.0, help="sliding window in seconds")
     p.add_argument("--job-polls", type=int, default=1, help="polls a fine-tuning job spends in each status")
     p.add_argument("--batch-polls", type=int, default=1, help="polls a batch spends in each status")
+    p.add_argument("--batch-chunk", type=int, default=2000, help="batch request lines answered per poll")
     p.add_argument("--min-examples", type=int, default=10, help="fewest training examples a job accepts")
     p.add_argument("--shutdown-date", default="2027-01-14", help="shutdown_date for gpt-4o-mini models")
     p.add_argument("--model", action="append", default=[], help="another chat model id to serve")
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         ratelimit_window_s=args.ratelimit_window,
         job_polls=args.job_polls,
         batch_polls=args.batch_polls,
+        batch_chunk=args.batch_chunk,
         min_examples=args.min_examples,
         shutdown_date=args.shutdown_date,
         extra_models=tuple(args.model),

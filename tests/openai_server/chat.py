@@ -9,13 +9,15 @@ The answer to a request is a pure function of the model id, the messages, ``n`` 
   fine-tuned model learned from its training answers, then a built-in list; titles listed in the last
   user message (the profile) are not recommended while others remain;
 - the form: numbered "1. Title" lines, or ``{"movies": [...]}`` for ``json_object`` and ``json_schema``
-  (a json_schema whose top level has one array property gets that property's name instead).
+  (a json_schema whose top level has one array property gets that property's name instead, and
+  ``{"title", "year"}`` objects when its items are objects with a ``title``).
 
 Reasoning models spend reasoning tokens (by ``reasoning_effort``) before answering; both count against
 ``max_completion_tokens`` and a reply cut short ends with ``finish_reason: "length"``; a ``stop`` sequence
-ends the reply before it. Prompt caching:
-a prompt of 1,024 tokens or more reports as cached the longest prefix (in steps of 128 tokens) that an
-earlier request already sent.
+ends the reply before it. ``logprobs: true`` (in the server's ``logprobs`` mode) gives one entry per
+estimated token (with ``top_logprobs`` alternatives), log-probabilities drawn from the answer's hash.
+Prompt caching: a prompt of 1,024 tokens or more reports as cached the longest prefix (in steps of 128
+tokens) that an earlier request already sent.
 """
 
 from __future__ import annotations
@@ -153,21 +155,55 @@ def _draw(preferred: list[str], profile: set[str], k: int, rng: random.Random) -
     return chosen
 
 
-def _list_key(response_format: dict[str, Any] | None) -> str:
+def _list_field(response_format: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    # the array property a json_schema asks for (when it has exactly one) and its items schema
     schema = ((response_format or {}).get("json_schema") or {}).get("schema") or {}
     arrays = [
-        k
+        (k, v.get("items") or {})
         for k, v in (schema.get("properties") or {}).items()
         if isinstance(v, dict) and v.get("type") == "array"
     ]
-    return arrays[0] if len(arrays) == 1 else "movies"
+    return arrays[0] if len(arrays) == 1 else ("movies", {})
+
+
+def _as_item(title: str, items: dict[str, Any]) -> Any:
+    # "Heat (1995)" as a string, or as {"title": "Heat", "year": 1995} when the items are such objects
+    props = items.get("properties") if isinstance(items, dict) else None
+    if not isinstance(props, dict) or "title" not in props:
+        return title
+    found = re.fullmatch(r"(.*\S)\s+\((\d{4})\)", title)
+    name, year = (found.group(1), int(found.group(2))) if found else (title, None)
+    item: dict[str, Any] = {"title": name}
+    if "year" in props:
+        item["year"] = year
+    return item
 
 
 def _render(titles: list[str], response_format: dict[str, Any] | None) -> str:
     kind = (response_format or {}).get("type", "text")
     if kind in ("json_object", "json_schema"):
-        return json.dumps({_list_key(response_format): titles}, ensure_ascii=False)
+        key, items = _list_field(response_format)
+        return json.dumps({key: [_as_item(t, items) for t in titles]}, ensure_ascii=False)
     return "\n".join(f"{i}. {t}" for i, t in enumerate(titles, start=1))
+
+
+def _logprobs(content: str, digest: bytes, top: int) -> dict[str, Any]:
+    # one entry per estimated token; log-probabilities drawn from the answer's hash, the chosen one highest
+    rng = random.Random(digest)
+    entries = []
+    for piece in token_pieces(content):
+        chosen = -rng.random() * 0.5
+        alternatives = sorted(
+            (chosen - rng.random() * 4 - 0.01 for _ in range(max(0, top - 1))), reverse=True
+        )
+        entry = {"token": piece, "logprob": chosen, "bytes": list(piece.encode()), "top_logprobs": []}
+        if top:
+            entry["top_logprobs"] = [{"token": piece, "logprob": chosen, "bytes": list(piece.encode())}] + [
+                {"token": f"{piece}~{k}", "logprob": lp, "bytes": list(f"{piece}~{k}".encode())}
+                for k, lp in enumerate(alternatives, start=1)
+            ]
+        entries.append(entry)
+    return {"content": entries, "refusal": None}
 
 
 def _truncate(text: str, budget: int) -> str:
@@ -238,7 +274,10 @@ def complete_chat(
             "refusal": None,
             "annotations": [],
         }
-        choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": finish})
+        logprobs = (
+            _logprobs(content, digest, int(body.get("top_logprobs") or 0)) if body.get("logprobs") else None
+        )
+        choices.append({"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish})
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:29]}",
         "object": "chat.completion",

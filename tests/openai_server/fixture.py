@@ -71,7 +71,8 @@ class ServerHandle:
         """
         if not self.log_path.exists():
             return []
-        lines = self.log_path.read_text(encoding="utf-8").splitlines()
+        # the last piece is empty, or a line the server is still writing: only whole lines count
+        lines = self.log_path.read_text(encoding="utf-8").split("\n")[:-1]
         return [json.loads(line) for line in lines if line.strip()]
 
     def control(self, what: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -195,6 +196,8 @@ def start_server(
     if not line.startswith(prefix):
         process.kill()
         process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
         err = stderr_path.read_text(encoding="utf-8", errors="replace")
         msg = f"openai test server did not start (said {line!r}); stderr:\n{err}"
         raise RuntimeError(msg)

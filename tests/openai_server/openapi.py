@@ -153,6 +153,9 @@ class ApiDescription:
 
     def __init__(self, paths: dict[str, Any], schemas: dict[str, Any]) -> None:
         self.schemas = schemas
+        # id(schema) -> (schema, result): the schema is kept, so its id cannot be reused meanwhile
+        self._resolved: dict[int, tuple[Any, dict[str, Any]]] = {}
+        self._merges: dict[int, tuple[Any, dict[str, Any]]] = {}
         self.routes: list[Route] = []
         for template, operations in paths.items():
             regex = re.sub(r"\\\{[^}]+\\\}", "([^/]+)", re.escape(template))
@@ -173,6 +176,10 @@ class ApiDescription:
         """
         Follow ``$ref`` links to the schema they name.
         """
+        hit = self._resolved.get(id(schema))
+        if hit is not None and hit[0] is schema:
+            return hit[1]
+        original = schema
         seen = 0
         while isinstance(schema, dict) and "$ref" in schema and seen < 32:
             nullable = schema.get("nullable")
@@ -180,7 +187,9 @@ class ApiDescription:
             if nullable and isinstance(schema, dict) and not schema.get("nullable"):
                 schema = {**schema, "nullable": True}
             seen += 1
-        return schema if isinstance(schema, dict) else {}
+        result = schema if isinstance(schema, dict) else {}
+        self._resolved[id(original)] = (original, result)
+        return result
 
     def body_schema(self, operation: dict[str, Any], content_type: str) -> dict[str, Any] | None:
         """
@@ -193,6 +202,14 @@ class ApiDescription:
         return self.resolve(entry.get("schema", {}))
 
     def _merged(self, schema: dict[str, Any]) -> dict[str, Any]:
+        hit = self._merges.get(id(schema))
+        if hit is not None and hit[0] is schema:
+            return hit[1]
+        result = self._merge(schema)
+        self._merges[id(schema)] = (schema, result)
+        return result
+
+    def _merge(self, schema: dict[str, Any]) -> dict[str, Any]:
         # allOf branches of object schemas become one object schema (properties, required united)
         schema = self.resolve(schema)
         if "allOf" not in schema:

@@ -13,6 +13,7 @@ import email.parser
 import email.policy
 import hashlib
 import json
+import math
 import random
 import re
 import sys
@@ -40,7 +41,7 @@ from .openapi import ApiDescription, Problem
 from .store import Store, new_id, public
 from .training import StepMetrics, resolve_hyperparameters, simulate_training, step_metrics_csv
 
-__all__ = ["DEFAULT_MODES", "KNOWN_MODES", "Config", "OpenAIServer", "make_server"]
+__all__ = ["BATCH_CHUNK", "DEFAULT_MODES", "KNOWN_MODES", "Config", "OpenAIServer", "make_server"]
 
 KNOWN_MODES = (
     "strict-method",
@@ -51,6 +52,8 @@ KNOWN_MODES = (
     "ratelimit-headers",
     "shutdown-dates",
     "plain-result-files",
+    "logprobs",
+    "no-logprobs",
 )
 DEFAULT_MODES = ("strict-method",)
 ORGANIZATION = "org-llmrectest"
@@ -73,6 +76,8 @@ _JOB_PHASES = ("validating_files", "queued", "running", "succeeded")
 _BATCH_PHASES = ("validating", "in_progress", "finalizing", "completed")
 _TERMINAL_JOB = frozenset({"succeeded", "failed", "cancelled"})
 _TERMINAL_BATCH = frozenset({"completed", "failed", "expired", "cancelled"})
+BATCH_CHUNK = 2000
+"""Request lines a batch answers per poll while in progress (``--batch-chunk``)."""
 
 
 @dataclass
@@ -89,6 +94,7 @@ class Config:
     ratelimit_window_s: float = 60.0
     job_polls: int = 1
     batch_polls: int = 1
+    batch_chunk: int = BATCH_CHUNK
     min_examples: int = 10
     shutdown_date: str = "2027-01-14"
     extra_models: tuple[str, ...] = ()
@@ -390,10 +396,10 @@ class OpenAIServer:
             f"{call.method} {call.path}?{sorted(call.query.items())} {body_hash} {generation}"
         )
         call.record["first_attempt"] = first
+        self._decode(call, sub)
         fault = self._fault(call, first)
         if fault is not None:
             return fault
-        self._decode(call, sub)
         limits = self._admit(call) if sub == "/chat/completions" and "ratelimit-headers" in modes else {}
         reply = self._dispatch(call, sub, operation)
         reply.headers.update(limits)
@@ -473,18 +479,17 @@ class OpenAIServer:
     def _decode(self, call: Call, sub: str) -> None:
         content_type = call.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
-            try:
-                parts = _parse_multipart(content_type, call.raw)
-            except (ValueError, UnicodeDecodeError) as err:
-                raise ApiError(400, f"Could not parse the multipart body: {err}.") from err
             fields: dict[str, Any] = {}
             uploads: dict[str, tuple[str | None, bytes]] = {}
-            for name, filename, data in parts:
-                if filename is not None or name == "file":
-                    uploads[name] = (filename, data)
-                    fields[name] = "<binary>"
-                else:
-                    _nest(fields, name, data.decode("utf-8"))
+            try:
+                for name, filename, data in _parse_multipart(content_type, call.raw):
+                    if filename is not None or name == "file":
+                        uploads[name] = (filename, data)
+                        fields[name] = "<binary>"
+                    else:
+                        _nest(fields, name, data.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError) as err:
+                raise ApiError(400, f"Could not parse the multipart body: {err}.") from err
             call.body = {"fields": fields, "uploads": uploads}
         elif call.raw:
             try:
@@ -532,7 +537,7 @@ class OpenAIServer:
         ok, headers, wait = self.limiter.admit(tokens)
         if not ok:
             headers["retry-after-ms"] = str(max(1, round(wait * 1000)))
-            headers["retry-after"] = str(max(1, round(wait + 0.499)))
+            headers["retry-after"] = str(max(1, math.ceil(wait)))
             call.record["rate_limited"] = True
             raise ApiError(
                 429,
@@ -552,13 +557,18 @@ class OpenAIServer:
                 self._validate(call, operation)
                 call.params = m.groups()
                 return handler(call)
+        if self.spec is None:
+            raise ApiError(404, f"Invalid URL ({call.method} {call.path})")
         raise ApiError(501, f"{call.method} /v1{sub} is in the API but not implemented by this test server.")
 
     def control(self, call: Call) -> Reply:
         """
         ``GET|POST /_control/modes`` and ``GET|POST /_control/faults``: see and change the behaviour.
         """
-        body = json.loads(call.raw) if call.raw else {}
+        try:
+            body = json.loads(call.raw) if call.raw else {}
+        except ValueError as err:
+            raise ApiError(400, f"The control body is not JSON: {err}.") from err
         if call.path == "/_control/modes":
             if call.method == "POST":
                 try:
@@ -751,7 +761,7 @@ class OpenAIServer:
                 return snapshot
         job = self._fine_tuned().get(name)
         if job is not None:
-            return str(job["model"]) if not str(job["model"]).startswith("ft:") else str(job["_base"])
+            return str(job["_base"])  # continued fine-tuning keeps the original base snapshot
         raise ApiError(
             400,
             f"Model {name} is not available for fine-tuning or does not exist.",
@@ -1131,7 +1141,9 @@ class OpenAIServer:
             raise ApiError(404, f"No batch found with id '{batch_id}'.", param="batch_id", code="not_found")
         return batch
 
-    def _batch_line(self, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def _batch_line(
+        self, request: dict[str, Any], operation: dict[str, Any] | None
+    ) -> tuple[int, dict[str, Any]]:
         # (status, body) of one batch request line, as the chat endpoint would answer it
         body = request["body"]
         rules = [r for r in self.config.faults if r.path == "batch"]
@@ -1141,9 +1153,7 @@ class OpenAIServer:
                     reply = self._fault_reply(rule)
                     return reply.status, reply.payload
         try:
-            if self.spec is not None:
-                route = self.spec.match("/chat/completions")
-                operation = route.operations["post"] if route else {}
+            if self.spec is not None and operation is not None:
                 problem = self.spec.check(body, self.spec.body_schema(operation, "application/json"))
                 if problem is not None:
                     raise _problem_error(problem)
@@ -1151,49 +1161,74 @@ class OpenAIServer:
         except ApiError as err:
             return err.status, err.body()
 
-    def _finalize_batch(self, batch: dict[str, Any], requests: list[dict[str, Any]]) -> None:
-        ok: list[str] = []
-        failed: list[str] = []
-        usage = {"input_tokens": 0, "output_tokens": 0, "cached": 0, "reasoning": 0}
-        for request in requests:
-            status, body = self._batch_line(request)
+    def _batch_requests(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        text = self.store.file_content(batch["input_file_id"]).decode("utf-8", errors="replace")
+        return check_batch_lines(text.splitlines(), batch["endpoint"])[0]
+
+    def _part_path(self, batch: dict[str, Any], part: int) -> Path:
+        return self.store.root / "batches" / f"{batch['id']}.part-{part:06d}.jsonl"
+
+    def _work_batch(self, batch: dict[str, Any]) -> None:
+        # answer the next batch_chunk request lines into their own part file (rewritten whole, so a
+        # restart in between cannot answer a line twice), and count them in request_counts
+        done = int(batch.get("_done", 0))
+        if done >= batch["request_counts"]["total"]:
+            return
+        size = max(1, self.config.batch_chunk)
+        chunk = self._batch_requests(batch)[done : done + size]
+        operation = self._operation(Call("POST", "/v1/chat/completions", {}, {}, b""), "/chat/completions")
+        usage = batch.setdefault("_usage", {"input": 0, "output": 0, "cached": 0, "reasoning": 0})
+        lines: list[str] = []
+        counts = batch["request_counts"]
+        for request in chunk:
+            status, body = self._batch_line(request, operation)
             line = {
                 "id": new_id("batch_req_", 32),
                 "custom_id": request["custom_id"],
                 "response": {"status_code": status, "request_id": new_id("req_", 32), "body": body},
                 "error": None,
             }
-            (ok if status == 200 else failed).append(json.dumps(line, ensure_ascii=False))
+            lines.append(json.dumps({"ok": status == 200, "line": line}, ensure_ascii=False))
+            counts["completed" if status == 200 else "failed"] += 1
             if status == 200:
                 u = body["usage"]
-                usage["input_tokens"] += u["prompt_tokens"]
-                usage["output_tokens"] += u["completion_tokens"]
+                usage["input"] += u["prompt_tokens"]
+                usage["output"] += u["completion_tokens"]
                 usage["cached"] += u["prompt_tokens_details"]["cached_tokens"]
                 usage["reasoning"] += u["completion_tokens_details"]["reasoning_tokens"]
-        rng = random.Random(batch["id"])  # OpenAI does not keep the input order
+        part = self._part_path(batch, done)
+        part.write_text("".join(f"{x}\n" for x in lines), encoding="utf-8")
+        batch["_done"] = done + len(chunk)
+
+    def _write_batch_outputs(self, batch: dict[str, Any]) -> None:
+        # the part files become the output and error files, in shuffled order (OpenAI keeps no order)
+        ok: list[str] = []
+        failed: list[str] = []
+        parts = sorted((self.store.root / "batches").glob(f"{batch['id']}.part-*.jsonl"))
+        for part in parts:
+            for raw in part.read_text(encoding="utf-8").splitlines():
+                entry = json.loads(raw)
+                (ok if entry["ok"] else failed).append(json.dumps(entry["line"], ensure_ascii=False))
+        rng = random.Random(batch["id"])
         rng.shuffle(ok)
         rng.shuffle(failed)
-        if ok:
-            out = self.store.add_file(
-                ("\n".join(ok) + "\n").encode(),
-                filename=f"{batch['id']}_output.jsonl",
-                purpose="batch_output",
-            )
-            batch["output_file_id"] = out["id"]
-        if failed:
-            err = self.store.add_file(
-                ("\n".join(failed) + "\n").encode(),
-                filename=f"{batch['id']}_error.jsonl",
-                purpose="batch_output",
-            )
-            batch["error_file_id"] = err["id"]
-        batch["request_counts"] = {"total": len(requests), "completed": len(ok), "failed": len(failed)}
+        for lines, key, name in ((ok, "output_file_id", "output"), (failed, "error_file_id", "error")):
+            if lines:
+                obj = self.store.add_file(
+                    ("\n".join(lines) + "\n").encode(),
+                    filename=f"{batch['id']}_{name}.jsonl",
+                    purpose="batch_output",
+                )
+                batch[key] = obj["id"]
+        for part in parts:
+            part.unlink()
+        usage = batch.get("_usage", {"input": 0, "output": 0, "cached": 0, "reasoning": 0})
         batch["usage"] = {
-            "input_tokens": usage["input_tokens"],
+            "input_tokens": usage["input"],
             "input_tokens_details": {"cached_tokens": usage["cached"]},
-            "output_tokens": usage["output_tokens"],
+            "output_tokens": usage["output"],
             "output_tokens_details": {"reasoning_tokens": usage["reasoning"]},
-            "total_tokens": usage["input_tokens"] + usage["output_tokens"],
+            "total_tokens": usage["input"] + usage["output"],
         }
 
     def _advance_batch(self, batch: dict[str, Any]) -> None:
@@ -1201,14 +1236,19 @@ class OpenAIServer:
             return
         now = int(time.time())
         if batch["status"] == "cancelling":
+            self._write_batch_outputs(batch)  # what was answered before the cancel is kept
             batch["status"] = "cancelled"
             batch["cancelled_at"] = now
             return
         batch["_polls"] += 1
+        status = batch["status"]
+        if status == "in_progress":
+            self._work_batch(batch)  # every poll answers up to batch_chunk more lines
+            if batch.get("_done", 0) < batch["request_counts"]["total"]:
+                return
         if batch["_polls"] < max(1, self.config.batch_polls):
             return
         batch["_polls"] = 0
-        status = batch["status"]
         if status == "validating":
             text = self.store.file_content(batch["input_file_id"]).decode("utf-8", errors="replace")
             requests, problems = check_batch_lines(text.splitlines(), batch["endpoint"])
@@ -1228,9 +1268,7 @@ class OpenAIServer:
             batch["status"] = "in_progress"
             batch["in_progress_at"] = now
         elif status == "in_progress":
-            text = self.store.file_content(batch["input_file_id"]).decode("utf-8", errors="replace")
-            requests, _ = check_batch_lines(text.splitlines(), batch["endpoint"])
-            self._finalize_batch(batch, requests)
+            self._write_batch_outputs(batch)
             batch["status"] = "finalizing"
             batch["finalizing_at"] = now
         elif status == "finalizing":
@@ -1304,6 +1342,13 @@ class OpenAIServer:
                 raise ApiError(
                     400, f"Invalid '{name}': expected a positive integer.", param=name, code="invalid_value"
                 )
+        if body.get("logprobs") and ("no-logprobs" in modes or is_reasoning_model(model)):
+            raise ApiError(
+                400,
+                "Unsupported parameter: 'logprobs' is not supported with this model.",
+                param="logprobs",
+                code="unsupported_parameter",
+            )
         if body.get("stream"):
             raise ApiError(400, "This test server does not stream; send stream=false.", param="stream")
         if is_reasoning_model(model):
@@ -1330,6 +1375,8 @@ class OpenAIServer:
                 param="reasoning_effort",
                 code="unsupported_parameter",
             )
+        if body.get("logprobs") and "logprobs" not in modes:
+            body = {**body, "logprobs": False}  # by default answered with null, as some compatible servers do
         return complete_chat(body, model=model, learned=learned, cache=self.cache)
 
     def chat(self, call: Call) -> Reply:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from local_tiny_lm import build_tiny_model, demo_examples, tokenizer_texts
 
 import llmrec.providers.local as local
 from llmrec.errors import ProviderError
@@ -34,6 +33,7 @@ from llmrec.providers.base import (
 from llmrec.providers.local import LocalChat, LocalFineTuner, make_local_backend, micro_batch_size
 from llmrec.providers.local_train import lora_config, sft_config, to_record
 from llmrec.spec import FinetuneSpec, LocalProviderSpec, LoraSpec
+from tests.providers.local_tiny_lm import build_tiny_model, demo_examples, tokenizer_texts
 
 # transformers, peft and trl deprecate each other's names from one release to the next (FutureWarning);
 # nothing llmrec can act on.
@@ -446,8 +446,8 @@ def test_transformers_serve_answers_like_local_chat(served: str, tiny_model: Pat
     client = openai.OpenAI(base_url=served, api_key="unused", max_retries=0, timeout=60)
     response = client.chat.completions.create(
         model=str(tiny_model),
-        messages=[{"role": m.role, "content": m.content} for m in messages],  # type: ignore[misc]
-        max_completion_tokens=16,
+        messages=[{"role": m.role, "content": m.content} for m in messages],  # type: ignore[misc,unused-ignore]
+        max_tokens=16,  # transformers 5.17's serve ignores max_completion_tokens; 5.24 reads both
         temperature=0.0,
     )
     chat = LocalChat(str(tiny_model), SETTINGS)
@@ -458,3 +458,25 @@ def test_transformers_serve_answers_like_local_chat(served: str, tiny_model: Pat
     assert response.choices[0].message.content == local_answer.text
     assert response.usage is not None
     assert response.usage.prompt_tokens == local_answer.usage.prompt_tokens
+
+
+def test_cancel_stops_training_and_saves_nothing(tmp_path: Path, tiny_model: Path, examples: list[Any]):
+    """A cancelled job stops at the next step, saves no adapter, and a rerun does not reuse it."""
+    tuner = LocalFineTuner(tmp_path, LORA, SETTINGS)
+    request = _request(tiny_model, examples, hyperparameters=Hyperparameters(batch_size=4, epochs=3))
+    job = tuner.submit_finetune(request)
+
+    state = tuner.cancel_finetune(job)
+
+    assert state.status == "cancelled"
+    assert state.model is None
+    assert not tuner.job_folder(job).adapter_dir.exists()
+    assert tuner.find_finetune(KEY) is None
+
+
+def test_unknown_base_model_is_a_provider_error(tmp_path: Path, torch_one_thread: Any, examples: list[Any]):
+    """A base model folder that does not exist is refused at submission with a ProviderError naming it."""
+    tuner = LocalFineTuner(tmp_path, LORA, SETTINGS)
+
+    with pytest.raises(ProviderError, match="cannot load the tokenizer of"):
+        tuner.submit_finetune(_request(tmp_path / "no-such-model", examples))

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import httpx2
 import pytest
-from openai_mock import BASE, KEY, Recorder, completion, error, make_chat, ok, request
 
 from llmrec.errors import ProviderError
 from llmrec.providers.base import ChatCompleter, ChatMessage, Usage
@@ -18,6 +18,7 @@ from llmrec.providers.budget import BudgetExceeded, BudgetGuard
 from llmrec.providers.openai import OpenAIChat, make_openai_backend
 from llmrec.providers.openai_wire import rough_prompt_tokens
 from llmrec.spec import OpenAIProviderSpec
+from tests.providers.openai_mock import BASE, KEY, Recorder, completion, error, make_chat, ok, request
 
 
 def _always(response: httpx2.Response) -> Recorder:
@@ -166,7 +167,7 @@ def test_refusal_becomes_empty_text_with_error():
 
 def test_results_stream_as_they_arrive_at_the_configured_concurrency():
     """Many requests run at most `concurrency` at once and every key comes back exactly once."""
-    recorder = Recorder(lambda req, n: ok(), delay_s=0.02)
+    recorder = Recorder(lambda req, n: ok(), delay_s=0.05)
     chat = make_chat(recorder, concurrency=4)
     keys = [f"r{i}" for i in range(24)]
 
@@ -315,7 +316,7 @@ def test_a_prompt_too_long_is_a_per_item_error():
 def test_the_key_never_reaches_a_log_record_or_an_error(caplog):
     """No log record (any logger, any level) and no error text contains the key, whatever failed."""
     caplog.set_level(logging.DEBUG)
-    responses = [
+    responses: list[httpx2.Response | type[Exception]] = [
         error(500, f"internal error near {KEY}"),
         error(429, "slow", headers={"retry-after-ms": "1"}),
         httpx2.ReadTimeout,
@@ -465,7 +466,7 @@ def test_budget_is_never_exceeded_at_full_concurrency():
     body = completion(prompt_tokens=worst_prompt, completion_tokens=100)
     recorder = Recorder(lambda r, n: ok(body), delay_s=0.01)
     chat = make_chat(recorder, concurrency=8, budget=guard, price=_price)
-    got = []
+    got: list[Any] = []
 
     stream = chat.complete([request(f"r{i}", max_tokens=100) for i in range(50)])
 

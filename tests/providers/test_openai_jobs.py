@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx2
 import pytest
-from openai_mock import Recorder, completion, error, make_batch, make_chat, make_tuner, ok, request
 
 from llmrec.errors import DataError, ProviderError
 from llmrec.providers.base import (
@@ -37,6 +36,16 @@ from llmrec.providers.openai import (
     retirement_warning,
 )
 from llmrec.providers.openai_batch import batch_file, join_batch_output, read_batch_input, split_batches
+from tests.providers.openai_mock import (
+    Recorder,
+    completion,
+    error,
+    make_batch,
+    make_chat,
+    make_tuner,
+    ok,
+    request,
+)
 
 
 def _example(i: int) -> FineTuneExample:

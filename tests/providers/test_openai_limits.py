@@ -10,7 +10,6 @@ import random
 import threading
 
 import pytest
-from openai_mock import KEY, Recorder, completion, ok, request
 
 from llmrec.providers.base import Usage
 from llmrec.providers.budget import BudgetExceeded, BudgetGuard
@@ -20,6 +19,7 @@ from llmrec.providers.ratelimit import RateLimiter, parse_duration
 from llmrec.providers.retry import RetryPolicy, classify, retry_after_s
 from llmrec.spec import OpenAIProviderSpec
 from llmrec.tokens import count_chat
+from tests.providers.openai_mock import KEY, Recorder, completion, ok, request
 
 # -- retry policy ----------------------------------------------------------------------------------------
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openai_server.fixture import ServerHandle, start_server
 
 from llmrec.errors import ProviderError
 from llmrec.providers.base import (
@@ -37,6 +36,7 @@ from llmrec.providers.openai import (
     probe_server,
 )
 from llmrec.spec import OpenAIProviderSpec
+from tests.openai_server.fixture import ServerHandle, start_server
 
 KEY = "sk-server-test-0123456789"
 
@@ -159,15 +159,26 @@ def test_insufficient_quota_stops_the_run(server):
 
 
 def test_server_rate_limit_headers_hold_requests(tmp_path):
-    """With the server's limiter on, the client learns x-ratelimit-* and still gets every answer."""
+    """One request at a time against 10 requests per second: the client reads x-ratelimit-remaining
+    reaching 0 and waits for the announced reset, so the server never has to refuse one (without
+    learning from the headers, two of the 25 are refused)."""
     with start_server(tmp_path, modes=("ratelimit-headers",), rpm_limit=10, ratelimit_window_s=1.0) as server:
-        results = list(_chat(server, concurrency=4, max_retries=8).complete(_requests(25)))
-        records = _chat_records(server)
+        results = list(_chat(server, concurrency=1).complete(_requests(25)))
+        statuses = collections.Counter(r["status"] for r in _chat_records(server))
 
     assert len({r.key for r in results}) == 25
-    limited = [r for r in records if r["status"] == 429]
-    assert len(limited) <= 8
-    assert len([r for r in records if r["status"] == 200]) == 25
+    assert statuses == {200: 25}
+
+
+def test_server_rate_limits_at_concurrency_lose_nothing(tmp_path):
+    """At concurrency 4 some requests are refused with 429 and retried; every body is answered once."""
+    with start_server(tmp_path, modes=("ratelimit-headers",), rpm_limit=10, ratelimit_window_s=1.0) as server:
+        results = list(_chat(server, concurrency=4, max_retries=8).complete(_requests(25)))
+        answered = _answered_once(server)
+
+    assert len({r.key for r in results}) == 25
+    assert len(answered) == 25
+    assert set(answered.values()) == {1}
 
 
 # -- fine-tuning -----------------------------------------------------------------------------------------
