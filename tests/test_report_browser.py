@@ -125,20 +125,28 @@ def test_page_loads_without_console_errors(page: Any) -> None:
 
 
 def test_every_figure_renders_its_traces(page: Any) -> None:
-    """Figure 2 has one bar per non-ideal column and variant; funnel, sizes and popularity one per variant."""
+    """Figure 2: a bar per non-ideal column and variant; funnel, sizes, popularity: one per variant."""
     _open_details(page)
     counts = page.evaluate(
         "Object.fromEntries([...document.querySelectorAll('.plotly-graph-div')].map(g => "
-        "[g.id, [g.data.length, g.querySelectorAll('g.trace.bars').length]]))"
+        "[g.id, [g.data.length, g.querySelectorAll('g.trace.bars, g.trace.scatter').length]]))"
     )
     results = json.loads((DEMO / "results.json").read_text(encoding="utf-8"))
     bars = sum(1 for v in results["variants"] for m in v["models"] if m["role"] != "ideal")
+    manifest = json.loads((DEMO / "manifest.json").read_text(encoding="utf-8"))
+    curves = sum(
+        1
+        for c in manifest["training_curves"]
+        for key in ("train_loss", "valid_loss", "valid_hit_rate")
+        if any(key in p for p in c["points"])
+    )
 
     assert counts == {
         "figure-2": [bars, bars],
         "funnel-chart": [2, 2],
         "ground-truth-chart": [2, 2],
         "popularity-chart": [2, 2],
+        "training-chart": [curves, curves],
     }
 
 
@@ -173,7 +181,9 @@ def _inside(a: list[float], outer: list[float]) -> bool:
 
 
 @pytest.mark.parametrize("width", [1280, 820])
-@pytest.mark.parametrize("div", ["figure-2", "funnel-chart", "ground-truth-chart", "popularity-chart"])
+@pytest.mark.parametrize(
+    "div", ["figure-2", "funnel-chart", "ground-truth-chart", "popularity-chart", "training-chart"]
+)
 def test_legend_toolbar_and_plot_do_not_overlap(page: Any, div: str, width: int) -> None:
     """Legend, toolbar, plot areas, tick labels, axis and panel titles: no overlap, all inside the figure."""
     page.set_viewport_size({"width": width, "height": 1000})

@@ -387,4 +387,44 @@ def test_usage_and_finetune_jobs_come_from_the_manifest() -> None:
         '<code>ftjob-1</code></td><td>succeeded</td><td><code>ft:x</code></td><td class="num">781,188</td>'
         in section
     )
-    assert "records no token usage" in render_report(_results(), manifest={})
+    assert "records no cost, token usage or fine-tuning jobs" in render_report(_results(), manifest={})
+
+
+def test_cost_and_training_curves_come_from_the_manifest() -> None:
+    """Estimated vs actual cost and tokens are listed; each reported curve quantity is one line."""
+    manifest = {
+        **MANIFEST,
+        "cost": {
+            "currency": "USD",
+            "prices_as_of": "2026-12-01",
+            "estimated_usd": {"low": 1.5, "expected": 2.25, "worst": 4.0},
+            "estimated_tokens": {"expected": 1719716, "worst": 2538294},
+            "actual_usd": 2.1,
+            "actual_tokens": {"inference": 207579, "training": 1301432},
+        },
+        "training_curves": [
+            {
+                "variant": "profileData50",
+                "points": [
+                    {"step": 1.0, "train_loss": 2.0},
+                    {"step": 2.0, "train_loss": 1.5, "valid_loss": 1.7},
+                ],
+            },
+            {"variant": "profileData60", "points": [{"step": 1.0, "valid_hit_rate": 0.4}]},
+        ],
+    }
+    page = render_report(_results(), manifest=manifest)
+    section = page[page.index('id="details-usage"') : page.index('id="details-protocol"')]
+
+    assert '<td class="num">1.50 USD / 2.25 USD / 4.00 USD</td>' in section
+    assert '<td class="num">2.10 USD</td>' in section
+    assert "inference 207,579, training 1,301,432" in section
+    from tests.test_report import _plotly_call
+
+    data, _layout = _plotly_call(section[section.index('id="training-chart"') :])
+    assert [(t["name"], t["x"], t["y"]) for t in data] == [
+        ("profileData50: train loss", [1.0, 2.0], [2.0, 1.5]),
+        ("profileData50: validation loss", [2.0], [1.7]),
+        ("profileData60: validation hit rate", [1.0], [0.4]),
+    ]
+    assert 'id="training-chart"' not in render_report(_results(), manifest=MANIFEST)

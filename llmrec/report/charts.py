@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -23,6 +25,7 @@ __all__ = [
     "funnel_html",
     "ground_truth_sizes_html",
     "popularity_html",
+    "training_curves_html",
 ]
 
 FIGURE2_DIV_ID = "figure-2"
@@ -322,3 +325,75 @@ def _bar_value(value: float | None) -> float | None:
     if value is None or math.isnan(value):
         return None
     return value
+
+
+_CURVES = (
+    ("train_loss", "train loss"),
+    ("valid_loss", "validation loss"),
+    ("valid_hit_rate", "validation hit rate"),
+)
+
+
+def training_curves_html(manifest: Mapping[str, Any] | None) -> str:
+    """
+    Each fine-tune's training curve from the manifest's ``training_curves`` (the provider's job events):
+    one line per variant and reported quantity (train loss, validation loss, validation hit rate) by step.
+
+    Returns:
+        A ``<div>`` fragment (id ``training-chart``), or ``""`` when the provider reported no curve.
+    """
+    curves = (manifest or {}).get("training_curves")
+    if not isinstance(curves, list):
+        return ""
+    fig = go.Figure()
+    index = 0
+    for curve in curves:
+        if not isinstance(curve, Mapping):
+            continue
+        points = [p for p in curve.get("points", ()) if isinstance(p, Mapping) and "step" in p]
+        for key, label in _CURVES:
+            xs = [float(p["step"]) for p in points if isinstance(p.get(key), int | float)]
+            ys = [float(p[key]) for p in points if isinstance(p.get(key), int | float)]
+            if not ys:
+                continue
+            name = f"{curve.get('variant', '?')}: {label}"
+            fig.add_trace(
+                go.Scatter(
+                    name=html.escape(name),
+                    x=xs,
+                    y=ys,
+                    mode="lines+markers",
+                    line={
+                        "color": _PALETTE[(index + 1) % len(_PALETTE)],
+                        "dash": "dot" if "valid" in key else "solid",
+                    },
+                    hovertemplate=f"{html.escape(name)}<br>step %{{x}}: %{{y:.4f}}<extra></extra>",
+                )
+            )
+            index += 1
+    if not fig.data:
+        return ""
+    legend_rows = math.ceil(len(fig.data) / 3)
+    fig.update_layout(
+        template="none",
+        height=380 + _LEGEND_ROW * legend_rows,
+        margin={"l": 70, "r": 20, "t": 40, "b": 90 + _LEGEND_ROW * legend_rows, "autoexpand": False},
+        font=_FONT,
+        showlegend=True,
+        legend={
+            "orientation": "h",
+            "x": 0.0,
+            "xanchor": "left",
+            "y": 0.0,
+            "yanchor": "bottom",
+            "yref": "container",
+        },
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+    )
+    fig.update_yaxes(title_text="Value", gridcolor="#e5e8ec")
+    fig.update_xaxes(title_text="Training step", showgrid=False, linecolor="#8a94a1")
+    fragment: str = fig.to_html(
+        include_plotlyjs=False, full_html=False, div_id="training-chart", config=_CONFIG
+    )
+    return fragment

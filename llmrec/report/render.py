@@ -25,6 +25,7 @@ from llmrec.report.charts import (
     funnel_html,
     ground_truth_sizes_html,
     popularity_html,
+    training_curves_html,
 )
 from llmrec.report.explorer import explorer_files, script_json
 from llmrec.report.tables import ALPHA, MetricTable, letters_of, metric_table, table_csv, table_latex
@@ -128,6 +129,8 @@ def render_report(
         spread=_spread_rows(results),
         protocol=_protocol(results, manifest, predictions),
         usage=_usage(manifest),
+        cost=_cost(manifest),
+        training_chart=Markup(training_curves_html(manifest)),
         jobs=_jobs(manifest),
         explorer_scripts=explorer,
         alpha=ALPHA,
@@ -442,6 +445,43 @@ def _usage(manifest: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
         (str(k).replace("_", " "), f"{v:,}" if isinstance(v, int) else _format_value(v))
         for k, v in usage.items()
     )
+
+
+def _cost(manifest: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """
+    The manifest's estimated and actual cost and tokens as (label, text) rows.
+    """
+    cost = (manifest or {}).get("cost")
+    if not isinstance(cost, Mapping):
+        return ()
+    currency = str(cost.get("currency", "USD"))
+
+    def money(value: object) -> str:
+        return f"{value:,.2f} {currency}" if isinstance(value, int | float) else _MISSING
+
+    def tokens(value: object) -> str:
+        return f"{value:,}" if isinstance(value, int) else _MISSING
+
+    out: list[tuple[str, str]] = []
+    estimated = cost.get("estimated_usd")
+    if isinstance(estimated, Mapping):
+        parts = " / ".join(money(estimated.get(k)) for k in ("low", "expected", "worst"))
+        out.append(("Estimated cost (low / expected / worst)", parts))
+    if "actual_usd" in cost:
+        out.append(("Actual cost", money(cost.get("actual_usd"))))
+    est_tokens = cost.get("estimated_tokens")
+    if isinstance(est_tokens, Mapping):
+        parts = " / ".join(tokens(est_tokens.get(k)) for k in ("expected", "worst"))
+        out.append(("Estimated tokens (expected / worst)", parts))
+    actual_tokens = cost.get("actual_tokens")
+    if isinstance(actual_tokens, Mapping):
+        parts = ", ".join(f"{k} {tokens(v)}" for k, v in actual_tokens.items())
+        out.append(("Actual tokens", parts))
+    if cost.get("prices_as_of"):
+        out.append(("Prices as of", str(cost["prices_as_of"])))
+    if cost.get("free"):
+        out.append(("Note", "this provider charges nothing"))
+    return tuple(out)
 
 
 def _jobs(manifest: Mapping[str, Any] | None) -> tuple[tuple[str, str, str, str, str], ...]:
