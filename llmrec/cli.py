@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -27,10 +28,11 @@ from llmrec.data import Dataset
 from llmrec.errors import DataError, LlmrecError, ProviderError, SpecError, SpecProblem
 from llmrec.estimate import actual_cost, render_estimate
 from llmrec.pipeline import ExperimentOutcome, estimate_run, expected_stages, run_stages
+from llmrec.prompts import system_text
 from llmrec.providers.base import Backend, Usage, as_backend
 from llmrec.providers.fake import FakeProvider
 from llmrec.providers.pricing import default_prices
-from llmrec.report import render_report, report_assets
+from llmrec.report import report_files
 from llmrec.spec import Spec, parse_spec, spec_hash
 from llmrec.stages.evaluate import encode_predictions
 from llmrec.status import describe_run
@@ -101,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     status.add_argument("run_dir", help="the run directory (runs/<experiment name>)")
 
+    report = sub.add_parser(
+        "report", help="re-render reports and an index page from stored results (no provider, no dataset)"
+    )
+    report.add_argument("sources", nargs="+", metavar="RUN_DIR", help="report folders or run directories")
+    report.add_argument(
+        "--out", default="reports", help="folder for <experiment>/ and index.html (default: reports)"
+    )
+
     validate = sub.add_parser("validate", help="check a spec without running it")
     validate.add_argument("spec", help="the experiment spec (TOML)")
     validate.add_argument("--check-inputs", action="store_true", help="also check that data paths exist")
@@ -139,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _synth(args.ratings, args.out, args.seed)
         if args.command == "status":
             return _status(args.run_dir)
+        if args.command == "report":
+            return _report(args.sources, args.out)
         if args.command == "estimate":
             return _estimate(args)
         return _run(args)
@@ -463,8 +475,7 @@ def _run(args: argparse.Namespace) -> int:
         files = {
             "results.json": _json(outcome.results.to_dict()),
             "predictions.jsonl": encode_predictions(outcome.predictions).decode("utf-8", "surrogatepass"),
-            **report_assets(),
-            "index.html": render_report(outcome.results, manifest=manifest),
+            **report_files(outcome.results, manifest=manifest, predictions=outcome.predictions),
         }
         manifest["stages"].append(
             {
@@ -698,6 +709,14 @@ def _status(run_dir: str) -> int:
     return EXIT_OK
 
 
+def _report(sources: Sequence[str], out: str) -> int:
+    from llmrec.report.rebuild import rebuild_reports
+
+    for page in rebuild_reports([Path(s) for s in sources], Path(out)):
+        print(f"report: {page}")
+    return EXIT_OK
+
+
 def _json(data: Mapping[str, Any]) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=True) + "\n"
 
@@ -723,6 +742,10 @@ def _manifest(
         "spec_path": spec_path,
         "spec_hash": spec_hash(spec_text),
         "spec_text": spec_text,
+        # the system message and the user template before any profile is filled in (the report's protocol)
+        "prompt_template_hash": hashlib.sha256(
+            (system_text(spec.prompt) + "\n\n" + spec.prompt.user_template).encode("utf-8")
+        ).hexdigest()[:16],
         "seeds": {"experiment": spec.experiment.seed, "inference": spec.inference_seed},
         "dataset": {"format": spec.dataset.format, "path": spec.dataset.path},
         "provider": spec.provider.kind,

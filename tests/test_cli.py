@@ -68,7 +68,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def test_run_writes_the_report_folder(published):
-    """A run writes index.html, plotly.min.js, results.json, predictions.jsonl and manifest.json."""
+    """A run writes the page, plotly.min.js, results, predictions, manifest, explorer/ and tables/."""
     out = published / "reports" / "small"
     results = json.loads((out / "results.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
@@ -80,7 +80,15 @@ def test_run_writes_the_report_folder(published):
         "results.json",
         "predictions.jsonl",
         "manifest.json",
+        "explorer",
+        "tables",
     }
+    assert sorted(p.name for p in (out / "tables").iterdir()) == [
+        "table-2.csv",
+        "table-2.tex",
+        "table-3.csv",
+        "table-3.tex",
+    ]
     assert results["schema_version"] == 2
     assert [v["name"] for v in results["variants"]] == ["profileData50", "profileData60"]
     assert manifest["schema_version"] == 2
