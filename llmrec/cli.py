@@ -36,7 +36,7 @@ from llmrec.report import report_files
 from llmrec.spec import Spec, parse_spec, spec_hash
 from llmrec.stages.evaluate import encode_predictions
 from llmrec.status import describe_run
-from llmrec.store import DiskRunStore, RunLockedError, StoreError, atomic_write
+from llmrec.store import DiskRunStore, RunLockedError, StageRecord, StoreError, atomic_write
 
 __all__ = ["main"]
 
@@ -467,27 +467,40 @@ def _run(args: argparse.Namespace) -> int:
         )
         finished = dt.datetime.now(dt.UTC)
 
-        # write: the report folder (with estimated and actual cost; the estimate reuses stored stages)
-        manifest = _manifest(spec, spec_text, args.spec, outcome, started, finished, backend)
+        # write: the report folder (with estimated and actual cost; the estimate reuses stored stages).
+        # The manifest holds what the results depend on and each stage's recorded timing, so a rerun
+        # over the stored run rewrites the same bytes; this invocation's own timings go to the run
+        # folder (last-run.json).
+        records = {(r.stage, r.key): r for r in store.records()}
+        manifest = _manifest(spec, spec_text, args.spec, outcome, records, backend)
         manifest["cost"] = _cost(spec, dataset, store, progress, args.spec, outcome)
         out.mkdir(parents=True, exist_ok=True)
-        report_started = time.monotonic()
         files = {
             "results.json": _json(outcome.results.to_dict()),
             "predictions.jsonl": encode_predictions(outcome.predictions).decode("utf-8", "surrogatepass"),
             **report_files(outcome.results, manifest=manifest, predictions=outcome.predictions),
+            "manifest.json": _json(manifest),
         }
-        manifest["stages"].append(
-            {
-                "stage": "report",
-                "kind": "report",
-                "computed": True,
-                "seconds": round(time.monotonic() - report_started, 6),
-            }
-        )
-        files["manifest.json"] = _json(manifest)
         for filename, content in files.items():
             atomic_write(out / filename, content.encode("utf-8", "surrogatepass"))
+        last_run = {
+            "started": started.isoformat(timespec="seconds"),
+            "finished": finished.isoformat(timespec="seconds"),
+            "answers_reused_from_run_state": outcome.reused_answers,
+            "requests_sent_again_after_a_stop": outcome.repeated_requests,
+            "stages": [
+                {
+                    "stage": r.stage,
+                    "kind": r.kind,
+                    "key": r.key,
+                    "computed": r.computed,
+                    "seconds": round(r.seconds, 6),
+                }
+                for r in outcome.stages
+            ],
+            "report": str(out),
+        }
+        atomic_write(run_dir / "last-run.json", _json(last_run).encode("utf-8"))
     finally:
         store.close()
     _summary(outcome, out)
@@ -726,8 +739,7 @@ def _manifest(
     spec_text: str,
     spec_path: str,
     outcome: ExperimentOutcome,
-    started: dt.datetime,
-    finished: dt.datetime,
+    records: Mapping[tuple[str, str], StageRecord],
     backend: Backend,
 ) -> dict[str, Any]:
     def version(pkg: str) -> str:
@@ -777,25 +789,20 @@ def _manifest(
             }
             for variant, events in outcome.events
         ],
-        "answers_reused_from_run_state": outcome.reused_answers,
-        "requests_sent_again_after_a_stop": outcome.repeated_requests,
+        # each stage as the store recorded it when it was computed
         "stages": [
-            {
-                "stage": r.stage,
-                "kind": r.kind,
-                "key": r.key,
-                "computed": r.computed,
-                "seconds": round(r.seconds, 6),
-            }
-            for r in outcome.stages
+            {"stage": r.stage, "kind": r.kind, "key": r.key, "seconds": r.seconds, "finished": r.finished}
+            for r in (records.get((s.stage, s.key)) for s in outcome.stages)
+            if r is not None
         ],
         "versions": {
             "llmrec": _version(),
             "python": platform.python_version(),
             **{pkg: version(pkg) for pkg in ("numpy", "attrs", "cattrs", "jinja2", "plotly", "openai")},
         },
-        "started": started.isoformat(timespec="seconds"),
-        "finished": finished.isoformat(timespec="seconds"),
+        "finished": next(
+            (r.finished[:19] + "Z" for (stage, _), r in records.items() if stage == "evaluate"), None
+        ),
     }
 
 

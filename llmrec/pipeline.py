@@ -415,7 +415,7 @@ def run_stages(
         usage_by_model=tuple(tally.by_model.items()),
         models=tuple(models),
         usage=dict(tally.usage),
-        stages=tuple(stages.runs),
+        stages=tuple(_with_load(stages.runs, key_data)),
         repeated_requests=tally.repeated,
         reused_answers=tally.reused,
     )
@@ -505,6 +505,15 @@ def _infer(
         spend_usd=spend,
     )
     return answers
+
+
+def _with_load(runs: Sequence[StageRun], key_data: str) -> list[StageRun]:
+    """
+    The stage runs, with the load stage first even when no stage needed the dataset this time.
+    """
+    if any(r.kind == "load" for r in runs):
+        return list(runs)
+    return [StageRun("load", "load", key_data, computed=False, seconds=0.0), *runs]
 
 
 def _variant(spec: Spec, name: str) -> Any:

@@ -148,7 +148,9 @@ def test_killed_openai_run_resumes_without_asking_twice(tmp_path, failpoint, mod
     ]
     # a request answered by the server but not yet stored at the kill (at most the concurrency, 4)
     # is sent again, and the run says how many; none whose answer was stored is
-    again = json.loads((tmp_path / "out" / "manifest.json").read_text())["requests_sent_again_after_a_stop"]
+    again = json.loads((tmp_path / "runs" / "oa" / "last-run.json").read_text())[
+        "requests_sent_again_after_a_stop"
+    ]
     assert len(answered) - len(set(answered)) <= again <= 4
     jobs = [r for r in requests if r["method"] == "POST" and r["path"] == "/v1/fine_tuning/jobs"]
     assert len(jobs) == 2  # one per variant: a lost job id was found again, not resubmitted
