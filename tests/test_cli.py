@@ -273,7 +273,7 @@ def test_rerun_reuses_stored_answers_and_gives_identical_results(workdir):
     assert last_run["answers_reused_from_run_state"] > 0
     assert not any(s["computed"] for s in last_run["stages"] if s["kind"] != "load")
     assert cli.main(["run", "small.toml", "--quiet", "--fresh", "--out", "again"]) == 0
-    assert (workdir / "again/results.json").read_bytes() == first
+    assert (workdir / "again/results.json").read_bytes() == first[Path("results.json")]
 
 
 def test_bad_spec_exits_2_with_every_problem_and_no_traceback(workdir, capsys):
