@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -324,16 +325,8 @@ def test_bad_data_file_exits_2_naming_file_and_line(workdir, capsys):
 
 def test_local_provider_without_its_extra_says_how_to_install(workdir, capsys, monkeypatch):
     """provider.kind = "local" without llmrec[local] fails with exit 1 and a one-line instruction."""
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_torch(name, *args, **kwargs):
-        if name.split(".")[0] in {"torch", "transformers", "trl", "peft"}:
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_torch)
+    for name in ("torch", "transformers", "trl", "peft"):
+        monkeypatch.setitem(sys.modules, name, None)  # "import torch" now fails, installed or not
     spec = SMALL.replace("[finetune]", '[provider]\nkind = "local"\n[finetune]')
     (workdir / "lo.toml").write_text(spec)
     code = cli.main(["run", "lo.toml", "--quiet"])
