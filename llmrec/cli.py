@@ -169,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Terminated:
         _error("terminated; everything computed and answered so far is kept in the run folder")
         return EXIT_TERMINATED
+    except BrokenPipeError:  # the reader went away (llmrec status ... | head)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the interpreter's final flush
+        return EXIT_OK
     except OSError as exc:
         _error(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
         return EXIT_RUNTIME

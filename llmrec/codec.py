@@ -14,7 +14,7 @@ from typing import Any, get_args
 
 import cattrs
 
-from llmrec.store import StoreError
+from llmrec.errors import StoreError
 
 __all__ = ["CONVERTER", "check_schema", "make_converter"]
 

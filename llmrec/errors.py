@@ -8,6 +8,8 @@ The tree:
   - ``DataError``: a data file is missing or malformed; names the file and, where known, the line.
   - ``ParseError``: model output could not be read back into a list of movies.
   - ``ProviderError``: a provider (fake, OpenAI, local) failed or answered something unusable.
+  - ``StoreError``: the run store holds something it cannot read (a damaged log, an unknown schema).
+  - ``RunLockedError``: another process holds the run directory.
 
 Only ``cli.py`` prints these and turns them into exit codes: 2 for ``SpecError`` and ``DataError``
 (bad input), 1 for ``ProviderError`` and other runtime failures.
@@ -20,7 +22,16 @@ import unicodedata
 
 import attrs
 
-__all__ = ["DataError", "LlmrecError", "ParseError", "ProviderError", "SpecError", "SpecProblem"]
+__all__ = [
+    "DataError",
+    "LlmrecError",
+    "ParseError",
+    "ProviderError",
+    "RunLockedError",
+    "SpecError",
+    "SpecProblem",
+    "StoreError",
+]
 
 
 class LlmrecError(Exception):
@@ -145,3 +156,15 @@ class ProviderError(LlmrecError):
         if request_id is not None:
             extra.append(f"request id {request_id}")
         super().__init__(message + (f" ({', '.join(extra)})" if extra else ""))
+
+
+class StoreError(LlmrecError):
+    """
+    The run store holds something it cannot read (a damaged log record, an unknown schema version).
+    """
+
+
+class RunLockedError(LlmrecError):
+    """
+    Another process holds the run directory's lock.
+    """

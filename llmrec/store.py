@@ -36,8 +36,9 @@ from typing import Any, Protocol
 import attrs
 import numpy as np
 import numpy.typing as npt
+from cattrs.errors import BaseValidationError
 
-from llmrec.errors import LlmrecError
+from llmrec.errors import RunLockedError, StoreError
 from llmrec.failpoints import armed, failpoint
 
 __all__ = [
@@ -53,18 +54,6 @@ __all__ = [
 ]
 
 Arrays = Mapping[str, npt.NDArray[Any]]
-
-
-class StoreError(LlmrecError):
-    """
-    The run store holds something it cannot read (a damaged log record, an unknown schema version).
-    """
-
-
-class RunLockedError(LlmrecError):
-    """
-    Another process holds the run directory's lock.
-    """
 
 
 @attrs.frozen
@@ -297,34 +286,20 @@ class RunStore(Protocol):
         ...
 
 
-_CONV_FIELDS = {f.name for f in attrs.fields(StageRecord)}
+_RECORD_SCHEMA = 1
 
 
 def _record_from(data: Mapping[str, Any]) -> StageRecord:
-    return StageRecord(
-        stage=str(data["stage"]),
-        kind=str(data["kind"]),
-        key=str(data["key"]),
-        seconds=float(data["seconds"]),
-        finished=str(data["finished"]),
-        counts=tuple((str(k), int(v)) for k, v in data.get("counts", {}).items()),
-        notes=tuple((str(k), str(v)) for k, v in data.get("notes", {}).items()),
-        spend_usd=float(data.get("spend_usd", 0.0)),
-    )
+    from llmrec.codec import CONVERTER, check_schema
+
+    check_schema(data, _RECORD_SCHEMA, "a stage record")
+    return CONVERTER.structure({k: v for k, v in data.items() if k != "schema_version"}, StageRecord)
 
 
 def _record_to(record: StageRecord) -> dict[str, Any]:
-    return {
-        "schema_version": 1,
-        "stage": record.stage,
-        "kind": record.kind,
-        "key": record.key,
-        "seconds": record.seconds,
-        "finished": record.finished,
-        "counts": dict(record.counts),
-        "notes": dict(record.notes),
-        "spend_usd": record.spend_usd,
-    }
+    from llmrec.codec import CONVERTER
+
+    return {"schema_version": _RECORD_SCHEMA, **CONVERTER.unstructure(record)}
 
 
 # -- memory -----------------------------------------------------------------------------------------------
@@ -559,7 +534,8 @@ def read_records(root: str | os.PathLike[str]) -> list[StageRecord]:
     if not folder.is_dir():
         return out
     for path in folder.glob("*/record.json"):
-        with contextlib.suppress(ValueError, KeyError, OSError):
+        # a record this llmrec cannot read is left out of the listing (its stage reads as not done)
+        with contextlib.suppress(ValueError, KeyError, OSError, StoreError, BaseValidationError):
             out.append(_record_from(json.loads(path.read_text(encoding="utf-8"))))
     return sorted(out, key=lambda r: (r.finished, r.stage))
 

@@ -85,6 +85,9 @@ def test_openai_run_end_to_end_against_the_test_server(tmp_path, mode):
     assert spent == pytest.approx(cost["actual_usd"], abs=1e-4)  # status prints four decimals
     curves = manifest["training_curves"]
     assert len(curves) == 2
+    archived = list((tmp_path / "runs" / "oa" / "stages").glob("finetune_*/result-0.csv"))
+    assert len(archived) == 2  # OpenAI's per-step result files, kept in the store
+    assert archived[0].read_text().startswith("step,")
     losses = [p["train_loss"] for p in curves[0]["points"] if "train_loss" in p]
     assert len(losses) >= 2
     assert losses[-1] < losses[0]

@@ -162,6 +162,11 @@ def poll(plan: Plan, job: FineTuneJob, tuner: FineTuner) -> FineTuned | None:
         last = log.records[-1]["message"] if log.records else "no detail"
         msg = f"fine-tune job {job.id} for {plan.variant} ended {state.status}: {state.error or last}"
         raise ProviderError(msg)
+    # the backend's own files for the job (OpenAI's per-step result CSV): archived, the only lasting record
+    read = getattr(tuner, "read_result_file", None)
+    for n, file_id in enumerate(state.result_files):
+        if callable(read) and plan.folder.read_bytes(f"result-{n}.csv") is None:
+            plan.folder.write_bytes(f"result-{n}.csv", read(file_id))
     plan.folder.write_json("state", _state_record(state))
     return FineTuned(model=state.model, state=state, events=tuple(_event(r) for r in log.records))
 
