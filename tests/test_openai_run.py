@@ -215,3 +215,48 @@ def test_server_without_json_schema_refuses_a_json_spec(tmp_path):
     assert done.returncode == 2
     assert 'prompt.output_mode = "json" needs json_schema' in done.stderr
     assert not any(r["path"] == "/v1/files" for r in requests)
+
+
+def test_paper_spec_runs_against_the_test_server(tmp_path):
+    """specs/paper.toml itself, unchanged, on Netflix-format files (synthetic), pointed at the test
+    server through OPENAI_BASE_URL: both variants fine-tuned, both LLM columns and all four classic
+    baselines scored, a report with cost."""
+    from llmrec.data.synthetic import write_synthetic_netflix
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "paper.toml").write_text(
+        (root / "specs" / "paper.toml").read_text(), encoding="utf-8"
+    )
+    write_synthetic_netflix(400_000, tmp_path / "data" / "netflix", seed=1)
+    with start_server(tmp_path / "server") as server:
+        env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
+        args = [
+            sys.executable,
+            "-m",
+            "llmrec.cli",
+            "run",
+            "specs/paper.toml",
+            "--runs",
+            "runs",
+            "--out",
+            "out",
+        ]
+        done = subprocess.run(
+            [*args, "--quiet"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+            cwd=tmp_path,
+        )
+        requests = server.requests()
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    labels = {m["label"] for v in results["variants"] for m in v["models"]}
+    assert {"Baseline", "Fine-tuned", "Random", "MostPopular", "ItemKNN", "EASE", "Ideal"} <= labels
+    jobs = [r for r in requests if r["method"] == "POST" and r["path"] == "/v1/fine_tuning/jobs"]
+    assert len(jobs) == 2
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["cost"]["actual_usd"] > 0
