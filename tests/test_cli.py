@@ -410,3 +410,23 @@ def test_bad_synth_arguments_exit_2(capsys):
 
     assert exc.value.code == 2
     assert "expected a positive integer" in capsys.readouterr().err
+
+
+def test_spec_path_that_is_a_folder_is_bad_input(workdir, capsys):
+    """A folder given as the spec exits 2 with a message, before any work."""
+    (workdir / "folder").mkdir()
+    code = cli.main(["run", "folder", "--quiet"])
+
+    assert code == 2
+    assert "expected a spec file, but folder is a folder" in capsys.readouterr().err
+
+
+def test_out_path_that_is_a_file_is_bad_input(workdir, capsys):
+    """--out under a file exits 2 naming it, before the dataset is read or anything is run."""
+    (workdir / "taken").write_text("x")
+    code = cli.main(["run", "small.toml", "--quiet", "--out", "taken/report"])
+    err = capsys.readouterr().err
+
+    assert code == 2
+    assert "--out taken/report: expected a folder, but taken is a file" in err
+    assert not (workdir / "runs").exists()
