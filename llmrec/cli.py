@@ -26,7 +26,7 @@ import attrs
 
 from llmrec.data import Dataset
 from llmrec.errors import DataError, LlmrecError, ProviderError, SpecError, SpecProblem
-from llmrec.estimate import actual_cost, render_estimate
+from llmrec.estimate import CostEstimate, actual_cost, render_estimate
 from llmrec.pipeline import ExperimentOutcome, estimate_run, expected_stages, run_stages
 from llmrec.prompts import system_text
 from llmrec.providers.base import Backend, Usage, as_backend
@@ -520,16 +520,8 @@ def _estimate(args: argparse.Namespace) -> int:
     store = DiskRunStore(runs / spec.experiment.name, durable=spec.provider.kind != "fake")
     try:
         # compute: the cheap stages, stored so that the run reuses them
-        estimate, funnel = estimate_run(
-            spec,
-            _dataset_loader(spec, runs, progress),
-            store=store,
-            data_fingerprint=_fingerprint(spec),
-            version=_version(),
-            prices=default_prices(),
-            progress=progress,
-            workers=_workers(spec, None),
-            source=args.spec,
+        estimate, funnel = _estimate_with(
+            spec, _dataset_loader(spec, runs, progress), store, progress, args.spec
         )
     finally:
         store.close()
@@ -549,17 +541,7 @@ def _check_budget(
     """
     budget = spec.provider.openai.budget_usd
     assert budget is not None
-    estimate, _ = estimate_run(
-        spec,
-        dataset,
-        store=store,
-        data_fingerprint=_fingerprint(spec),
-        version=_version(),
-        prices=default_prices(),
-        progress=progress,
-        workers=_workers(spec, None),
-        source=source,
-    )
+    estimate, _ = _estimate_with(spec, dataset, store, progress, source)
     expected = estimate.total.expected
     if expected > budget:
         problem = SpecProblem(
@@ -583,17 +565,7 @@ def _cost(
     prices = default_prices()
     kind = spec.provider.kind
     try:
-        estimate, _ = estimate_run(
-            spec,
-            dataset,
-            store=store,
-            data_fingerprint=_fingerprint(spec),
-            version=_version(),
-            prices=prices,
-            progress=progress,
-            workers=_workers(spec, None),
-            source=source,
-        )
+        estimate, _ = _estimate_with(spec, dataset, store, progress, source)
         trained = [(spec.finetune.base_model, s.trained_tokens or 0) for _, s in outcome.jobs]
         actual = actual_cost(outcome.usage_by_model, trained, prices, kind=kind)
     except DataError as exc:  # a compatible server's own models have no price
@@ -696,6 +668,25 @@ def _price_of(spec: Spec) -> Callable[[str, Usage], float] | None:
             return 0.0
 
     return price
+
+
+def _estimate_with(
+    spec: Spec, dataset: Callable[[], Dataset], store: DiskRunStore, progress: _Progress, source: str
+) -> tuple[CostEstimate, tuple[str, ...]]:
+    """
+    The estimate of a run over its store (the cheap stages it needs are stored, or reused).
+    """
+    return estimate_run(
+        spec,
+        dataset,
+        store=store,
+        data_fingerprint=_fingerprint(spec),
+        version=_version(),
+        prices=default_prices(),
+        progress=progress,
+        workers=_workers(spec, None),
+        source=source,
+    )
 
 
 def _workers(spec: Spec, given: int | None) -> int:
