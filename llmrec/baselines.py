@@ -262,9 +262,9 @@ class _RowMap:
     ids: IntArray | None
     """Sorted kept ids, when they do not."""
 
-    def dense(self, values: AnyIntArray) -> IntArray:
+    def dense(self, values: AnyIntArray) -> AnyIntArray:
         if self.table is not None:
-            out: IntArray = self.table[np.subtract(values, self.lo, dtype=np.int64)].astype(np.int64)
+            out: AnyIntArray = self.table[_offsets(values, self.lo)]
             return out
         assert self.ids is not None
         pos = np.searchsorted(self.ids, values).astype(np.int64)
@@ -272,6 +272,14 @@ class _RowMap:
         found[found] = self.ids[pos[found]] == values[found]
         pos[~found] = -1
         return pos
+
+
+def _offsets(values: AnyIntArray, lo: int) -> AnyIntArray:
+    """
+    ``values - lo`` for ``values >= lo``, in the values' own dtype when ``lo >= 0`` (no int64 temporary).
+    """
+    out: AnyIntArray = np.subtract(values, lo, dtype=values.dtype if lo >= 0 else np.int64)
+    return out
 
 
 def _row_map(inter: Interactions) -> _RowMap:
@@ -289,7 +297,7 @@ def _row_map(inter: Interactions) -> _RowMap:
         if span <= max(4 * n, 1 << 22):
             present = np.zeros(span, dtype=np.bool_)
             for a in range(0, n, _SLICE):
-                present[np.subtract(rows[a : a + _SLICE], lo, dtype=np.int64)] = True
+                present[_offsets(rows[a : a + _SLICE], lo)] = True
             inside = exclude[(exclude >= lo) & (exclude <= hi)]
             present[inside - lo] = False
             table = np.full(span, -1, dtype=np.int32)
@@ -339,7 +347,7 @@ def _by_movie(inter: Interactions) -> _ByMovie:
         if span <= max(4 * n, 1 << 22):
             counts = np.zeros(span, dtype=np.int64)
             for a in range(0, n, _SLICE):
-                counts += np.bincount(np.subtract(movies[a : a + _SLICE], lo, dtype=np.int64), minlength=span)
+                counts += np.bincount(_offsets(movies[a : a + _SLICE], lo), minlength=span)
             present = np.flatnonzero(counts)
             values = present.astype(np.int64) + lo
             starts = np.zeros(len(present) + 1, dtype=np.int64)
@@ -455,16 +463,23 @@ def item_gram(interactions: Interactions, n_items: int | None = None) -> ItemGra
         bits[k] = np.packbits(scratch, bitorder="little")
         scratch[r] = False
     del scratch
-    total = np.zeros((size, size), dtype=np.float64)
+    # float32 sums stay exact below 2^24: accumulate in place then, else add each block in float64
+    in_place = lookup.n_rows < 1 << 24
+    acc = np.zeros((size, size), dtype=np.float32, order="F")
+    total = None if in_place else np.zeros((size, size), dtype=np.float64)
     step = _CHUNK_ROWS // 8
     block = np.empty((size, _CHUNK_ROWS), dtype=np.float32)
     for b in range(0, width, step):
         unpacked = np.unpackbits(bits[:, b : b + step], axis=1, bitorder="little")
         part = block[:, : unpacked.shape[1]]
         part[...] = unpacked
-        # part is items x rows, C order: as Fortran it is rows x items, so trans=1 gives partᵀ-free XᵀX
-        total += _blas.ssyrk(1.0, part.T, trans=1, lower=0)
-    upper = np.triu(total)
+        # part is items x rows in C order, i.e. rows x items in Fortran order: trans=1 gives partᵀ-wise XᵀX
+        if total is None:
+            acc = _blas.ssyrk(1.0, part.T, beta=1.0, c=acc, trans=1, lower=0, overwrite_c=1)
+        else:
+            total += _blas.ssyrk(1.0, part.T, trans=1, lower=0)
+    del bits, block
+    upper = np.triu(acc if total is None else total).astype(np.float64)
     gram = upper + np.triu(upper, 1).T
     result = ItemGram(items=counts.items[chosen], popularity=counts.popularity[chosen], counts=gram)
     interactions._cache[key] = result
