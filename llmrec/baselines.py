@@ -172,7 +172,16 @@ class Interactions:
     def __len__(self) -> int:
         if self._exclude is None:
             return len(self._rows)
-        return len(self._kept()[0])
+        if "kept" in self._cache:
+            return len(self._cache["kept"][0])
+        if "len" not in self._cache:
+            lookup = _row_map(self)
+            self._cache["len"] = sum(
+                int(np.count_nonzero(lookup.dense(self._rows[a : a + _SLICE]) >= 0))
+                for a in range(0, len(self._rows), _SLICE)
+            )
+        size: int = self._cache["len"]
+        return size
 
     def _kept(self) -> tuple[AnyIntArray, AnyIntArray]:
         if self._exclude is None:
