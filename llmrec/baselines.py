@@ -39,6 +39,7 @@ import numpy.typing as npt
 # scipy ships no type information (scipy-stubs is a separate package); results are wrapped in
 # typed numpy arrays right away.
 import scipy.sparse as sp  # type: ignore[import-untyped,unused-ignore]
+from scipy.linalg import blas as _blas  # type: ignore[import-untyped,unused-ignore]
 
 from llmrec.data import Ratings
 
@@ -48,6 +49,7 @@ __all__ = [
     "EASEBaseline",
     "FitSource",
     "Interactions",
+    "ItemGram",
     "ItemKNNBaseline",
     "PopularBaseline",
     "RandomBaseline",
@@ -58,6 +60,7 @@ __all__ = [
     "fit_random",
     "interactions_from_pairs",
     "interactions_from_ratings",
+    "item_gram",
 ]
 
 FitSource = Literal["train_pairs", "ratings_without_test_users"]
@@ -68,6 +71,7 @@ Similarity = Literal["cosine", "cooccurrence"]
 """ItemKNN's item-item similarity."""
 
 IntArray = npt.NDArray[np.int64]
+AnyIntArray = npt.NDArray[np.integer[Any]]
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -120,29 +124,76 @@ def _int_array(values: npt.ArrayLike) -> IntArray:
     return arr.astype(np.int64)
 
 
+def _id_array(values: npt.ArrayLike) -> AnyIntArray:
+    """
+    A 1-d integer id array, an integer numpy array kept as it is (no copy: rating columns are large).
+    """
+    arr = np.asarray(values)
+    if arr.size and arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
+        return arr
+    return _int_array(arr)
+
+
 @attrs.frozen(eq=False)
 class Interactions:
     """
     Binary interactions to fit a baseline on: row ``rows[i]`` contains movie ``movies[i]``.
 
     Build it with ``interactions_from_pairs`` or ``interactions_from_ratings``, which set ``source``
-    truthfully; a repeated (row, movie) pair counts once.
+    truthfully; a repeated (row, movie) pair counts once. Integer arrays are kept in their own dtype,
+    without a copy; ``interactions_from_ratings`` keeps the rating columns and the excluded users and
+    only builds ``rows`` and ``movies`` when they are read. The fitting functions cache what they derive
+    (counts per movie, item-item co-occurrence matrices) on the value, so fitting several baselines on
+    one ``Interactions`` derives each once; do not modify its arrays after fitting.
     """
 
-    rows: IntArray = attrs.field(converter=_int_array)
-    """Row ids: user ids, or positions of training pairs."""
-    movies: IntArray = attrs.field(converter=_int_array)
-    """Movie ids, aligned with ``rows``."""
+    _rows: AnyIntArray = attrs.field(converter=_id_array, alias="rows")
+    _movies: AnyIntArray = attrs.field(converter=_id_array, alias="movies")
     source: FitSource
     """How the rows were built."""
+    _exclude: IntArray | None = attrs.field(default=None, alias="_exclude", repr=False)
+    _cache: dict[Any, Any] = attrs.field(factory=dict, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        if len(self.rows) != len(self.movies):
-            msg = f"rows and movies differ in length ({len(self.rows)} != {len(self.movies)})"
+        if len(self._rows) != len(self._movies):
+            msg = f"rows and movies differ in length ({len(self._rows)} != {len(self._movies)})"
             raise ValueError(msg)
 
+    @property
+    def rows(self) -> AnyIntArray:
+        """Row ids: user ids, or positions of training pairs."""
+        return self._kept()[0]
+
+    @property
+    def movies(self) -> AnyIntArray:
+        """Movie ids, aligned with ``rows``."""
+        return self._kept()[1]
+
     def __len__(self) -> int:
-        return len(self.rows)
+        if self._exclude is None:
+            return len(self._rows)
+        if "kept" in self._cache:
+            return len(self._cache["kept"][0])
+        if "len" not in self._cache:
+            lookup = _row_map(self)
+            self._cache["len"] = sum(
+                int(np.count_nonzero(lookup.dense(self._rows[a : a + _SLICE]) >= 0))
+                for a in range(0, len(self._rows), _SLICE)
+            )
+        size: int = self._cache["len"]
+        return size
+
+    def _kept(self) -> tuple[AnyIntArray, AnyIntArray]:
+        if self._exclude is None:
+            return self._rows, self._movies
+        if "kept" not in self._cache:
+            lookup = _row_map(self)
+            keep = np.empty(len(self._rows), dtype=np.bool_)
+            for a in range(0, len(keep), _SLICE):
+                keep[a : a + _SLICE] = lookup.dense(self._rows[a : a + _SLICE]) >= 0
+            self._cache["kept"] = (self._rows[keep], self._movies[keep])
+        kept: tuple[AnyIntArray, AnyIntArray] = self._cache["kept"]
+        return kept
 
 
 def interactions_from_pairs(
@@ -178,6 +229,9 @@ def interactions_from_ratings(ratings: Ratings, exclude_users: npt.ArrayLike) ->
     """
     Every rating (any stars, as "watched") except those of the excluded users.
 
+    Cheap: the rating columns are kept as they are, with the excluded users beside them; ``rows`` and
+    ``movies`` are built on first access (the fitting functions never need them).
+
     Args:
         ratings: the full rating table.
         exclude_users: user ids whose ratings are dropped: every test user.
@@ -188,10 +242,269 @@ def interactions_from_ratings(ratings: Ratings, exclude_users: npt.ArrayLike) ->
     Raises:
         ValueError: when ``exclude_users`` holds non-integer ids.
     """
-    keep = ~np.isin(ratings.user, _int_array(exclude_users))
     return Interactions(
-        rows=ratings.user[keep], movies=ratings.movie[keep], source="ratings_without_test_users"
+        rows=ratings.user,
+        movies=ratings.movie,
+        source="ratings_without_test_users",
+        _exclude=np.unique(_int_array(exclude_users)),
     )
+
+
+_SLICE = 1 << 22
+"""Ratings per slice in whole-column passes, so temporaries stay small."""
+_CHUNK_ROWS = 8192
+"""Rows per dense float32 block in the co-occurrence products (exact: counts stay below 2^24)."""
+_DENSE_ITEMS = 4096
+"""Up to this many items, item-kNN takes the dense co-occurrence matrix; above it, a sparse product."""
+
+
+@attrs.frozen(eq=False)
+class _RowMap:
+    """
+    Dense row indices 0..n_rows-1 (in id order) for the kept rows; -1 for excluded or unknown ids.
+    """
+
+    n_rows: int
+    lo: int
+    table: npt.NDArray[np.int32] | None
+    """Dense index per id - lo, when the ids span a modest range."""
+    ids: IntArray | None
+    """Sorted kept ids, when they do not."""
+
+    def dense(self, values: AnyIntArray) -> AnyIntArray:
+        if self.table is not None:
+            out: AnyIntArray = self.table[_offsets(values, self.lo)]
+            return out
+        assert self.ids is not None
+        pos = np.searchsorted(self.ids, values).astype(np.int64)
+        found = pos < len(self.ids)
+        found[found] = self.ids[pos[found]] == values[found]
+        pos[~found] = -1
+        return pos
+
+
+def _offsets(values: AnyIntArray, lo: int) -> AnyIntArray:
+    """
+    ``values - lo`` for ``values >= lo``, in the values' own dtype when ``lo >= 0`` (no int64 temporary).
+    """
+    out: AnyIntArray = np.subtract(values, lo, dtype=values.dtype if lo >= 0 else np.int64)
+    return out
+
+
+def _row_map(inter: Interactions) -> _RowMap:
+    if "rowmap" in inter._cache:
+        cached: _RowMap = inter._cache["rowmap"]
+        return cached
+    rows = inter._rows
+    exclude = inter._exclude if inter._exclude is not None else np.zeros(0, dtype=np.int64)
+    n = len(rows)
+    if n == 0:
+        result = _RowMap(n_rows=0, lo=0, table=np.zeros(0, dtype=np.int32), ids=None)
+    else:
+        lo, hi = int(rows.min()), int(rows.max())
+        span = hi - lo + 1
+        if span <= max(4 * n, 1 << 22):
+            present = np.zeros(span, dtype=np.bool_)
+            for a in range(0, n, _SLICE):
+                present[_offsets(rows[a : a + _SLICE], lo)] = True
+            inside = exclude[(exclude >= lo) & (exclude <= hi)]
+            present[inside - lo] = False
+            table = np.full(span, -1, dtype=np.int32)
+            n_rows = int(np.count_nonzero(present))
+            table[present] = np.arange(n_rows, dtype=np.int32)
+            result = _RowMap(n_rows=n_rows, lo=lo, table=table, ids=None)
+        else:
+            ids = np.unique(rows).astype(np.int64)
+            ids = ids[~np.isin(ids, exclude)]
+            result = _RowMap(n_rows=len(ids), lo=0, table=None, ids=ids)
+    inter._cache["rowmap"] = result
+    return result
+
+
+@attrs.frozen(eq=False)
+class _ByMovie:
+    """
+    The rows arranged movie by movie: movie ``values[j]``'s rows are ``rows[starts[j]:starts[j + 1]]``.
+    """
+
+    values: IntArray
+    starts: IntArray
+    rows: AnyIntArray
+
+
+def _non_decreasing(values: AnyIntArray) -> bool:
+    for a in range(0, len(values) - 1, _SLICE):
+        piece = values[a : a + _SLICE + 1]
+        if np.any(piece[1:] < piece[:-1]):
+            return False
+    return True
+
+
+def _by_movie(inter: Interactions) -> _ByMovie:
+    """
+    Runs per movie: the columns themselves when movies are non-decreasing (Netflix file order), else
+    after one stable sort of the movie codes.
+    """
+    movies, rows = inter._movies, inter._rows
+    n = len(movies)
+    if n == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return _ByMovie(values=empty, starts=np.zeros(1, dtype=np.int64), rows=empty)
+    lo, hi = int(movies.min()), int(movies.max())
+    span = hi - lo + 1
+    if _non_decreasing(movies):
+        if span <= max(4 * n, 1 << 22):
+            counts = np.zeros(span, dtype=np.int64)
+            for a in range(0, n, _SLICE):
+                counts += np.bincount(_offsets(movies[a : a + _SLICE], lo), minlength=span)
+            present = np.flatnonzero(counts)
+            values = present.astype(np.int64) + lo
+            starts = np.zeros(len(present) + 1, dtype=np.int64)
+            np.cumsum(counts[present], out=starts[1:])
+        else:
+            cuts = np.flatnonzero(movies[1:] != movies[:-1]) + 1
+            starts = np.concatenate(([0], cuts, [n])).astype(np.int64)
+            values = movies[starts[:-1]].astype(np.int64)
+        return _ByMovie(values=values, starts=starts, rows=rows)
+    values, codes = np.unique(movies, return_inverse=True)
+    small = codes.astype(np.uint16) if len(values) <= 1 << 16 else codes
+    order = np.argsort(small, kind="stable")
+    counts = np.bincount(codes.ravel(), minlength=len(values))
+    starts = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    return _ByMovie(values=values.astype(np.int64), starts=starts, rows=rows[order])
+
+
+@attrs.frozen(eq=False)
+class _Counts:
+    items: IntArray
+    """Movie ids with at least one kept row, ascending."""
+    popularity: FloatArray
+    """Distinct kept rows per item."""
+    runs: IntArray
+    """Each item's position in ``_ByMovie.values``."""
+
+
+def _counts(inter: Interactions) -> _Counts:
+    """
+    Distinct kept rows per movie: one pass over each movie's rows, duplicates found with a stamp table.
+    """
+    if "counts" in inter._cache:
+        cached: _Counts = inter._cache["counts"]
+        return cached
+    lookup = _row_map(inter)
+    by = _by_movie(inter)
+    sizes = np.diff(by.starts)
+    stamp = np.zeros(max(lookup.n_rows, 1), dtype=np.int64)
+    steps = np.arange(int(sizes.max()) if len(sizes) else 0, dtype=np.int64)
+    distinct = np.zeros(len(by.values), dtype=np.int64)
+    for j in range(len(by.values)):
+        r = lookup.dense(by.rows[by.starts[j] : by.starts[j + 1]])
+        r = r[r >= 0]
+        if len(r):
+            stamp[r] = steps[: len(r)]
+            distinct[j] = np.count_nonzero(stamp[r] == steps[: len(r)])
+    runs = np.flatnonzero(distinct)
+    result = _Counts(
+        items=by.values[runs], popularity=distinct[runs].astype(np.float64), runs=runs.astype(np.int64)
+    )
+    inter._cache["counts"] = result
+    inter._cache["by_movie"] = by  # the gram pass needs the runs again; dropped after it
+    return result
+
+
+@attrs.frozen(eq=False)
+class ItemGram:
+    """
+    The item-item co-occurrence matrix of some interactions over their most frequent movies.
+
+    ``counts[a, b]`` is the number of distinct rows holding both ``items[a]`` and ``items[b]``
+    (``counts[a, a] == popularity[a]``); exact integers stored as float64.
+    """
+
+    items: IntArray
+    """The kept movie ids, ascending."""
+    popularity: FloatArray
+    """Distinct rows per kept item."""
+    counts: FloatArray
+    """Co-occurrence counts, items x items, symmetric."""
+
+
+def item_gram(interactions: Interactions, n_items: int | None = None) -> ItemGram:
+    """
+    XᵀX of the binary row-item matrix X over the ``n_items`` most frequent movies (ties: smaller id).
+
+    Built once per ``Interactions`` and ``n_items`` and cached on it, so ``fit_item_knn`` and
+    ``fit_ease`` with the same ``n_items`` share it. The kept movies' rows are set as bits in an
+    items x rows bitmap (rows / 8 bytes per item), then multiplied in float32 BLAS products (``ssyrk``)
+    over blocks of rows, which are exact as each block's counts stay below 2^24; the blocks are summed
+    in float64.
+
+    Args:
+        interactions: the fitting data.
+        n_items: how many of the most frequent movies to keep, or None for all.
+
+    Returns:
+        The co-occurrence matrix with its items and their popularity.
+
+    Raises:
+        ValueError: when ``n_items`` < 1.
+    """
+    if n_items is not None and n_items < 1:
+        msg = f"n_items must be >= 1 or None, got {n_items}"
+        raise ValueError(msg)
+    counts = _counts(interactions)
+    chosen = _chosen(counts.items, counts.popularity, n_items)
+    key = ("gram", len(chosen))
+    if key in interactions._cache:
+        cached: ItemGram = interactions._cache[key]
+        return cached
+    by: _ByMovie = interactions._cache.get("by_movie") or _by_movie(interactions)
+    lookup = _row_map(interactions)
+    size = len(chosen)
+    width = (lookup.n_rows + 7) // 8
+    bits = np.zeros((size, width), dtype=np.uint8)
+    scratch = np.zeros(width * 8, dtype=np.bool_)
+    for k, j in enumerate(counts.runs[chosen].tolist()):
+        r = lookup.dense(by.rows[by.starts[j] : by.starts[j + 1]])
+        r = r[r >= 0]
+        scratch[r] = True
+        bits[k] = np.packbits(scratch, bitorder="little")
+        scratch[r] = False
+    del scratch
+    # float32 sums stay exact below 2^24: accumulate in place then, else add each block in float64
+    in_place = lookup.n_rows < 1 << 24
+    acc = np.zeros((size, size), dtype=np.float32, order="F")
+    total = None if in_place else np.zeros((size, size), dtype=np.float64)
+    step = _CHUNK_ROWS // 8
+    block = np.empty((size, _CHUNK_ROWS), dtype=np.float32)
+    for b in range(0, width, step):
+        unpacked = np.unpackbits(bits[:, b : b + step], axis=1, bitorder="little")
+        part = block[:, : unpacked.shape[1]]
+        part[...] = unpacked
+        # part is items x rows in C order, i.e. rows x items in Fortran order: trans=1 gives partᵀ-wise XᵀX
+        if total is None:
+            acc = _blas.ssyrk(1.0, part.T, beta=1.0, c=acc, trans=1, lower=0, overwrite_c=1)
+        else:
+            total += _blas.ssyrk(1.0, part.T, trans=1, lower=0)
+    del bits, block
+    upper = np.triu(acc if total is None else total).astype(np.float64)
+    gram = upper + np.triu(upper, 1).T
+    result = ItemGram(items=counts.items[chosen], popularity=counts.popularity[chosen], counts=gram)
+    interactions._cache[key] = result
+    if by.rows is not interactions._rows:  # a sorted copy: too large to keep
+        interactions._cache.pop("by_movie", None)
+    return result
+
+
+def _chosen(items: IntArray, popularity: FloatArray, n_items: int | None) -> IntArray:
+    """
+    Positions of the ``n_items`` most frequent items (ties: smaller id), in id order.
+    """
+    if n_items is None or n_items >= len(items):
+        return np.arange(len(items), dtype=np.int64)
+    out: IntArray = np.sort(np.lexsort((items, -popularity))[:n_items]).astype(np.int64)
+    return out
 
 
 @attrs.frozen(eq=False)
@@ -333,8 +646,8 @@ def fit_popular(interactions: Interactions) -> PopularBaseline:
     Returns:
         The baseline.
     """
-    m = _matrix(interactions)
-    return PopularBaseline(items=m.items, popularity=m.popularity, source=interactions.source)
+    counts = _counts(interactions)
+    return PopularBaseline(items=counts.items, popularity=counts.popularity, source=interactions.source)
 
 
 @attrs.frozen(eq=False)
@@ -402,16 +715,30 @@ def fit_item_knn(
     if neighbours is not None and neighbours < 1:
         msg = f"neighbours must be >= 1 or None, got {neighbours}"
         raise ValueError(msg)
-    m = _restrict(_matrix(interactions), n_items)
-    gram = sp.csr_array(m.x.T @ m.x)
-    gram.setdiag(0.0)
-    gram.eliminate_zeros()
-    sim = gram.tocoo()
-    data = np.asarray(sim.data, dtype=np.float64)
-    r = np.asarray(sim.row, dtype=np.int64)
-    c = np.asarray(sim.col, dtype=np.int64)
+    if n_items is not None and n_items < 1:
+        msg = f"n_items must be >= 1 or None, got {n_items}"
+        raise ValueError(msg)
+    counts = _counts(interactions)
+    if len(_chosen(counts.items, counts.popularity, n_items)) <= _DENSE_ITEMS:
+        g = item_gram(interactions, n_items)
+        items, popularity = g.items, g.popularity
+        cooc = g.counts.copy()
+        np.fill_diagonal(cooc, 0.0)
+        r, c = (np.asarray(a, dtype=np.int64) for a in np.nonzero(cooc))
+        data = cooc[r, c]
+        del cooc
+    else:
+        m = _restrict(_matrix(interactions), n_items)
+        items, popularity = m.items, m.popularity
+        gram = sp.csr_array(m.x.T @ m.x)
+        gram.setdiag(0.0)
+        gram.eliminate_zeros()
+        sim = gram.tocoo()
+        data = np.asarray(sim.data, dtype=np.float64)
+        r = np.asarray(sim.row, dtype=np.int64)
+        c = np.asarray(sim.col, dtype=np.int64)
     if similarity == "cosine":
-        norm = np.sqrt(m.popularity)
+        norm = np.sqrt(popularity)
         data = data / (norm[r] * norm[c])
     if neighbours is not None:
         order = np.lexsort((c, -data, r))
@@ -419,11 +746,11 @@ def fit_item_knn(
         starts = np.searchsorted(r, r, side="left")
         keep = np.arange(len(r)) - starts < neighbours
         r, c, data = r[keep], c[keep], data[keep]
-    size = len(m.items)
+    size = len(items)
     matrix = sp.csr_array((data, (r, c)), shape=(size, size))
     return ItemKNNBaseline(
-        items=m.items,
-        popularity=m.popularity,
+        items=items,
+        popularity=popularity,
         similarity_matrix=matrix,
         source=interactions.source,
         similarity=similarity,
@@ -497,12 +824,12 @@ def fit_ease(interactions: Interactions, *, n_items: int = 2000, l2: float = 500
     if not l2 > 0:
         msg = f"l2 must be > 0, got {l2}"
         raise ValueError(msg)
-    m = _restrict(_matrix(interactions), n_items)
-    gram = np.asarray((m.x.T @ m.x).toarray(), dtype=np.float64)
+    g = item_gram(interactions, n_items)
+    gram = g.counts.copy()
     gram[np.diag_indices_from(gram)] += l2
     p = np.linalg.inv(gram)
     weights = p / -np.diag(p)
     np.fill_diagonal(weights, 0.0)
     return EASEBaseline(
-        items=m.items, popularity=m.popularity, weights=weights, source=interactions.source, l2=float(l2)
+        items=g.items, popularity=g.popularity, weights=weights, source=interactions.source, l2=float(l2)
     )

@@ -1,0 +1,223 @@
+"""
+Benchmark the four classic baselines at Netflix scale against implicit's ``CosineRecommender(K=100)``.
+
+Run it as a script; pytest does not collect it (its name does not start with ``test_``)::
+
+    pip install -e '.[bench]'
+    python tests/benchmarks/bench_baselines.py [--ratings 100000000] [--dir /tmp/llmrec-bench] [--seed 0]
+
+It writes the synthetic data set as ``llmrec data synth`` does unless ``DIR`` already holds it (the
+``synth.json`` written last marks a finished set), then measures in fresh Python processes, each
+reading the ratings with ``read_netflix`` first:
+
+- llmrec: the paper spec's baselines as the ``baselines`` stage fits them (``interactions_from_ratings``
+  without 1,000 test users, then ``random``, ``popular``, ``item_knn`` and ``ease`` at 2,000 items,
+  cosine with every neighbour, lambda 500), each fit's time; ``item_knn`` builds the shared
+  co-occurrence matrix (``item_gram``) that ``ease`` then reuses;
+- implicit: the user x item CSR matrix built with scipy, then ``CosineRecommender(K=100).fit``.
+
+Memory is each child's peak resident set above what it held with the ratings loaded (the peak is
+reset after reading, ``/proc/self/clear_refs``). BLAS and implicit use every CPU (the target is for
+2). The table compares with the targets at 100 million ratings or more: all four fits in <= 60 s
+together and <= 1 GiB above the ratings; the ratio to implicit (fit plus CSR build) is printed as a
+yardstick. The exit status is 1 when an enforced target is missed, else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+TARGET_SECONDS = 60.0
+TARGET_EXTRA_BYTES = 2**30
+FULL_SIZE = 100_000_000
+TEST_USERS = 1000
+N_ITEMS = 2000
+MARKER = "synth.json"
+KINDS = ("random", "popular", "item_knn", "ease")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--ratings", type=int, default=FULL_SIZE, help="ratings in the data set")
+    parser.add_argument("--dir", default="/tmp/llmrec-bench", help="where the data set goes")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
+    parser.add_argument("--skip-implicit", action="store_true", help="skip implicit's CosineRecommender")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return _child(args.child, Path(args.dir))
+    data = Path(args.dir) / f"netflix-{args.ratings}-seed{args.seed}"
+    _ensure_data(data, args.ratings, args.seed)
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    ours = _run("llmrec", data)
+    theirs = None if args.skip_implicit else _run("implicit", data)
+    load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return _report(args.ratings, data, ours, theirs, load_before, load_after)
+
+
+def _ensure_data(data: Path, ratings: int, seed: int) -> None:
+    marker = data / MARKER
+    if marker.is_file():
+        found = json.loads(marker.read_text())
+        if found.get("ratings") == ratings and found.get("seed") == seed:
+            return
+    data.mkdir(parents=True, exist_ok=True)
+    print(f"writing {ratings:,} synthetic ratings to {data} ...", flush=True)
+    from llmrec.data.synthetic import write_synthetic_netflix
+
+    write_synthetic_netflix(ratings, data, seed=seed)  # what `llmrec data synth` writes
+    marker.write_text(json.dumps({"ratings": ratings, "seed": seed}))
+
+
+def _run(mode: str, data: Path) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", mode, "--dir", str(data)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"child {mode} failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"  {mode:9s} {result['seconds']:8.2f} s  peak +{result['extra'] / 2**20:6.0f} MiB", flush=True)
+    return result
+
+
+def _report(
+    ratings: int,
+    data: Path,
+    ours: dict[str, Any],
+    theirs: dict[str, Any] | None,
+    load_before: tuple[float, float, float] | None,
+    load_after: tuple[float, float, float] | None,
+) -> int:
+    full = ratings >= FULL_SIZE
+    print()
+    print(f"{ours['ratings']:,} ratings of {ours['users']:,} users, {ours['movies']:,} movies, in {data}")
+    if load_before and load_after:
+        print(
+            f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after, on {os.cpu_count()} CPUs"
+            " (other work slows the timings)"
+        )
+    print(f"read_netflix {ours['read']:.2f} s (not counted)")
+    print(f"{'':34s} {'seconds':>9s} {'peak above ratings':>19s}")
+    rows = [("interactions_from_ratings", ours["fits"]["interactions"], None)]
+    rows += [(f"fit {kind}", ours["fits"][kind], None) for kind in KINDS]
+    for name, seconds, _ in rows:
+        print(f"{name:34s} {seconds:9.2f}")
+    total = ours["seconds"]
+    print(f"{'llmrec, all four (and interactions)':34s} {total:9.2f} {_mib(ours['extra']):>19s}")
+    checks: list[tuple[str, bool | None]] = []
+    ok_time = total <= TARGET_SECONDS
+    ok_mem = ours["extra"] <= TARGET_EXTRA_BYTES
+    if theirs is not None:
+        yard = theirs["seconds"]
+        print(f"{'implicit CSR build':34s} {theirs['csr']:9.2f}")
+        print(f"{'implicit CosineRecommender(K=100)':34s} {theirs['fit']:9.2f}")
+        print(f"{'implicit, CSR build + fit':34s} {yard:9.2f} {_mib(theirs['extra']):>19s}")
+        print(f"{'ratio llmrec / implicit':34s} {total / yard:9.2f}x")
+    checks.append((f"all four <= {TARGET_SECONDS:.0f} s", ok_time if full else None))
+    checks.append((f"peak <= {_mib(TARGET_EXTRA_BYTES)} above ratings", ok_mem if full else None))
+    print()
+    for name, ok in checks:
+        print(
+            f"{name:34s} {'(shown only: below 100M ratings)' if ok is None else ('ok' if ok else 'MISSED')}"
+        )
+    return 1 if any(ok is False for _, ok in checks) else 0
+
+
+def _mib(size: float) -> str:
+    return f"{size / 2**20:,.0f} MiB"
+
+
+# --- the children: one measurement each, printed as one JSON line --------------------------------
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _peak() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+
+
+def _child(mode: str, data: Path) -> int:
+    import numpy as np
+
+    from llmrec.data.netflix import read_netflix
+
+    started = time.perf_counter()
+    dataset = read_netflix(data)
+    ratings = dataset.ratings
+    result: dict[str, Any] = {"mode": mode, "read": time.perf_counter() - started, "ratings": len(ratings)}
+    if mode == "llmrec":
+        from llmrec.baselines import (
+            fit_ease,
+            fit_item_knn,
+            fit_popular,
+            fit_random,
+            interactions_from_ratings,
+        )
+
+        # 1,000 test users, drawn from every 1,000th rating (no pass over the users needed)
+        test_users = np.unique(ratings.user[:: max(1, len(ratings) // (20 * TEST_USERS))])
+        test_users = np.random.default_rng(0).permutation(test_users)[:TEST_USERS]
+        _reset_peak()
+        base = _rss()
+        fits: dict[str, float] = {}
+        start = lap = time.perf_counter()
+        interactions = interactions_from_ratings(ratings, test_users)
+        fits["interactions"], lap = time.perf_counter() - lap, time.perf_counter()
+        fit_random(0, dataset.movies.ids)
+        fits["random"], lap = time.perf_counter() - lap, time.perf_counter()
+        popular = fit_popular(interactions)
+        fits["popular"], lap = time.perf_counter() - lap, time.perf_counter()
+        fit_item_knn(interactions, n_items=N_ITEMS)
+        fits["item_knn"], lap = time.perf_counter() - lap, time.perf_counter()
+        fit_ease(interactions, n_items=N_ITEMS)
+        fits["ease"] = time.perf_counter() - lap
+        result["seconds"] = time.perf_counter() - start
+        result["fits"] = fits
+        result["extra"] = _peak() - base
+        result["users"] = int(np.count_nonzero(np.bincount(ratings.user)))
+        result["movies"] = len(popular.items)
+    elif mode == "implicit":
+        import scipy.sparse as sp  # type: ignore[import-untyped,unused-ignore]
+        from implicit.nearest_neighbours import CosineRecommender  # type: ignore[import-not-found,import-untyped,unused-ignore]
+
+        _reset_peak()
+        base = _rss()
+        lap = time.perf_counter()
+        ones = np.ones(len(ratings), dtype=np.float32)
+        user_items = sp.csr_matrix((ones, (ratings.user, ratings.movie)))
+        del ones
+        result["csr"], lap = time.perf_counter() - lap, time.perf_counter()
+        CosineRecommender(K=100).fit(user_items, show_progress=False)
+        result["fit"] = time.perf_counter() - lap
+        result["seconds"] = result["csr"] + result["fit"]
+        result["extra"] = _peak() - base
+    else:
+        sys.exit(f"unknown child mode {mode!r}")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
