@@ -373,6 +373,9 @@ def truth_popularity(
         catalogue: the movie ids to rank (ranks 1..len: most interactions first, ties by smaller id).
         truths: each user's ground-truth movie ids (every entry counts once).
         source: what ``counts`` was counted on.
+
+    Raises:
+        ValueError: when a ground-truth movie is not in ``catalogue``.
     """
     ids = np.asarray(catalogue, dtype=np.int64)
     size = int(max(int(ids.max()) + 1 if len(ids) else 0, len(counts)))
