@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -27,14 +28,15 @@ from llmrec.data import Dataset
 from llmrec.errors import DataError, LlmrecError, ProviderError, SpecError, SpecProblem
 from llmrec.estimate import actual_cost, render_estimate
 from llmrec.pipeline import ExperimentOutcome, estimate_run, expected_stages, run_stages
-from llmrec.providers.base import Backend, as_backend
+from llmrec.prompts import system_text
+from llmrec.providers.base import Backend, Usage, as_backend
 from llmrec.providers.fake import FakeProvider
 from llmrec.providers.pricing import default_prices
-from llmrec.report import render_report, report_assets
+from llmrec.report import report_files
 from llmrec.spec import Spec, parse_spec, spec_hash
 from llmrec.stages.evaluate import encode_predictions
 from llmrec.status import describe_run
-from llmrec.store import DiskRunStore, RunLockedError, StoreError, atomic_write
+from llmrec.store import DiskRunStore, RunLockedError, StageRecord, StoreError, atomic_write
 
 __all__ = ["main"]
 
@@ -101,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     status.add_argument("run_dir", help="the run directory (runs/<experiment name>)")
 
+    report = sub.add_parser(
+        "report", help="re-render reports and an index page from stored results (no provider, no dataset)"
+    )
+    report.add_argument("sources", nargs="+", metavar="RUN_DIR", help="report folders or run directories")
+    report.add_argument(
+        "--out", default="reports", help="folder for <experiment>/ and index.html (default: reports)"
+    )
+
     validate = sub.add_parser("validate", help="check a spec without running it")
     validate.add_argument("spec", help="the experiment spec (TOML)")
     validate.add_argument("--check-inputs", action="store_true", help="also check that data paths exist")
@@ -139,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _synth(args.ratings, args.out, args.seed)
         if args.command == "status":
             return _status(args.run_dir)
+        if args.command == "report":
+            return _report(args.sources, args.out)
         if args.command == "estimate":
             return _estimate(args)
         return _run(args)
@@ -451,31 +463,44 @@ def _run(args: argparse.Namespace) -> int:
             source=args.spec,
             paid=spec.provider.kind == "openai",
             allow_small=args.allow_small,
+            price=_price_of(spec),
         )
         finished = dt.datetime.now(dt.UTC)
 
-        # write: the report folder (with estimated and actual cost; the estimate reuses stored stages)
-        manifest = _manifest(spec, spec_text, args.spec, outcome, started, finished, backend)
+        # write: the report folder (with estimated and actual cost; the estimate reuses stored stages).
+        # The manifest holds what the results depend on and each stage's recorded timing, so a rerun
+        # over the stored run rewrites the same bytes; this invocation's own timings go to the run
+        # folder (last-run.json).
+        records = {(r.stage, r.key): r for r in store.records()}
+        manifest = _manifest(spec, spec_text, args.spec, outcome, records, backend)
         manifest["cost"] = _cost(spec, dataset, store, progress, args.spec, outcome)
         out.mkdir(parents=True, exist_ok=True)
-        report_started = time.monotonic()
         files = {
             "results.json": _json(outcome.results.to_dict()),
             "predictions.jsonl": encode_predictions(outcome.predictions).decode("utf-8", "surrogatepass"),
-            **report_assets(),
-            "index.html": render_report(outcome.results, manifest=manifest),
+            **report_files(outcome.results, manifest=manifest, predictions=outcome.predictions),
+            "manifest.json": _json(manifest),
         }
-        manifest["stages"].append(
-            {
-                "stage": "report",
-                "kind": "report",
-                "computed": True,
-                "seconds": round(time.monotonic() - report_started, 6),
-            }
-        )
-        files["manifest.json"] = _json(manifest)
         for filename, content in files.items():
             atomic_write(out / filename, content.encode("utf-8", "surrogatepass"))
+        last_run = {
+            "started": started.isoformat(timespec="seconds"),
+            "finished": finished.isoformat(timespec="seconds"),
+            "answers_reused_from_run_state": outcome.reused_answers,
+            "requests_sent_again_after_a_stop": outcome.repeated_requests,
+            "stages": [
+                {
+                    "stage": r.stage,
+                    "kind": r.kind,
+                    "key": r.key,
+                    "computed": r.computed,
+                    "seconds": round(r.seconds, 6),
+                }
+                for r in outcome.stages
+            ],
+            "report": str(out),
+        }
+        atomic_write(run_dir / "last-run.json", _json(last_run).encode("utf-8"))
     finally:
         store.close()
     _summary(outcome, out)
@@ -650,6 +675,26 @@ def _probe(spec: Spec, backend: Backend, run_dir: Path, source: str) -> Backend:
     return backend
 
 
+def _price_of(spec: Spec) -> Callable[[str, Usage], float] | None:
+    """
+    Dollars for a model's usage from the price table (``training:<base>`` prices trained tokens);
+    None for the free kinds; 0 for a model the table does not know (a compatible server's).
+    """
+    if spec.provider.kind != "openai":
+        return None
+    prices = default_prices()
+
+    def price(model: str, usage: Usage) -> float:
+        try:
+            if model.startswith("training:"):
+                return prices.training_cost(usage.prompt_tokens, 1, model.removeprefix("training:"))
+            return prices.cost(usage, model)
+        except DataError:
+            return 0.0
+
+    return price
+
+
 def _workers(spec: Spec, given: int | None) -> int:
     # big datasets: spread the neighbour ground truth over the cores (forked workers)
     return given or (min(2, os.cpu_count() or 1) if _data_bytes(spec) >= 100_000_000 else 1)
@@ -677,6 +722,14 @@ def _status(run_dir: str) -> int:
     return EXIT_OK
 
 
+def _report(sources: Sequence[str], out: str) -> int:
+    from llmrec.report.rebuild import rebuild_reports
+
+    for page in rebuild_reports([Path(s) for s in sources], Path(out)):
+        print(f"report: {page}")
+    return EXIT_OK
+
+
 def _json(data: Mapping[str, Any]) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=True) + "\n"
 
@@ -686,8 +739,7 @@ def _manifest(
     spec_text: str,
     spec_path: str,
     outcome: ExperimentOutcome,
-    started: dt.datetime,
-    finished: dt.datetime,
+    records: Mapping[tuple[str, str], StageRecord],
     backend: Backend,
 ) -> dict[str, Any]:
     def version(pkg: str) -> str:
@@ -702,6 +754,10 @@ def _manifest(
         "spec_path": spec_path,
         "spec_hash": spec_hash(spec_text),
         "spec_text": spec_text,
+        # the system message and the user template before any profile is filled in (the report's protocol)
+        "prompt_template_hash": hashlib.sha256(
+            (system_text(spec.prompt) + "\n\n" + spec.prompt.user_template).encode("utf-8")
+        ).hexdigest()[:16],
         "seeds": {"experiment": spec.experiment.seed, "inference": spec.inference_seed},
         "dataset": {"format": spec.dataset.format, "path": spec.dataset.path},
         "provider": spec.provider.kind,
@@ -733,25 +789,20 @@ def _manifest(
             }
             for variant, events in outcome.events
         ],
-        "answers_reused_from_run_state": outcome.reused_answers,
-        "requests_sent_again_after_a_stop": outcome.repeated_requests,
+        # each stage as the store recorded it when it was computed
         "stages": [
-            {
-                "stage": r.stage,
-                "kind": r.kind,
-                "key": r.key,
-                "computed": r.computed,
-                "seconds": round(r.seconds, 6),
-            }
-            for r in outcome.stages
+            {"stage": r.stage, "kind": r.kind, "key": r.key, "seconds": r.seconds, "finished": r.finished}
+            for r in (records.get((s.stage, s.key)) for s in outcome.stages)
+            if r is not None
         ],
         "versions": {
             "llmrec": _version(),
             "python": platform.python_version(),
             **{pkg: version(pkg) for pkg in ("numpy", "attrs", "cattrs", "jinja2", "plotly", "openai")},
         },
-        "started": started.isoformat(timespec="seconds"),
-        "finished": finished.isoformat(timespec="seconds"),
+        "finished": next(
+            (r.finished[:19] + "Z" for (stage, _), r in records.items() if stage == "evaluate"), None
+        ),
     }
 
 

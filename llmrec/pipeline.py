@@ -250,6 +250,7 @@ def run_stages(
     source: str = "<spec>",
     paid: bool = False,
     allow_small: bool = True,
+    price: Callable[[str, Usage], float] | None = None,
 ) -> ExperimentOutcome:
     """
     Run every stage of the experiment over ``store``; stored stages are reused.
@@ -267,6 +268,8 @@ def run_stages(
         source: the spec's name, for messages.
         paid: whether the backend charges money (then too-small variants refuse to start).
         allow_small: run a paid backend even when a variant has fewer than ``min_test_users``.
+        price: dollars for a model's usage (training as ``Usage(trained_tokens, 0)`` of the model
+            ``training:<base>``), recorded as each paid stage's spend for ``llmrec status``.
 
     Returns:
         The outcome, with the stage runs.
@@ -294,7 +297,7 @@ def run_stages(
     )
     kind = spec.provider.kind
     _refuse_small(spec, plans, paid=paid, allow_small=allow_small, source=source)
-    jobs = _finetune_all(spec, backend, stages, plans, progress, wait)
+    jobs = _finetune_all(spec, backend, stages, plans, progress, wait, price)
     plans = [attrs.evolve(p, model=p.model or dict(jobs)[p.label].model) for p in plans]
 
     names = metric_names(spec.evaluation.k, extended=spec.evaluation.extended_metrics)
@@ -308,11 +311,8 @@ def run_stages(
     fitted: dict[int, list[Baseline]] = {}
     inputs: dict[str, str] = {}
     per_seed: dict[int, list[evaluate_stage.VariantInputs]] = {s: [] for s in seeds}
-    usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "reasoning_tokens": 0}
-    repeated = reused = 0
+    tally = _Tally()
     models: list[tuple[str, str, str]] = []
-    by_model: dict[str, Usage] = {}
-    known: dict[str, ChatResult] = {}  # answers of this run so far, by fingerprint: never asked twice
     for plan in plans:
         llms: list[evaluate_stage.LLMAnswers] = []
         roles = _LLM_ROLES + ((("few_shot", "Few-shot"),) if spec.prompt.few_shot > 0 else ())
@@ -322,44 +322,10 @@ def run_stages(
             requests = _requests(spec, plan, role, model)
             stage = f"infer/{plan.label}/{role}"
             i_key = infer_stage.key(backend.identity, mode, requests, stage)
-            folder = stages.dir(stage, i_key)
-            done = folder.record is not None
-            begun = time.monotonic()
-            if mode == "batch" and backend.batch is not None and not done:
-                answers = infer_stage.run_batch(folder, requests, backend.batch, progress, stage, wait)
-            else:
-                answers = infer_stage.run_sync(folder, requests, backend.chat, progress, stage, known=known)
-            if done:
-                stages.runs.append(
-                    StageRun(stage, "infer", i_key, computed=False, seconds=time.monotonic() - begun)
-                )
-            else:
-                results = answers.by_fingerprint.values()
-                stages.finish(
-                    folder,
-                    stage,
-                    "infer",
-                    time.monotonic() - begun,
-                    answers,
-                    lambda a: {"answers": len(a.by_fingerprint), "reused": a.reused, "repeated": a.repeated},
-                    lambda a, model=model: {"model": model, "mode": mode},  # type: ignore[misc]
-                )
-                del results
-            known.update(answers.by_fingerprint)
-            repeated += answers.repeated
-            reused += answers.reused
-            for r in requests:
-                result = answers.by_fingerprint[infer_stage.fingerprint(r)]
-                for field in usage:
-                    usage[field] += int(getattr(result.usage, field))
-                seen = by_model.get(model, Usage(0, 0, mode=result.usage.mode))
-                by_model[model] = Usage(
-                    prompt_tokens=seen.prompt_tokens + result.usage.prompt_tokens,
-                    completion_tokens=seen.completion_tokens + result.usage.completion_tokens,
-                    cached_tokens=seen.cached_tokens + result.usage.cached_tokens,
-                    reasoning_tokens=seen.reasoning_tokens + result.usage.reasoning_tokens,
-                    mode=result.usage.mode,
-                )
+            answers = _infer(
+                stages, stage, i_key, requests, backend, mode, progress, wait, tally.known, price
+            )
+            tally.add(model, requests, answers)
             inputs[stage] = i_key
             llms.append(
                 evaluate_stage.LLMAnswers(role, role_label, model, tuple(requests), answers.by_fingerprint)
@@ -447,13 +413,108 @@ def run_stages(
         predictions=evaluated.predictions,
         jobs=tuple((label, f.state) for label, f in jobs),
         events=tuple((label, f.events) for label, f in jobs),
-        usage_by_model=tuple(by_model.items()),
+        usage_by_model=tuple(tally.by_model.items()),
         models=tuple(models),
-        usage=usage,
-        stages=tuple(stages.runs),
-        repeated_requests=repeated,
-        reused_answers=reused,
+        usage=dict(tally.usage),
+        stages=tuple(_with_load(stages.runs, key_data)),
+        repeated_requests=tally.repeated,
+        reused_answers=tally.reused,
     )
+
+
+@attrs.define
+class _Tally:
+    """
+    What the inference stages of a run add up to: tokens (all, and per model), answers reused and
+    requests sent again, and every answer so far by fingerprint (so none is ever asked twice).
+    """
+
+    usage: dict[str, int] = attrs.field(
+        factory=lambda: {
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "cached_tokens": 0,
+            "reasoning_tokens": 0,
+        }
+    )
+    by_model: dict[str, Usage] = attrs.field(factory=dict)
+    known: dict[str, ChatResult] = attrs.field(factory=dict)
+    repeated: int = 0
+    reused: int = 0
+
+    def add(self, model: str, requests: Sequence[ChatRequest], answers: infer_stage.Answers) -> None:
+        """
+        Count one LLM column's answers.
+        """
+        self.known.update(answers.by_fingerprint)
+        self.repeated += answers.repeated
+        self.reused += answers.reused
+        for r in requests:
+            u = answers.by_fingerprint[infer_stage.fingerprint(r)].usage
+            for field in self.usage:
+                self.usage[field] += int(getattr(u, field))
+            seen = self.by_model.get(model, Usage(0, 0, mode=u.mode))
+            self.by_model[model] = Usage(
+                prompt_tokens=seen.prompt_tokens + u.prompt_tokens,
+                completion_tokens=seen.completion_tokens + u.completion_tokens,
+                cached_tokens=seen.cached_tokens + u.cached_tokens,
+                reasoning_tokens=seen.reasoning_tokens + u.reasoning_tokens,
+                mode=u.mode,
+            )
+
+
+def _infer(
+    stages: Stages,
+    stage: str,
+    key: str,
+    requests: Sequence[ChatRequest],
+    backend: Backend,
+    mode: str,
+    progress: Progress,
+    wait: Callable[[], None],
+    known: Mapping[str, ChatResult],
+    price: Callable[[str, Usage], float] | None = None,
+) -> infer_stage.Answers:
+    """
+    One LLM column's answers: from its stored log, from the run's other answers, else asked (sync,
+    or through batches when the spec says so and the backend offers them); recorded when new.
+    """
+    folder = stages.dir(stage, key)
+    done = folder.record is not None
+    begun = time.monotonic()
+    if mode == "batch" and backend.batch is not None and not done:
+        answers = infer_stage.run_batch(folder, requests, backend.batch, progress, stage, wait)
+    else:
+        answers = infer_stage.run_sync(folder, requests, backend.chat, progress, stage, known=known)
+    seconds = time.monotonic() - begun
+    if done:
+        stages.runs.append(StageRun(stage, "infer", key, computed=False, seconds=seconds))
+        return answers
+    model = requests[0].model if requests else ""
+    spend = 0.0
+    if price is not None:
+        fresh = {infer_stage.fingerprint(r) for r in requests}
+        spend = sum(price(model, a.usage) for fp, a in answers.by_fingerprint.items() if fp in fresh)
+    stages.finish(
+        folder,
+        stage,
+        "infer",
+        seconds,
+        answers,
+        lambda a: {"answers": len(a.by_fingerprint), "reused": a.reused, "repeated": a.repeated},
+        lambda a: {"model": model, "mode": mode},
+        spend_usd=spend,
+    )
+    return answers
+
+
+def _with_load(runs: Sequence[StageRun], key_data: str) -> list[StageRun]:
+    """
+    The stage runs, with the load stage first even when no stage needed the dataset this time.
+    """
+    if any(r.kind == "load" for r in runs):
+        return list(runs)
+    return [StageRun("load", "load", key_data, computed=False, seconds=0.0), *runs]
 
 
 def _variant(spec: Spec, name: str) -> Any:
@@ -513,6 +574,7 @@ def _finetune_all(
     plans: Sequence[_Plan],
     progress: Progress,
     wait: Callable[[], None],
+    price: Callable[[str, Usage], float] | None = None,
 ) -> list[tuple[str, finetune_stage.FineTuned]]:
     """
     Every plan's fine-tune: stored ones loaded; the others attached or submitted, all before any is
@@ -572,6 +634,13 @@ def _finetune_all(
                 finished,
                 lambda f: {"trained_tokens": f.state.trained_tokens or 0, "events": len(f.events)},
                 lambda f, job=job: {"job": job.id, "model": f.model},  # type: ignore[misc]
+                spend_usd=(
+                    price(
+                        f"training:{spec.finetune.base_model}", Usage(finished.state.trained_tokens or 0, 0)
+                    )
+                    if price is not None
+                    else 0.0
+                ),
             )
         pending = still
         if pending:

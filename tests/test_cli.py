@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def test_run_writes_the_report_folder(published):
-    """A run writes index.html, plotly.min.js, results.json, predictions.jsonl and manifest.json."""
+    """A run writes the page, plotly.min.js, results, predictions, manifest, explorer/ and tables/."""
     out = published / "reports" / "small"
     results = json.loads((out / "results.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
@@ -80,7 +81,15 @@ def test_run_writes_the_report_folder(published):
         "results.json",
         "predictions.jsonl",
         "manifest.json",
+        "explorer",
+        "tables",
     }
+    assert sorted(p.name for p in (out / "tables").iterdir()) == [
+        "table-2.csv",
+        "table-2.tex",
+        "table-3.csv",
+        "table-3.tex",
+    ]
     assert results["schema_version"] == 2
     assert [v["name"] for v in results["variants"]] == ["profileData50", "profileData60"]
     assert manifest["schema_version"] == 2
@@ -254,16 +263,18 @@ def test_ground_truth_recomputed_by_brute_force(published):
 
 
 def test_rerun_reuses_stored_answers_and_gives_identical_results(workdir):
-    """A second run answers from runs/<name>/ and writes byte-identical results.json."""
+    """A second run answers from runs/<name>/ and rewrites the report folder byte for byte."""
     assert cli.main(["run", "small.toml", "--quiet"]) == 0
-    first = (workdir / "reports/small/results.json").read_bytes()
+    folder = workdir / "reports/small"
+    first = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert cli.main(["run", "small.toml", "--quiet"]) == 0
-    manifest = json.loads((workdir / "reports/small/manifest.json").read_text())
+    last_run = json.loads((workdir / "runs/small/last-run.json").read_text())
 
-    assert (workdir / "reports/small/results.json").read_bytes() == first
-    assert manifest["answers_reused_from_run_state"] > 0
+    assert {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == first
+    assert last_run["answers_reused_from_run_state"] > 0
+    assert not any(s["computed"] for s in last_run["stages"] if s["kind"] != "load")
     assert cli.main(["run", "small.toml", "--quiet", "--fresh", "--out", "again"]) == 0
-    assert (workdir / "again/results.json").read_bytes() == first
+    assert (workdir / "again/results.json").read_bytes() == first[Path("results.json")]
 
 
 def test_bad_spec_exits_2_with_every_problem_and_no_traceback(workdir, capsys):
@@ -314,16 +325,8 @@ def test_bad_data_file_exits_2_naming_file_and_line(workdir, capsys):
 
 def test_local_provider_without_its_extra_says_how_to_install(workdir, capsys, monkeypatch):
     """provider.kind = "local" without llmrec[local] fails with exit 1 and a one-line instruction."""
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_torch(name, *args, **kwargs):
-        if name.split(".")[0] in {"torch", "transformers", "trl", "peft"}:
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_torch)
+    for name in ("torch", "transformers", "trl", "peft"):
+        monkeypatch.setitem(sys.modules, name, None)  # "import torch" now fails, installed or not
     spec = SMALL.replace("[finetune]", '[provider]\nkind = "local"\n[finetune]')
     (workdir / "lo.toml").write_text(spec)
     code = cli.main(["run", "lo.toml", "--quiet"])

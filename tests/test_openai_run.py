@@ -68,12 +68,21 @@ def test_openai_run_end_to_end_against_the_test_server(tmp_path, mode):
     assert len(jobs) == 2
     if mode == "batch":
         assert any(r["path"] == "/v1/batches" and r["method"] == "POST" for r in requests)
-        assert not any(r["path"] == "/v1/chat/completions" for r in requests)
+        # only the capability probe's one tiny request (does the server honour seed?) is sent alone
+        assert len([r for r in requests if r["path"] == "/v1/chat/completions"]) == 1
     assert len(requests) == sent  # the rerun found everything in the store
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     cost = manifest["cost"]
     assert 0 < cost["actual_usd"] <= cost["estimated_usd"]["worst"]
     assert cost["actual_usd"] == pytest.approx(cost["estimated_usd"]["expected"], rel=0.5)
+    status = subprocess.run(
+        [sys.executable, "-m", "llmrec.cli", "status", str(tmp_path / "runs" / "oa")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    spent = float(status.strip().splitlines()[-1].removeprefix("spend so far: $"))
+    assert spent == pytest.approx(cost["actual_usd"], abs=1e-4)  # status prints four decimals
     curves = manifest["training_curves"]
     assert len(curves) == 2
     losses = [p["train_loss"] for p in curves[0]["points"] if "train_loss" in p]
@@ -139,7 +148,9 @@ def test_killed_openai_run_resumes_without_asking_twice(tmp_path, failpoint, mod
     ]
     # a request answered by the server but not yet stored at the kill (at most the concurrency, 4)
     # is sent again, and the run says how many; none whose answer was stored is
-    again = json.loads((tmp_path / "out" / "manifest.json").read_text())["requests_sent_again_after_a_stop"]
+    again = json.loads((tmp_path / "runs" / "oa" / "last-run.json").read_text())[
+        "requests_sent_again_after_a_stop"
+    ]
     assert len(answered) - len(set(answered)) <= again <= 4
     jobs = [r for r in requests if r["method"] == "POST" and r["path"] == "/v1/fine_tuning/jobs"]
     assert len(jobs) == 2  # one per variant: a lost job id was found again, not resubmitted

@@ -23,6 +23,7 @@ import attrs
 import pytest
 
 import llmrec.report
+import llmrec.report.charts
 from llmrec.report import figure2_html, render_report, report_assets
 from llmrec.results import ModelScores, Results, VariantResults
 
@@ -129,6 +130,9 @@ class _Table:
 class _PageParser(HTMLParser):
     """
     Collects the tables (caption and cell texts per row) and the script/link URLs of a page.
+
+    A cell's text leaves out its ``<small>`` and ``<sup>`` parts (subtitles, intervals, differences,
+    significance letters): the cell's main value only.
     """
 
     def __init__(self) -> None:
@@ -137,9 +141,12 @@ class _PageParser(HTMLParser):
         self.urls: list[tuple[str, str]] = []
         self._cell: list[str] | None = None
         self._in_caption = False
+        self._aside = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
+        if tag in ("small", "sup"):
+            self._aside += 1
         if tag == "script" and values.get("src") is not None:
             self.urls.append((tag, values["src"] or ""))
         if tag == "link" and values.get("href") is not None:
@@ -154,6 +161,8 @@ class _PageParser(HTMLParser):
             self._cell = []
 
     def handle_endtag(self, tag: str) -> None:
+        if tag in ("small", "sup"):
+            self._aside -= 1
         if tag == "caption":
             self._in_caption = False
         elif tag in ("th", "td") and self._cell is not None:
@@ -163,7 +172,7 @@ class _PageParser(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._in_caption:
             self.tables[-1].caption += data
-        elif self._cell is not None:
+        elif self._cell is not None and not self._aside:
             self._cell.append(data)
 
 
@@ -215,10 +224,12 @@ def test_one_table_per_variant_with_paper_caption() -> None:
 
 
 def test_table_columns_are_model_labels_in_order() -> None:
-    """The header row is the metric column followed by one column per model, labelled with its label."""
+    """The header row is the metric column, one column per model (its label), then the paper's two columns."""
     tables = _metric_tables(render_report(_results()))
 
-    assert [t.rows[0] for t in tables] == [["Metric", "Baseline", "Fine-tuned"]] * 2
+    assert [t.rows[0] for t in tables] == [
+        ["Metric", "Baseline", "Fine-tuned", "Paper Baseline", "Paper Fine-tuned"]
+    ] * 2
 
 
 def test_table_rows_are_metric_labels_with_four_decimals() -> None:
@@ -227,11 +238,12 @@ def test_table_rows_are_metric_labels_with_four_decimals() -> None:
 
     for table, (baseline, finetuned) in zip(tables, PAPER.values(), strict=True):
         expected = [
-            [label, f"{b:.4f}", f"{f:.4f}"] for label, b, f in zip(LABELS, baseline, finetuned, strict=True)
+            [label, f"{b:.4f}", f"{f:.4f}", f"{b:.4f}", f"{f:.4f}"]
+            for label, b, f in zip(LABELS, baseline, finetuned, strict=True)
         ]
         assert table.rows[1:] == expected
-    assert tables[0].rows[1] == ["Precision@3", "0.0198", "0.4284"]
-    assert tables[1].rows[-1] == ["MAP", "0.0088", "0.3009"]
+    assert tables[0].rows[1] == ["Precision@3", "0.0198", "0.4284", "0.0198", "0.4284"]
+    assert tables[1].rows[-1] == ["MAP", "0.0088", "0.3009", "0.0088", "0.3009"]
 
 
 def test_missing_metric_is_a_dash_and_nan_is_na() -> None:
@@ -246,7 +258,7 @@ def test_missing_metric_is_a_dash_and_nan_is_na() -> None:
 
     table = _metric_tables(render_report(results))[0]
 
-    assert table.rows[1] == ["Precision@3", "—", "n/a"]
+    assert table.rows[1] == ["Precision@3", "—", "n/a", "0.0198", "0.4284"]
 
 
 def test_counts_sampling_and_models_shown_under_each_table() -> None:
@@ -285,9 +297,9 @@ def test_figure2_has_one_panel_per_variant_with_both_models() -> None:
     data, layout = _plotly_call(page[page.index('id="figure-2"') :])
 
     assert [(t["type"], t["name"], t["xaxis"]) for t in data] == [
-        ("bar", "Baseline", "x"),
+        ("bar", "Baseline (zero-shot)", "x"),
         ("bar", "Fine-tuned", "x"),
-        ("bar", "Baseline", "x2"),
+        ("bar", "Baseline (zero-shot)", "x2"),
         ("bar", "Fine-tuned", "x2"),
     ]
     assert [a["text"] for a in layout["annotations"]] == ["profileData50", "profileData60"]
@@ -335,7 +347,7 @@ def test_figure2_wraps_panels_beyond_two_variants() -> None:
 
     assert [t.caption[:8] for t in _metric_tables(page)] == ["Table 2:", "Table 3:", "Table 4:"]
     assert [t["xaxis"] for t in data] == ["x", "x", "x2", "x2", "x3", "x3"]
-    assert layout["height"] == 2 * one_row["height"]
+    assert layout["height"] - one_row["height"] == llmrec.report.charts._PANEL_HEIGHT
     assert [a["text"] for a in layout["annotations"]] == ["profileData50", "profileData60", "profileData70"]
 
 
@@ -452,8 +464,15 @@ def test_report_assets_is_the_plotly_bundle() -> None:
 
 
 def test_public_api() -> None:
-    """The report package exports exactly the renderer, the assets and the Figure 2 chart."""
-    assert sorted(llmrec.report.__all__) == ["figure2_html", "render_report", "report_assets"]
+    """The report package exports the renderers (page, folder, index), the assets and the Figure 2 chart."""
+    assert sorted(llmrec.report.__all__) == [
+        "RunSummary",
+        "figure2_html",
+        "render_index",
+        "render_report",
+        "report_assets",
+        "report_files",
+    ]
 
 
 def test_minimal_report_matches_golden_file() -> None:
@@ -478,7 +497,7 @@ def test_funnel_is_shown_when_present():
     variants = (attrs.evolve(results.variants[0], funnel=funnel), results.variants[1])
     html = render_report(attrs.evolve(results, variants=variants))
 
-    assert html.count("<h3>Funnel</h3>") == 1
+    assert html.count("<h4>Funnel</h4>") == 1
     assert "2 / 40 / 55.5 / 300" in html
     assert "mean ground-truth size (kept users)" in html
     assert "3.20" in html  # (2*2 + 4*3) / 5 kept users

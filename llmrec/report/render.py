@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -18,31 +18,43 @@ import jinja2
 import plotly.offline
 from markupsafe import Markup
 
-from llmrec.report.charts import FIGURE2_DIV_ID, figure2_html
-from llmrec.results import Funnel, ModelScores, Results, VariantResults, metric_label
+from llmrec.report.charts import (
+    FIGURE2_DIV_ID,
+    display_label,
+    figure2_html,
+    funnel_html,
+    ground_truth_sizes_html,
+    popularity_html,
+    training_curves_html,
+)
+from llmrec.report.explorer import explorer_files, script_json
+from llmrec.report.tables import ALPHA, MetricTable, letters_of, metric_table, table_csv, table_latex
+from llmrec.results import Funnel, ModelScores, Prediction, Results, VariantResults, metric_label
 
-__all__ = ["PLOTLY_JS", "render_report", "report_assets"]
+__all__ = ["PLOTLY_JS", "RunSummary", "render_index", "render_report", "report_assets", "report_files"]
 
 PLOTLY_JS = "plotly.min.js"
 """The file name the page loads plotly.js from, relative to the page itself."""
 
 _FIRST_TABLE = 2  # the paper's results tables are Table 2 (profileData50) and Table 3 (profileData60)
-_CAPTION = "Comparison of performance metrics between the baseline and fine-tuned models"
 _MISSING = "—"
+_HEADLINE = ("precision@5", "recall@5", "mrr", "map")
 
 
 @attrs.frozen
-class _MetricTable:
+class _VariantView:
     """
-    One variant's Table 2/3, formatted for the template.
+    One variant's part of the page, formatted for the template.
     """
 
     number: int
     name: str
-    caption: str
-    headers: tuple[str, ...]
-    rows: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
-    """(metric label, ((value, confidence interval or ""), ...) per column)."""
+    table: MetricTable
+    letters: tuple[tuple[str, str], ...]
+    verdict: tuple[str, ...]
+    too_small: bool
+    test_users: int
+    min_test_users: int | None
     counts: tuple[tuple[str, str], ...]
     sampling: tuple[tuple[str, str], ...]
     models: tuple[ModelScores, ...]
@@ -56,41 +68,57 @@ class _MetricTable:
     beyond: tuple[tuple[str, str, str], ...]
     """(model label, coverage, popularity percentile)."""
     comparisons: tuple[tuple[str, str, str, str, str, str, str], ...]
-    """(pair, metric, difference, interval, p, Holm p, significant at 0.05) per row."""
+    """(pair, metric, difference, interval, p, Holm p, verdict) per row."""
     confidence: str
+    csv_file: str
+    tex_file: str
 
 
-def render_report(results: Results, *, manifest: Mapping[str, Any] | None = None) -> str:
+def render_report(
+    results: Results,
+    *,
+    manifest: Mapping[str, Any] | None = None,
+    predictions: Sequence[Prediction] = (),
+) -> str:
     """
     Render the experiment's report as one static HTML page.
 
-    The page holds one table per variant (numbered from Table 2, as in the paper), the variant's
-    counts, sampling settings and models under it, Figure 2 (see ``figure2_html``) and a
-    "Reproduce" section with the manifest's ``spec_text`` and every other key it has. It loads
-    plotly.js from the sibling file ``plotly.min.js`` and from nowhere else.
+    The page opens with a header (experiment, date, dataset, provider and models, spec hash) and
+    warnings (a simulated provider, too few test users), then per variant a verdict drawn from the
+    numbers, Figure 2, Tables 2/3 (numbered from Table 2, as in the paper) with significance letters
+    and the paper's published values where the variant's name matches one, collapsed detail sections,
+    the per-user explorer (when ``predictions`` are given; its data files come from ``report_files``),
+    downloads and the manifest. ``results.json`` is embedded. It loads plotly.js from the sibling file
+    ``plotly.min.js`` and from nowhere else.
 
     Args:
         results: the scored experiment.
         manifest: the run's ``manifest.json`` content (spec text, versions, timestamps), if known;
             any keys may be missing.
+        predictions: the scored lists (``predictions.jsonl``) for the explorer; none: no explorer.
 
     Returns:
         The page; the same arguments always give the same string.
     """
     template = _environment().get_template("report.html.j2")
     spec_text, details = _manifest_view(manifest)
+    variants = tuple(_variant_view(i + _FIRST_TABLE, v, results) for i, v in enumerate(results.variants))
+    explorer = tuple(sorted(explorer_files(predictions)))
     return template.render(
         title=results.title,
         experiment=results.experiment,
         schema_version=results.schema_version,
-        tables=tuple(
-            _metric_table(i + _FIRST_TABLE, v, results.metric_names, results.matching)
-            for i, v in enumerate(results.variants)
-        ),
+        header=_header(results, manifest),
+        simulated=_simulated(manifest),
+        small=tuple(v for v in variants if v.too_small),
+        variants=variants,
         figure_number=_FIRST_TABLE,
         ks=_ks(results.metric_names),
         figure=Markup(figure2_html(results)),
         figure_id=FIGURE2_DIV_ID,
+        funnel_chart=Markup(funnel_html(results)),
+        sizes_chart=Markup(ground_truth_sizes_html(results)),
+        popularity_chart=Markup(popularity_html(results)),
         plotly_js=PLOTLY_JS,
         has_manifest=manifest is not None,
         spec_text=spec_text,
@@ -99,6 +127,14 @@ def render_report(results: Results, *, manifest: Mapping[str, Any] | None = None
         seeds=", ".join(str(x) for x in results.seeds),
         spread_headers=tuple(metric_label(n) for n in _sensitivity_metrics(results.metric_names)),
         spread=_spread_rows(results),
+        protocol=_protocol(results, manifest, predictions),
+        usage=_usage(manifest),
+        cost=_cost(manifest),
+        training_chart=Markup(training_curves_html(manifest)),
+        jobs=_jobs(manifest),
+        explorer_scripts=explorer,
+        alpha=ALPHA,
+        results_json=Markup(script_json(_finite(results.to_dict()))),
     )
 
 
@@ -110,6 +146,95 @@ def report_assets() -> dict[str, str]:
         ``{"plotly.min.js": <the plotly.js bundle shipped with the installed plotly>}``.
     """
     return {PLOTLY_JS: plotly.offline.get_plotlyjs()}
+
+
+def report_files(
+    results: Results,
+    *,
+    manifest: Mapping[str, Any] | None = None,
+    predictions: Sequence[Prediction] = (),
+) -> dict[str, str]:
+    """
+    Every file of a report folder except results.json, predictions.jsonl and manifest.json (the caller's):
+    ``index.html``, plotly.js, the explorer's data scripts and each table as CSV and LaTeX.
+    """
+    files: dict[str, str] = {"index.html": render_report(results, manifest=manifest, predictions=predictions)}
+    files.update(report_assets())
+    files.update(explorer_files(predictions))
+    for i, variant in enumerate(results.variants):
+        table = metric_table(i + _FIRST_TABLE, variant, results.metric_names)
+        files[_table_file(table.number, "csv")] = table_csv(table)
+        files[_table_file(table.number, "tex")] = table_latex(table)
+    return files
+
+
+def _table_file(number: int, ext: str) -> str:
+    return f"tables/table-{number}.{ext}"
+
+
+@attrs.frozen
+class RunSummary:
+    """
+    One run for the index page: where its report is (relative to the index), its results and manifest.
+    """
+
+    href: str
+    results: Results
+    manifest: Mapping[str, Any] | None = None
+
+
+def render_index(runs: Sequence[RunSummary]) -> str:
+    """
+    The index page of many reports: one row per run and variant with the headline metrics, linking each
+    report, and a side-by-side table of the first two runs' headline numbers.
+    """
+    rows = []
+    for run in runs:
+        m = run.manifest or {}
+        for v in run.results.variants:
+            for model in v.models:
+                if model.role == "ideal":
+                    continue
+                rows.append(
+                    (
+                        run.href,
+                        run.results.experiment,
+                        str(m.get("finished", m.get("started", ""))),
+                        str(m.get("provider", "")),
+                        v.name,
+                        display_label(model),
+                        tuple(_format_metric(dict(model.metrics).get(n)) for n in _HEADLINE),
+                    )
+                )
+    compare: list[tuple[str, str, tuple[str, ...]]] = []
+    if len(runs) >= 2:
+        a, b = runs[0].results, runs[1].results
+        for va in a.variants:
+            vb = next((x for x in b.variants if x.name == va.name), None)
+            if vb is None:
+                continue
+            for ma in va.models:
+                mb = next((x for x in vb.models if x.label == ma.label), None)
+                if mb is None or ma.role == "ideal":
+                    continue
+                cells = []
+                for n in _HEADLINE:
+                    x, y = dict(ma.metrics).get(n), dict(mb.metrics).get(n)
+                    cells.append(
+                        f"{_format_metric(x)} / {_format_metric(y)}"
+                        + (f" ({y - x:+.4f})" if x is not None and y is not None else "")
+                    )
+                compare.append((va.name, display_label(ma), tuple(cells)))
+    return (
+        _environment()
+        .get_template("index.html.j2")
+        .render(
+            rows=tuple(rows),
+            headline=tuple(metric_label(n) for n in _HEADLINE),
+            compare=tuple(compare),
+            compared=tuple(r.results.experiment for r in runs[:2]) if len(runs) >= 2 else (),
+        )
+    )
 
 
 @functools.cache
@@ -127,28 +252,135 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def _metric_table(
-    number: int, variant: VariantResults, metric_names: tuple[str, ...], matching: str | None = None
-) -> _MetricTable:
+def _finite(value: Any) -> Any:
     """
-    The formatted table of one variant.
+    A JSON value with NaN and infinities as null (JSON has no spelling for them).
     """
-    scores = tuple(dict(m.metrics) for m in variant.models)
-    return _MetricTable(
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _simulated(manifest: Mapping[str, Any] | None) -> bool:
+    return manifest is not None and manifest.get("provider") == "fake"
+
+
+def _header(results: Results, manifest: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """
+    (label, text) facts for the page header, from the manifest (when known) and the results.
+    """
+    m = manifest or {}
+    out: list[tuple[str, str]] = [("Experiment", results.experiment)]
+    date = m.get("finished") or m.get("started") or m.get("started_at")
+    if date:
+        out.append(("Date", str(date)))
+    dataset = m.get("dataset")
+    size = ""
+    if results.variants:
+        counts = dict(results.variants[0].counts)
+        if "eligible_users" in counts:
+            size = f"{counts['eligible_users']:,} eligible users"
+    if isinstance(dataset, Mapping):
+        text = str(dataset.get("format", "?"))
+        if dataset.get("path"):
+            text += f" ({dataset['path']})"
+        out.append(("Dataset", text + (f", {size}" if size else "")))
+    elif size:
+        out.append(("Dataset", size))
+    tests = ", ".join(f"{v.name}: {v.test_users:,}" for v in results.variants)
+    if tests:
+        out.append(("Test users", tests))
+    if "provider" in m:
+        backend = m.get("backend")
+        out.append(("Provider", str(m["provider"]) + (f" — {backend}" if backend else "")))
+    models = m.get("models")
+    if isinstance(models, list) and models:
+        base = sorted(
+            {str(x.get("model")) for x in models if isinstance(x, Mapping) and x.get("role") == "baseline"}
+        )
+        tuned = [
+            f"{x.get('model')} ({x.get('variant')})"
+            for x in models
+            if isinstance(x, Mapping) and x.get("role") == "finetuned"
+        ]
+        if base:
+            out.append(("Base model", ", ".join(base)))
+        if tuned:
+            out.append(("Fine-tuned models", ", ".join(tuned)))
+    if m.get("spec_hash"):
+        out.append(("Spec hash", str(m["spec_hash"])))
+    return tuple(out)
+
+
+def _verdict(variant: VariantResults, metric_names: tuple[str, ...]) -> tuple[str, ...]:
+    """
+    Sentences drawn from the numbers: who wins which metrics, which differences are significant, which way.
+    """
+    lines: list[str] = []
+    if variant.too_small:
+        lines.append(
+            f"Only {variant.test_users:,} test users "
+            f"(the spec asks for at least {variant.min_test_users:,}): "
+            "these numbers are too noisy to mean anything."
+        )
+    competing = [m for m in variant.models if m.role != "ideal"]
+    wins: dict[str, list[str]] = {}
+    for name in metric_names:
+        scored = [
+            (v, m) for m in competing if (v := dict(m.metrics).get(name)) is not None and not math.isnan(v)
+        ]
+        if not scored:
+            continue
+        best = max(v for v, _ in scored)
+        for v, m in scored:
+            if math.isclose(v, best):
+                wins.setdefault(display_label(m), []).append(metric_label(name))
+    for label, names in sorted(wins.items(), key=lambda kv: -len(kv[1])):
+        which = "every metric" if len(names) == len(metric_names) else ", ".join(names)
+        lines.append(f"{label} has the best value on {len(names)} of {len(metric_names)} metrics ({which}).")
+    pairs: dict[tuple[str, str], list[tuple[str, float, float]]] = {}
+    for c in variant.comparisons:
+        pairs.setdefault((c.a, c.b), []).append((c.metric, c.difference, c.p_holm))
+    for (a, b), rows in pairs.items():
+        better = [metric_label(n) for n, d, p in rows if p < ALPHA and d > 0]
+        worse = [metric_label(n) for n, d, p in rows if p < ALPHA and d < 0]
+        unclear = len(rows) - len(better) - len(worse)
+        parts = []
+        if better:
+            parts.append(f"significantly better on {_some(better, len(rows))}")
+        if worse:
+            parts.append(f"significantly worse on {_some(worse, len(rows))}")
+        if unclear:
+            parts.append(f"no significant difference on {unclear} of {len(rows)}")
+        lines.append(f"{a} vs {b}: " + "; ".join(parts) + f" (Holm-corrected p < {ALPHA}).")
+    return tuple(lines)
+
+
+def _some(names: list[str], total: int) -> str:
+    if len(names) == total:
+        return f"all {total} metrics"
+    return f"{len(names)} of {total} ({', '.join(names)})"
+
+
+def _variant_view(number: int, variant: VariantResults, results: Results) -> _VariantView:
+    """
+    The formatted part of one variant.
+    """
+    metric_names = results.metric_names
+    table = metric_table(number, variant, metric_names)
+    return _VariantView(
         number=number,
         name=variant.name,
-        caption=f"Table {number}: {_CAPTION} - {variant.name}",
-        headers=tuple(m.label for m in variant.models),
-        rows=tuple(
-            (
-                metric_label(n),
-                tuple(
-                    (_format_metric(s.get(n)), _format_interval(m.interval(n)))
-                    for s, m in zip(scores, variant.models, strict=True)
-                ),
-            )
-            for n in metric_names
-        ),
+        table=table,
+        letters=tuple(letters_of(table).items()),
+        verdict=_verdict(variant, metric_names),
+        too_small=variant.too_small,
+        test_users=variant.test_users,
+        min_test_users=variant.min_test_users,
         grounding=tuple(
             (m.label, tuple(_format_rate(dict(m.grounding).get(key)) for key, _ in _GROUNDING))
             for m in variant.models
@@ -158,7 +390,7 @@ def _metric_table(
         sensitivity=tuple(
             (
                 m.label,
-                mode + (" (scored)" if mode == matching else ""),
+                mode + (" (scored)" if mode == results.matching else ""),
                 tuple(_format_metric(dict(values).get(n)) for n in _sensitivity_metrics(metric_names)),
             )
             for m in variant.models
@@ -181,7 +413,9 @@ def _metric_table(
                 f"[{c.low:+.4f}, {c.high:+.4f}]",
                 _format_p(c.p_value),
                 _format_p(c.p_holm),
-                "yes" if c.p_holm < 0.05 else "no",
+                (f"{c.a} better" if c.difference > 0 else f"{c.b} better")
+                if c.p_holm < ALPHA
+                else "not significant",
             )
             for c in variant.comparisons
         ),
@@ -195,7 +429,132 @@ def _metric_table(
         )
         if variant.funnel is not None
         else (),
+        csv_file=_table_file(number, "csv"),
+        tex_file=_table_file(number, "tex"),
     )
+
+
+def _usage(manifest: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """
+    The manifest's token usage as (name, formatted count) rows.
+    """
+    usage = (manifest or {}).get("usage")
+    if not isinstance(usage, Mapping):
+        return ()
+    return tuple(
+        (str(k).replace("_", " "), f"{v:,}" if isinstance(v, int) else _format_value(v))
+        for k, v in usage.items()
+    )
+
+
+def _cost(manifest: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """
+    The manifest's estimated and actual cost and tokens as (label, text) rows.
+    """
+    cost = (manifest or {}).get("cost")
+    if not isinstance(cost, Mapping):
+        return ()
+    currency = str(cost.get("currency", "USD"))
+
+    def money(value: object) -> str:
+        return f"{value:,.2f} {currency}" if isinstance(value, int | float) else _MISSING
+
+    def tokens(value: object) -> str:
+        return f"{value:,}" if isinstance(value, int) else _MISSING
+
+    out: list[tuple[str, str]] = []
+    estimated = cost.get("estimated_usd")
+    if isinstance(estimated, Mapping):
+        parts = " / ".join(money(estimated.get(k)) for k in ("low", "expected", "worst"))
+        out.append(("Estimated cost (low / expected / worst)", parts))
+    if "actual_usd" in cost:
+        out.append(("Actual cost", money(cost.get("actual_usd"))))
+    est_tokens = cost.get("estimated_tokens")
+    if isinstance(est_tokens, Mapping):
+        parts = " / ".join(tokens(est_tokens.get(k)) for k in ("expected", "worst"))
+        out.append(("Estimated tokens (expected / worst)", parts))
+    actual_tokens = cost.get("actual_tokens")
+    if isinstance(actual_tokens, Mapping):
+        parts = ", ".join(f"{k} {tokens(v)}" for k, v in actual_tokens.items())
+        out.append(("Actual tokens", parts))
+    if cost.get("prices_as_of"):
+        out.append(("Prices as of", str(cost["prices_as_of"])))
+    if cost.get("free"):
+        out.append(("Note", "this provider charges nothing"))
+    return tuple(out)
+
+
+def _jobs(manifest: Mapping[str, Any] | None) -> tuple[tuple[str, str, str, str, str], ...]:
+    """
+    The manifest's fine-tune jobs as (variant, job id, status, model, trained tokens) rows.
+    """
+    jobs = (manifest or {}).get("finetune_jobs")
+    if not isinstance(jobs, list):
+        return ()
+    return tuple(
+        (
+            str(j.get("variant", "")),
+            str(j.get("job", "")),
+            str(j.get("status", "")),
+            str(j.get("model", "")),
+            f"{j['trained_tokens']:,}" if isinstance(j.get("trained_tokens"), int) else _MISSING,
+        )
+        for j in jobs
+        if isinstance(j, Mapping)
+    )
+
+
+def _protocol(
+    results: Results, manifest: Mapping[str, Any] | None, predictions: Sequence[Prediction]
+) -> tuple[tuple[str, str], ...]:
+    """
+    (label, text) rows describing how the numbers were made, from the results, manifest and predictions.
+    """
+    out: list[tuple[str, str]] = []
+    for v in results.variants:
+        sampling = dict(v.sampling)
+        counts = dict(v.counts)
+        split = ", ".join(
+            f"{k.removesuffix('_users')} {counts[k]:,}"
+            for k in ("train_users", "validation_users", "test_users")
+            if k in counts
+        )
+        if split:
+            out.append((f"Split ({v.name})", f"users split into {split}; only test users are scored"))
+        excluded = counts.get("sampled_users", 0) - counts.get("with_ground_truth", 0)
+        if "sampled_users" in counts and "with_ground_truth" in counts:
+            out.append((f"Excluded ({v.name})", f"{excluded:,} sampled users with an empty ground truth"))
+        gt = ", ".join(
+            f"{k} = {_format_value(sampling[k])}"
+            for k in ("watch_factor", "neighbor_min_stars", "max_ground_truth")
+            if k in sampling
+        )
+        if gt:
+            out.append((f"Ground truth ({v.name})", f"movies rated by like-minded neighbours ({gt})"))
+    out.append(
+        (
+            "Generation",
+            "open generation: the model writes titles, matched to the catalogue"
+            + (f" ({results.matching} matching)" if results.matching else ""),
+        )
+    )
+    if manifest is not None and manifest.get("spec_hash"):
+        out.append(("Spec hash", str(manifest["spec_hash"])))
+    prompt_hash = (manifest or {}).get("prompt_template_hash")
+    if prompt_hash:
+        out.append(("Prompt template hash", str(prompt_hash)))
+    if predictions:
+        leaks = sum(1 for p in predictions if set(p.ground_truth) & set(p.profile))
+        checked = len({(p.variant, p.user) for p in predictions})
+        out.append(
+            (
+                "Leak check",
+                f"no ground-truth movie is in any prompt's profile ({checked:,} test users checked)"
+                if leaks == 0
+                else f"{leaks:,} lists have a ground-truth movie in the prompt's profile",
+            )
+        )
+    return tuple(out)
 
 
 def _funnel_rows(funnel: Funnel | None) -> tuple[tuple[str, str], ...]:

@@ -93,7 +93,7 @@ def test_local_run_end_to_end(tmp_path: Path):
     assert len(differ) >= 10
     assert sum(differ) >= 0.9 * len(differ)
     assert (tmp_path / "out" / "index.html").exists()
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "runs" / "local" / "last-run.json").read_text())
     finetunes = [s for s in manifest["stages"] if s["kind"] == "finetune"]
     assert len(finetunes) == 2
     assert not any(s["computed"] for s in finetunes)

@@ -1,0 +1,430 @@
+"""
+Tests for the report's content beyond Tables 2/3 and Figure 2: header and banners, verdicts,
+significance letters, the paper's columns, downloads, the explorer's data, and ``llmrec report``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import attrs
+import pytest
+
+from llmrec.cli import main
+from llmrec.report import render_index, render_report, report_files
+from llmrec.report.explorer import explorer_files
+from llmrec.report.render import RunSummary
+from llmrec.report.tables import metric_table, paper_tables, table_csv, table_latex
+from llmrec.results import Comparison, ModelScores, Prediction, PredictionItem, Results, VariantResults
+from llmrec.stages.evaluate import decode_predictions
+
+DEMO = Path(__file__).resolve().parents[1] / "reports" / "demo"
+NAMES = ("precision@3", "recall@3", "mrr")
+MANIFEST = {
+    "experiment": "x",
+    "spec_hash": "abc123def456",
+    "provider": "fake",
+    "backend": "fake(min_z=4)",
+    "dataset": {"format": "synthetic", "path": None},
+    "models": [
+        {"variant": "profileData50", "role": "baseline", "model": "fake-llm"},
+        {"variant": "profileData50", "role": "finetuned", "model": "ft:fake-llm:x:1"},
+    ],
+    "finished": "2026-01-02T03:04:05+00:00",
+}
+
+
+def _model(role: str, label: str, values: tuple[float, ...]) -> ModelScores:
+    return ModelScores(
+        role,  # type: ignore[arg-type]
+        label,
+        f"{label.lower()}-model",
+        100,
+        0,
+        tuple(zip(NAMES, values, strict=True)),
+        intervals=tuple((n, v - 0.01, v + 0.01) for n, v in zip(NAMES, values, strict=True)),
+    )
+
+
+def _comparison(a: str, b: str, metric: str, difference: float, p_holm: float) -> Comparison:
+    return Comparison(a, b, metric, 100, 0.5, 0.5 - difference, difference, -0.1, 0.1, p_holm, p_holm)
+
+
+def _variant(
+    name: str = "profileData50", test_users: int = 100, min_test_users: int | None = 50
+) -> VariantResults:
+    return VariantResults(
+        name=name,
+        sampling=(("watch_factor", 0.5),),
+        counts=(
+            ("eligible_users", 1000),
+            ("sampled_users", 900),
+            ("with_ground_truth", 800),
+            ("test_users", test_users),
+        ),
+        models=(
+            _model("baseline", "Baseline", (0.1, 0.05, 0.2)),
+            _model("finetuned", "Fine-tuned", (0.4, 0.2, 0.5)),
+            _model("classic", "EASE", (0.3, 0.25, 0.4)),
+            _model("ideal", "Ideal", (0.9, 0.9, 1.0)),
+        ),
+        comparisons=(
+            _comparison("Fine-tuned", "Baseline", "precision@3", 0.3, 0.001),
+            _comparison("Fine-tuned", "Baseline", "recall@3", 0.15, 0.2),
+            _comparison("Fine-tuned", "Baseline", "mrr", 0.3, 0.001),
+            _comparison("Fine-tuned", "EASE", "precision@3", 0.1, 0.01),
+            _comparison("Fine-tuned", "EASE", "recall@3", -0.05, 0.04),
+            _comparison("Fine-tuned", "EASE", "mrr", 0.1, 0.3),
+        ),
+        confidence=0.95,
+        min_test_users=min_test_users,
+    )
+
+
+def _results(*variants: VariantResults) -> Results:
+    return Results("x", "A title", NAMES, variants or (_variant(),))
+
+
+def test_header_lists_manifest_facts_and_simulator_banner() -> None:
+    """The header names date, dataset, provider, base and fine-tuned ids, spec hash; fake: a banner."""
+    page = render_report(_results(), manifest=MANIFEST)
+    header = page[: page.index("</header>")]
+
+    for text in ("2026-01-02T03:04:05+00:00", "synthetic, 1,000 eligible users", "fake — fake(min_z=4)"):
+        assert text in header
+    assert "<dt>Base model</dt><dd>fake-llm</dd>" in header
+    assert "ft:fake-llm:x:1 (profileData50)" in header
+    assert "<dt>Spec hash</dt><dd>abc123def456</dd>" in header
+    assert "These LLM numbers come from a simulator" in header
+    assert "simulator" not in render_report(_results(), manifest={**MANIFEST, "provider": "openai"}).lower()
+
+
+def test_too_small_variant_gets_a_banner_and_a_verdict_warning() -> None:
+    """A variant with fewer test users than min_test_users is flagged in the header and in its verdict."""
+    page = render_report(_results(_variant(test_users=3, min_test_users=100)))
+
+    assert 'id="banner-small-2"' in page
+    assert "Too few test users in profileData50:</strong> 3 scored, the spec asks for at least 100" in page
+    assert "Only 3 test users" in page
+    assert "banner-small" not in render_report(_results())
+
+
+def test_verdict_names_winners_and_significant_directions() -> None:
+    """The verdict says who wins each metric (not Ideal), which differences are significant, which way."""
+    page = render_report(_results())
+    verdict = page[page.index('id="verdict-2"') : page.index("</ul>", page.index('id="verdict-2"'))]
+
+    assert "Fine-tuned has the best value on 2 of 3 metrics (Precision@3, MRR)." in verdict
+    assert "EASE has the best value on 1 of 3 metrics (Recall@3)." in verdict
+    assert "Ideal" not in verdict
+    assert (
+        "Fine-tuned vs Baseline: significantly better on 2 of 3 (Precision@3, MRR); "
+        "no significant difference on 1 of 3 (Holm-corrected p &lt; 0.05)." in verdict
+    )
+    assert (
+        "Fine-tuned vs EASE: significantly better on 1 of 3 (Precision@3); "
+        "significantly worse on 1 of 3 (Recall@3)" in verdict
+    )
+
+
+def test_significance_letters_carry_direction_and_best_cell_is_bold() -> None:
+    """A cell lists the letters of the columns it significantly beats; a loss marks the winner's cell."""
+    table = metric_table(2, _variant(), NAMES)
+    letters = {c.label: c.letter for c in table.columns}
+    rows = dict(table.rows)
+
+    assert letters == {
+        "Baseline": "a",
+        "Fine-tuned": "b",
+        "EASE": "c",
+        "Ideal": "",
+        "Paper Baseline": "",
+        "Paper Fine-tuned": "",
+    }
+    assert rows["Precision@3"][1].beats == ("a", "c")
+    assert rows["Recall@3"][1].beats == ()  # n.s. against Baseline, a loss against EASE
+    assert rows["Recall@3"][2].beats == ("b",)
+    assert [c.best for c in rows["Recall@3"]][:4] == [False, False, True, False]  # Ideal never bold
+    assert rows["MRR"][1].best
+
+
+def test_paper_column_holds_published_values_and_difference() -> None:
+    """profileData50 gets Table 2's published values and our value minus the paper's; other names none."""
+    table = metric_table(2, _variant(), NAMES)
+    rows = dict(table.rows)
+    paper_ft = rows["Precision@3"][-1]
+
+    assert table.paper is not None
+    assert table.paper.number == 2
+    assert paper_ft.value == "0.4284"
+    assert paper_ft.note == f"Δ {0.4 - 0.4284:+.4f}"
+    assert rows["Precision@3"][-2].value == "0.0198"
+    assert metric_table(2, _variant(name="mine"), NAMES).paper is None
+    assert [(t.number, t.variant) for t in paper_tables()] == [(2, "profileData50"), (3, "profileData60")]
+    assert dict(paper_tables()[1].values)["finetuned"][-1] == ("map", 0.3009)
+
+
+def test_table_csv_and_latex() -> None:
+    """The CSV has a value and interval per column; the LaTeX uses booktabs, bold best cells, superscripts."""
+    table = metric_table(2, _variant(), NAMES)
+    csv_rows = table_csv(table).splitlines()
+    latex = table_latex(table)
+
+    assert csv_rows[0].startswith("metric,Baseline,Baseline low,Baseline high,Fine-tuned,")
+    assert csv_rows[0].endswith(",Paper Baseline,Paper Fine-tuned")
+    assert csv_rows[1].startswith("Precision@3,0.1,0.0900,0.1100,0.4,0.3900,0.4100,")
+    assert "\\toprule" in latex
+    assert "\\midrule" in latex
+    assert "\\bottomrule" in latex
+    assert "\\textbf{0.4000}$^{ac}$" in latex
+    assert (
+        "Metric & Baseline (a) & Fine-tuned (b) & EASE (c) & Ideal & Paper Baseline & Paper Fine-tuned \\\\"
+        in latex
+    )
+
+
+def test_report_files_hold_tables_explorer_and_are_deterministic() -> None:
+    """report_files gives the page, plotly.js, the explorer data and the tables, the same bytes twice."""
+    preds = _predictions(5)
+    first = report_files(_results(), manifest=MANIFEST, predictions=preds)
+    second = report_files(_results(), manifest=dict(MANIFEST), predictions=list(preds))
+
+    assert first == second
+    assert sorted(first) == [
+        "explorer/1.js",
+        "explorer/titles.js",
+        "index.html",
+        "plotly.min.js",
+        "tables/table-2.csv",
+        "tables/table-2.tex",
+    ]
+    page = first["index.html"]
+    assert '<script src="explorer/1.js"></script>' in page
+    assert '<script src="explorer/titles.js"></script>' in page
+
+
+def test_results_json_is_embedded_and_re_extractable() -> None:
+    """The page embeds results.json (NaN as null); the numbers come back from the HTML alone."""
+    variant = _variant()
+    nan_model = attrs.evolve(
+        variant.models[0], metrics=(("precision@3", math.nan), *variant.models[0].metrics[1:])
+    )
+    results = _results(attrs.evolve(variant, models=(nan_model, *variant.models[1:])))
+    page = render_report(results)
+    raw = re.search(r'<script type="application/json" id="results-data">(.*?)</script>', page, re.S)
+
+    assert raw is not None
+    data = json.loads(raw.group(1))
+    assert data["variants"][0]["models"][1]["metrics"]["mrr"] == 0.5
+    assert data["variants"][0]["models"][0]["metrics"]["precision@3"] is None
+
+
+def _predictions(users: int, title: str = "Movie") -> list[Prediction]:
+    out = []
+    for u in range(users):
+        for role, model in (("baseline", "base"), ("finetuned", "ft:base"), ("classic", "EASE")):
+            items = tuple(
+                PredictionItem(
+                    rank=r + 1,
+                    title=f"{title} {u * 7 + r} ({1950 + r})"
+                    if role == "classic"
+                    else f"{title} {u * 7 + r}",
+                    match="id" if role == "classic" else ("unmatched" if r == 9 else "exact"),
+                    movie_ids=(u * 7 + r,),
+                    scored_as=u * 7 + r,
+                    hit=role == "finetuned" and r == 0,
+                    text=None if role == "classic" else f"{title} {u * 7 + r} ({1950 + r})",
+                )
+                for r in range(10)
+            )
+            raw = None if role == "classic" else "\n".join(f"{i.rank}. {i.text}" for i in items)
+            out.append(
+                Prediction(
+                    variant="profileData50",
+                    seed=7,
+                    role=role,
+                    model=model,
+                    user=u,
+                    profile=tuple(range(10)),
+                    ground_truth=(u * 7,),
+                    items=items,
+                    ranked=tuple(i.scored_as for i in items),
+                    metrics=(("precision@3", 0.0),),
+                    profile_titles=tuple(f"Profile movie {u + k} ({1990 + k})" for k in range(10)),
+                    ground_truth_titles=(f"{title} {u * 7}",),
+                    raw_text=raw,
+                )
+            )
+    return out
+
+
+def test_explorer_data_shape_and_escaping() -> None:
+    """Each user holds profile, ground truth, each model's items with hits; markup is escaped in the JSON."""
+    evil = "</script><img src=x onerror=alert(1)>"
+    files = explorer_files(_predictions(2, title=evil))
+    js = files["explorer/1.js"]
+    data = json.loads(js.removeprefix("window.llmrecExplorer.push(").removesuffix(");\n"))
+    titles = json.loads(
+        files["explorer/titles.js"].removeprefix("window.llmrecTitles = ").removesuffix(";\n")
+    )
+
+    assert "<" not in js
+    assert "<" not in files["explorer/titles.js"]
+    assert [m[1] for m in data["models"]] == ["baseline", "finetuned", "classic"]
+    user = data["users"][0]
+    assert [titles[i] for i in user[2]] == [f"{evil} 0"]
+    base, tuned, classic = user[3]
+    assert base[2] == 0
+    assert classic[2] is None
+    assert tuned[1][0][1] == 1
+    assert base[1][0][1] == 0
+    assert base[1][9][2] == "unmatched"
+
+
+def test_explorer_stays_under_two_megabytes_at_1000_test_users() -> None:
+    """1,000 test users with three lists of ten each: the explorer data and the page stay under 2 MB."""
+    preds = _predictions(1000)
+    files = report_files(_results(), manifest=MANIFEST, predictions=preds)
+    size = sum(len(v.encode()) for k, v in files.items() if k != "plotly.min.js")
+
+    assert size < 2_000_000, size
+
+
+def test_index_lists_runs_and_compares_two() -> None:
+    """The index links each run's report with headline metrics and compares the first two side by side."""
+    a = _results()
+    b = attrs.evolve(a, experiment="y")
+    page = render_index([RunSummary("x/index.html", a, MANIFEST), RunSummary("y/index.html", b)])
+
+    assert '<a href="x/index.html">x</a>' in page
+    assert '<a href="y/index.html">y</a>' in page
+    assert "Side by side: x / y" in page
+    assert "0.5000 / 0.5000 (+0.0000)" in page
+    assert "Ideal" not in page
+
+
+@pytest.fixture
+def demo_copy(tmp_path: Path) -> Path:
+    if not (DEMO / "results.json").is_file():
+        pytest.fail("reports/demo/results.json is committed with the repository")
+    src = tmp_path / "src"
+    shutil.copytree(DEMO, src)
+    return src
+
+
+def test_cli_report_rebuilds_from_a_report_folder(
+    demo_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`llmrec report FOLDER --out DIR` writes DIR/<experiment>/ with the page, data, tables, and an index."""
+    out = tmp_path / "out"
+
+    assert main(["report", str(demo_copy), "--out", str(out)]) == 0
+    folder = out / "demo"
+    for name in (
+        "index.html",
+        "plotly.min.js",
+        "results.json",
+        "manifest.json",
+        "predictions.jsonl",
+        "explorer/1.js",
+        "tables/table-2.tex",
+    ):
+        assert (folder / name).is_file(), name
+    assert (folder / "results.json").read_bytes() == (demo_copy / "results.json").read_bytes()
+    assert '<a href="demo/index.html">demo</a>' in (out / "index.html").read_text(encoding="utf-8")
+    first = (folder / "index.html").read_bytes()
+    assert main(["report", str(folder), "--out", str(out)]) == 0  # rebuilding the rebuilt folder in place
+    assert (folder / "index.html").read_bytes() == first
+    assert f"report: {out / 'index.html'}" in capsys.readouterr().out
+
+
+def test_cli_report_reads_a_run_directory(demo_copy: Path, tmp_path: Path) -> None:
+    """A run directory's evaluate stage is enough: no provider, no dataset, no manifest."""
+    stage = tmp_path / "runs" / "demo" / "stages" / "evaluate-0123"
+    stage.mkdir(parents=True)
+    results = json.loads((demo_copy / "results.json").read_text(encoding="utf-8"))
+    (stage / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    shutil.copy(demo_copy / "predictions.jsonl", stage / "predictions.jsonl")
+    out = tmp_path / "out"
+
+    assert main(["report", str(tmp_path / "runs" / "demo"), "--out", str(out)]) == 0
+    page = (out / "demo" / "index.html").read_text(encoding="utf-8")
+    assert "No run manifest was given" in page
+    assert 'id="explorer-users"' in page
+    assert len(decode_predictions((out / "demo" / "predictions.jsonl").read_bytes())) > 0
+
+
+def test_cli_report_names_a_bad_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder that is neither a report nor a run directory is a clear error, exit code 2."""
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "expected a report folder (results.json) or a run directory (stages/)" in capsys.readouterr().err
+
+
+def test_usage_and_finetune_jobs_come_from_the_manifest() -> None:
+    """The tokens section lists the manifest's usage and each fine-tune job's id, status, model, tokens."""
+    manifest = {
+        **MANIFEST,
+        "usage": {"prompt_tokens": 140426, "completion_tokens": 67153},
+        "finetune_jobs": [
+            {
+                "variant": "profileData50",
+                "job": "ftjob-1",
+                "status": "succeeded",
+                "model": "ft:x",
+                "trained_tokens": 781188,
+            }
+        ],
+    }
+    page = render_report(_results(), manifest=manifest)
+    section = page[page.index('id="details-usage"') : page.index('id="details-protocol"')]
+
+    assert '<tr><th scope="row">prompt tokens</th><td class="num">140,426</td></tr>' in section
+    assert (
+        '<code>ftjob-1</code></td><td>succeeded</td><td><code>ft:x</code></td><td class="num">781,188</td>'
+        in section
+    )
+    assert "records no cost, token usage or fine-tuning jobs" in render_report(_results(), manifest={})
+
+
+def test_cost_and_training_curves_come_from_the_manifest() -> None:
+    """Estimated vs actual cost and tokens are listed; each reported curve quantity is one line."""
+    manifest = {
+        **MANIFEST,
+        "cost": {
+            "currency": "USD",
+            "prices_as_of": "2026-12-01",
+            "estimated_usd": {"low": 1.5, "expected": 2.25, "worst": 4.0},
+            "estimated_tokens": {"expected": 1719716, "worst": 2538294},
+            "actual_usd": 2.1,
+            "actual_tokens": {"inference": 207579, "training": 1301432},
+        },
+        "training_curves": [
+            {
+                "variant": "profileData50",
+                "points": [
+                    {"step": 1.0, "train_loss": 2.0},
+                    {"step": 2.0, "train_loss": 1.5, "valid_loss": 1.7},
+                ],
+            },
+            {"variant": "profileData60", "points": [{"step": 1.0, "valid_hit_rate": 0.4}]},
+        ],
+    }
+    page = render_report(_results(), manifest=manifest)
+    section = page[page.index('id="details-usage"') : page.index('id="details-protocol"')]
+
+    assert '<td class="num">1.50 USD / 2.25 USD / 4.00 USD</td>' in section
+    assert '<td class="num">2.10 USD</td>' in section
+    assert "inference 207,579, training 1,301,432" in section
+    from tests.test_report import _plotly_call
+
+    data, _layout = _plotly_call(section[section.index('id="training-chart"') :])
+    assert [(t["name"], t["x"], t["y"]) for t in data] == [
+        ("profileData50: train loss", [1.0, 2.0], [2.0, 1.5]),
+        ("profileData50: validation loss", [2.0], [1.7]),
+        ("profileData60: validation hit rate", [1.0], [0.4]),
+    ]
+    assert 'id="training-chart"' not in render_report(_results(), manifest=MANIFEST)
