@@ -391,6 +391,7 @@ def run_stages(
                 ds.movies,
                 matcher,
                 percentiles,
+                ds.ratings,
             )
             for seed in seeds
         ]

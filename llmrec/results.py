@@ -21,6 +21,7 @@ __all__ = [
     "Funnel",
     "ModelRole",
     "ModelScores",
+    "Popularity",
     "Prediction",
     "PredictionItem",
     "Results",
@@ -175,6 +176,31 @@ class Funnel:
 
 
 @attrs.frozen
+class Popularity:
+    """
+    How much of a variant's ground truth is plain popularity: where the test users' ground-truth
+    movies rank among the catalogue by the number of interactions in the classic baselines' fitting
+    data (rank 1 = most popular; ties by smaller movie id, as MostPopular breaks them).
+
+    Every (test user, ground-truth movie) pair counts once. High top-20 / top-100 shares and a low
+    median rank mean the variant measures fame more than taste.
+    """
+
+    source: str = ""
+    """The fitting data counted: "ratings_without_test_users" or "train_pairs" (evaluation.baseline_fit)."""
+    catalogue: int = 0
+    """Movies ranked (the whole catalogue, unrated movies last)."""
+    items: int = 0
+    """Ground-truth entries counted (summed over the test users)."""
+    top20_share: float = math.nan
+    """Share of the ground-truth entries that are among the 20 most popular movies."""
+    top100_share: float = math.nan
+    """Share of the ground-truth entries that are among the 100 most popular movies."""
+    median_rank: float = math.nan
+    """Median popularity rank of the ground-truth entries."""
+
+
+@attrs.frozen
 class Comparison:
     """
     Model A against model B on one metric, paired over the same test users.
@@ -196,7 +222,7 @@ class Comparison:
     p_value: float
     """Two-sided paired sign-flip permutation p-value."""
     p_holm: float
-    """The p-value after Holm's correction across the table's metric rows for this pair of models."""
+    """The p-value after Holm's correction within the variant's family (``VariantResults.holm_family``)."""
 
 
 @attrs.frozen
@@ -215,6 +241,11 @@ class VariantResults:
     """Level of the intervals (e.g. 0.95), when computed."""
     min_test_users: int | None = None
     """The spec's ``evaluation.min_test_users``: fewer scored test users flag the variant as too small."""
+    holm_family: str | None = None
+    """The family ``p_holm`` was adjusted in: "table" (all of the variant's comparisons x metrics) or
+    "comparison" (each pair of models' metric rows); None in results from before the choice existed."""
+    popularity: Popularity | None = None
+    """How much of the test users' ground truth is among the most popular movies of the fitting data."""
 
     @property
     def test_users(self) -> int:

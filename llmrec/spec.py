@@ -46,6 +46,7 @@ __all__ = [
     "FinetuneSpec",
     "GroundTruthExclusion",
     "GroundTruthRule",
+    "HolmFamily",
     "InferenceSpec",
     "LocalProviderSpec",
     "LoraSpec",
@@ -77,6 +78,7 @@ NeighborPool = Literal["all_users", "sampled_users"]
 GroundTruthExclusion = Literal["rated", "profile"]
 BaselineKind = Literal["random", "popular", "item_knn", "ease"]
 BaselineFit = Literal["ratings_without_test_users", "train_pairs"]
+HolmFamily = Literal["table", "comparison"]
 MatchMode = Literal["exact", "normalized", "fuzzy"]
 OutputMode = Literal["list", "json"]
 GroundTruthRule = Literal["neighbors", "future", "knn"]
@@ -492,6 +494,9 @@ class VariantSpec:
     max_ground_truth: int | None = _field(None, _positive_int())
     """Overrides sampling.max_ground_truth for this variant."""
 
+    ground_truth_excludes: GroundTruthExclusion | None = None
+    """Overrides sampling.ground_truth_excludes for this variant (the paper's "rated" and "profile" readings side by side, as in specs/paper-readings.toml)."""
+
     ground_truth: GroundTruthRule | None = None
     """Overrides sampling.ground_truth for this variant (e.g. one "neighbors" and one "future" variant side by side)."""
 
@@ -814,7 +819,10 @@ class EvaluationSpec:
     """Bootstrap resamples for the 95 % confidence intervals of means and paired differences."""
 
     permutations: int = _field(10000, _positive_int())
-    """Sign-flip permutations for the paired p-values (Holm-adjusted across a table's rows)."""
+    """Sign-flip permutations for the paired p-values (Holm-adjusted within holm_family)."""
+
+    holm_family: HolmFamily = "table"
+    """The family Holm's correction controls: "table" (every comparison x metric of a variant together) or "comparison" (each pair of models' metric rows on their own, less strict); see docs/statistics.md."""
 
     confidence: float = _field(0.95, (lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
     """Confidence level of the bootstrap intervals."""

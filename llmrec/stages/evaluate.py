@@ -16,8 +16,9 @@ from typing import Any
 import attrs
 import numpy as np
 
+from llmrec.baselines import interactions_from_pairs, interactions_from_ratings
 from llmrec.codec import CONVERTER, check_schema
-from llmrec.data import Movies
+from llmrec.data import Movies, Ratings
 from llmrec.keys import stage_key
 from llmrec.metrics import hits, ideal_scores, score_list
 from llmrec.parsing import AnswerFlags, TitleMatcher, answer_flags, parse_recommendations
@@ -30,6 +31,7 @@ from llmrec.results import (
     Funnel,
     ModelRole,
     ModelScores,
+    Popularity,
     Prediction,
     PredictionItem,
     Results,
@@ -44,11 +46,20 @@ from llmrec.stages.ground_truth import Truth
 from llmrec.stages.infer import fingerprint
 from llmrec.stages.sample import SPLITS, Sampled
 from llmrec.stages.training_files import TrainingFiles
-from llmrec.stats import bootstrap_mean_ci, compare_paired, derive_seed, holm
+from llmrec.stats import PairedComparison, bootstrap_mean_ci, compare_paired, derive_seed, holm
 from llmrec.store import StageDir
 from llmrec.text import safe_text
 
-__all__ = ["Evaluated", "LLMAnswers", "VariantInputs", "combine_seeds", "key", "score_seed"]
+__all__ = [
+    "Evaluated",
+    "LLMAnswers",
+    "VariantInputs",
+    "combine_seeds",
+    "fit_counts",
+    "key",
+    "score_seed",
+    "truth_popularity",
+]
 
 
 @attrs.frozen(eq=False)
@@ -137,17 +148,36 @@ def score_seed(
     movies: Movies,
     matcher: TitleMatcher,
     percentiles: np.ndarray[Any, np.dtype[np.float64]],
+    ratings: Ratings | None = None,
 ) -> Evaluated:
     """
-    Score every variant of one seed.
+    Score every variant of one seed; with ``ratings`` (the dataset's), also each variant's
+    ground-truth popularity in the baselines' fitting data.
     """
     evaluation = spec.evaluation
     n = spec.prompt.n_recommendations
     out: list[VariantResults] = []
     predictions: list[Prediction] = []
+    shared_counts: dict[str, tuple[str, np.ndarray[Any, np.dtype[np.int64]]]] = {}
     for v in variants:
         test_rows = v.files.members["test"]
         truth = v.truth.truth
+        popularity = None
+        if ratings is not None:
+            train = v.files.members["train"]
+            shared = evaluation.baseline_fit == "ratings_without_test_users"  # one fit per seed
+            if not shared or "ratings" not in shared_counts:
+                shared_counts["ratings" if shared else v.name] = fit_counts(
+                    evaluation.baseline_fit,
+                    ratings,
+                    test_users=v.sampled.sample.users[v.sampled.splits == 2],
+                    train_profiles=[v.truth.profiles[i] for i in train],
+                    train_truths=[truth.movies[i] for i in train],
+                )
+            source, per_movie = shared_counts["ratings" if shared else v.name]
+            popularity = truth_popularity(
+                per_movie, movies.ids, [truth.movies[i] for i in test_rows], source=source
+            )
         scored: list[_Scored] = []
         for llm in v.llms:
             entry = _Scored(llm.role, llm.label, llm.model, None)
@@ -269,6 +299,8 @@ def score_seed(
                 comparisons=_comparisons(scored, names, spec, seed, v.name),
                 confidence=evaluation.confidence,
                 min_test_users=evaluation.min_test_users,
+                holm_family=evaluation.holm_family,
+                popularity=popularity,
             )
         )
     results = Results(
@@ -302,6 +334,71 @@ def combine_seeds(seeds: Sequence[int], runs: Sequence[Evaluated]) -> Evaluated:
     return Evaluated(
         results=attrs.evolve(first.results, seeds=tuple(seeds), spread=spread),
         predictions=tuple(p for run in runs for p in run.predictions),
+    )
+
+
+def fit_counts(
+    baseline_fit: str,
+    ratings: Ratings,
+    *,
+    test_users: np.ndarray[Any, np.dtype[np.integer[Any]]],
+    train_profiles: Sequence[np.ndarray[Any, np.dtype[np.integer[Any]]]],
+    train_truths: Sequence[np.ndarray[Any, np.dtype[np.integer[Any]]]],
+) -> tuple[str, np.ndarray[Any, np.dtype[np.int64]]]:
+    """
+    Interactions per movie id (``np.bincount`` over the movie column, index = id) in the data the
+    classic baselines are fitted on, and its source: every rating but the test users' (for
+    ``baseline_fit = "ratings_without_test_users"``), or the training users' profile and
+    ground-truth movies (``"train_pairs"``).
+    """
+    if baseline_fit == "train_pairs":
+        fitted = interactions_from_pairs(train_profiles, train_truths)
+    else:
+        fitted = interactions_from_ratings(ratings, exclude_users=test_users)
+    return str(fitted.source), np.bincount(fitted.movies.astype(np.int64))
+
+
+def truth_popularity(
+    counts: np.ndarray[Any, np.dtype[np.int64]],
+    catalogue: np.ndarray[Any, np.dtype[np.integer[Any]]],
+    truths: Sequence[Sequence[int] | np.ndarray[Any, np.dtype[np.integer[Any]]]],
+    *,
+    source: str,
+) -> Popularity:
+    """
+    Where ground-truth movies rank by popularity in the fitting data.
+
+    Args:
+        counts: interactions per movie id (index = id; ids past the end count 0).
+        catalogue: the movie ids to rank (ranks 1..len: most interactions first, ties by smaller id).
+        truths: each user's ground-truth movie ids (every entry counts once).
+        source: what ``counts`` was counted on.
+
+    Raises:
+        ValueError: when a ground-truth movie is not in ``catalogue``.
+    """
+    ids = np.asarray(catalogue, dtype=np.int64)
+    size = int(max(int(ids.max()) + 1 if len(ids) else 0, len(counts)))
+    padded = np.zeros(size, dtype=np.int64)
+    padded[: len(counts)] = counts
+    order = np.lexsort((ids, -padded[ids]))
+    rank = np.zeros(size, dtype=np.int64)
+    rank[ids[order]] = np.arange(1, len(ids) + 1)
+    parts = [np.asarray(t, dtype=np.int64) for t in truths]
+    items = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    ranks = rank[items]
+    if np.any(ranks == 0):
+        msg = "a ground-truth movie is not in the catalogue"
+        raise ValueError(msg)
+    if len(ranks) == 0:
+        return Popularity(source=source, catalogue=len(ids))
+    return Popularity(
+        source=source,
+        catalogue=len(ids),
+        items=len(ranks),
+        top20_share=float(np.mean(ranks <= 20)),
+        top100_share=float(np.mean(ranks <= 100)),
+        median_rank=float(np.median(ranks)),
     )
 
 
@@ -357,7 +454,9 @@ def _comparisons(
 ) -> tuple[Comparison, ...]:
     """
     Paired comparisons: fine-tuned vs zero-shot, and each LLM vs the best classic baseline (highest
-    mean MAP), each with a bootstrap interval and a sign-flip p-value, Holm-adjusted across the rows.
+    mean MAP), each with a bootstrap interval and a sign-flip p-value, Holm-adjusted within
+    ``evaluation.holm_family``: every comparison x metric of the variant ("table") or each pair's
+    metric rows ("comparison").
     """
     by_role = {e.role: e for e in scored if e.role not in ("classic", "ideal")}
     classics = [e for e in scored if e.role == "classic" and e.rows]
@@ -368,8 +467,8 @@ def _comparisons(
         j = list(names).index("map") if "map" in names else 0
         best = max(classics, key=lambda e: (float(np.mean([r[j] for r in e.rows])), e.label))
         pairs += [(by_role[role], best) for role in ("finetuned", "few_shot", "baseline") if role in by_role]
-    out: list[Comparison] = []
     evaluation = spec.evaluation
+    tested: list[tuple[_Scored, _Scored, list[PairedComparison]]] = []
     for a, b in pairs:
         if len(a.rows) < 2:
             continue
@@ -387,7 +486,14 @@ def _comparisons(
             )
             for j, n in enumerate(names)
         ]
-        adjusted = holm([c.p_value for c in found])
+        tested.append((a, b, found))
+    if evaluation.holm_family == "table":
+        flat = holm([c.p_value for _, _, found in tested for c in found]).tolist()
+        families = [flat[i * len(names) : (i + 1) * len(names)] for i in range(len(tested))]
+    else:
+        families = [holm([c.p_value for c in found]).tolist() for _, _, found in tested]
+    out: list[Comparison] = []
+    for (a, b, found), adjusted in zip(tested, families, strict=True):
         out += [
             Comparison(
                 a=a.label,
