@@ -72,6 +72,10 @@ class _VariantView:
     confidence: str
     csv_file: str
     tex_file: str
+    holm_family: str = "across the metric rows of each pair"
+    """How Holm's correction was applied, as caption text."""
+    popularity: str = ""
+    """How much of the ground truth is plain popularity, as one sentence ("" when unknown)."""
 
 
 def render_report(
@@ -366,6 +370,24 @@ def _some(names: list[str], total: int) -> str:
     return f"{len(names)} of {total} ({', '.join(names)})"
 
 
+def _holm_family_text(family: str | None) -> str:
+    if family == "table":
+        return "across every pair and metric row of the variant (one family)"
+    return "across the metric rows of each pair"
+
+
+def _popularity_text(variant: VariantResults) -> str:
+    pop = variant.popularity
+    if pop is None or not pop.items or math.isnan(pop.top100_share):
+        return ""
+    return (
+        f"Popularity: {pop.top100_share:.0%} of the test users' ground-truth movies are among the 100 most "
+        f"popular of the fitting data ({pop.top20_share:.0%} among the top 20); median popularity rank "
+        f"{pop.median_rank:,.0f} of {pop.catalogue:,}. A high share means this variant rewards fame more "
+        "than taste."
+    )
+
+
 def _variant_view(number: int, variant: VariantResults, results: Results) -> _VariantView:
     """
     The formatted part of one variant.
@@ -378,6 +400,8 @@ def _variant_view(number: int, variant: VariantResults, results: Results) -> _Va
         table=table,
         letters=tuple(letters_of(table).items()),
         verdict=_verdict(variant, metric_names),
+        holm_family=_holm_family_text(variant.holm_family),
+        popularity=_popularity_text(variant),
         too_small=variant.too_small,
         test_users=variant.test_users,
         min_test_users=variant.min_test_users,
