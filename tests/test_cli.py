@@ -325,8 +325,11 @@ def test_bad_data_file_exits_2_naming_file_and_line(workdir, capsys):
 
 def test_local_provider_without_its_extra_says_how_to_install(workdir, capsys, monkeypatch):
     """provider.kind = "local" without llmrec[local] fails with exit 1 and a one-line instruction."""
+    import llmrec.providers.local
+
     for name in ("torch", "transformers", "trl", "peft"):
         monkeypatch.setitem(sys.modules, name, None)  # "import torch" now fails, installed or not
+    monkeypatch.setattr(llmrec.providers.local, "_LIBS", None)  # as in a process that never loaded them
     spec = SMALL.replace("[finetune]", '[provider]\nkind = "local"\n[finetune]')
     (workdir / "lo.toml").write_text(spec)
     code = cli.main(["run", "lo.toml", "--quiet"])
