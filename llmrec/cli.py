@@ -24,12 +24,13 @@ from typing import Any
 
 import attrs
 
+from llmrec.console import make_progress
 from llmrec.data import Dataset
 from llmrec.errors import DataError, LlmrecError, ProviderError, SpecError, SpecProblem
 from llmrec.estimate import CostEstimate, actual_cost, render_estimate
 from llmrec.pipeline import ExperimentOutcome, estimate_run, expected_stages, run_stages
 from llmrec.prompts import system_text
-from llmrec.providers.base import Backend, Usage, as_backend
+from llmrec.providers.base import Backend, Progress, Usage, as_backend
 from llmrec.providers.fake import FakeProvider
 from llmrec.providers.pricing import default_prices
 from llmrec.report import report_files
@@ -311,7 +312,7 @@ def _synth(ratings: int, out: str, seed: int) -> int:
     return EXIT_OK
 
 
-def _backend(spec: Spec, dataset: Callable[[], Dataset], run_dir: Path, progress: _Progress) -> Backend:
+def _backend(spec: Spec, dataset: Callable[[], Dataset], run_dir: Path, progress: Progress) -> Backend:
     if spec.provider.kind == "fake":
         settings = spec.provider.fake
         fake = FakeProvider(
@@ -367,42 +368,6 @@ def _data_bytes(spec: Spec) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
 
 
-class _Progress:
-    """
-    Progress lines on stderr with rate and ETA, at most two a second per stage.
-    """
-
-    def __init__(self, quiet: bool) -> None:
-        self._quiet = quiet
-        self._last: dict[str, float] = {}
-        self._first: dict[str, tuple[float, int]] = {}
-
-    def __call__(
-        self, stage: str, done: int, total: int | None, *, rate: float | None = None, note: str = ""
-    ) -> None:
-        if self._quiet:
-            return
-        now = time.monotonic()
-        start = self._first.setdefault(stage, (now, done))
-        finished = total is not None and done >= total
-        if not finished and now - self._last.get(stage, 0.0) < 0.5:
-            return
-        self._last[stage] = now
-        elapsed = now - start[0]
-        line = f"  {stage}: {done}/{total}" if total is not None else f"  {stage}: {done}"
-        speed = (done - start[1]) / elapsed if elapsed > 0 else 0.0
-        if speed > 0 and not finished:
-            line += f" ({speed:.1f}/s"
-            if total is not None:
-                line += f", ETA {max(0.0, (total - done) / speed):.0f} s"
-            line += ")"
-        if rate is not None:
-            line += f" {rate:.1f} {note}".rstrip()
-        elif note:
-            line += f" {note}"
-        print(line, file=sys.stderr)
-
-
 def _check_paths(spec_path: str, out: Path, runs: Path) -> None:
     problems = []
     if Path(spec_path).is_dir():
@@ -436,7 +401,7 @@ def _run(args: argparse.Namespace) -> int:
 
         shutil.rmtree(run_dir / "stages", ignore_errors=True)
         shutil.rmtree(run_dir / "fake-service", ignore_errors=True)
-    progress = _Progress(args.quiet)
+    progress = make_progress(quiet=args.quiet, stream=sys.stderr)
     store = DiskRunStore(run_dir, durable=spec.provider.kind != "fake")
     try:
         dataset = _dataset_loader(spec, runs, progress)
@@ -516,7 +481,7 @@ def _estimate(args: argparse.Namespace) -> int:
     runs = Path(args.runs)
     _check_paths(args.spec, runs, runs)
     _check_inputs(spec, args.spec)
-    progress = _Progress(args.quiet)
+    progress = make_progress(quiet=args.quiet, stream=sys.stderr)
     store = DiskRunStore(runs / spec.experiment.name, durable=spec.provider.kind != "fake")
     try:
         # compute: the cheap stages, stored so that the run reuses them
@@ -533,7 +498,7 @@ def _estimate(args: argparse.Namespace) -> int:
 
 
 def _check_budget(
-    spec: Spec, dataset: Callable[[], Dataset], store: DiskRunStore, progress: _Progress, source: str
+    spec: Spec, dataset: Callable[[], Dataset], store: DiskRunStore, progress: Progress, source: str
 ) -> None:
     """
     Refuse to start a run whose estimated cost exceeds ``budget_usd`` (the cheap stages it runs are
@@ -558,7 +523,7 @@ def _cost(
     spec: Spec,
     dataset: Callable[[], Dataset],
     store: DiskRunStore,
-    progress: _Progress,
+    progress: Progress,
     source: str,
     outcome: ExperimentOutcome,
 ) -> dict[str, Any]:
@@ -671,7 +636,7 @@ def _price_of(spec: Spec) -> Callable[[str, Usage], float] | None:
 
 
 def _estimate_with(
-    spec: Spec, dataset: Callable[[], Dataset], store: DiskRunStore, progress: _Progress, source: str
+    spec: Spec, dataset: Callable[[], Dataset], store: DiskRunStore, progress: Progress, source: str
 ) -> tuple[CostEstimate, tuple[str, ...]]:
     """
     The estimate of a run over its store (the cheap stages it needs are stored, or reused).
@@ -694,7 +659,7 @@ def _workers(spec: Spec, given: int | None) -> int:
     return given or (min(2, os.cpu_count() or 1) if _data_bytes(spec) >= 100_000_000 else 1)
 
 
-def _dataset_loader(spec: Spec, runs: Path, progress: _Progress) -> Callable[[], Dataset]:
+def _dataset_loader(spec: Spec, runs: Path, progress: Progress) -> Callable[[], Dataset]:
     cache: dict[str, Dataset] = {}
 
     def dataset() -> Dataset:
