@@ -28,6 +28,7 @@ from llmrec.console import make_progress
 from llmrec.data import Dataset
 from llmrec.errors import DataError, LlmrecError, ProviderError, SpecError, SpecProblem
 from llmrec.estimate import CostEstimate, actual_cost, render_estimate
+from llmrec.keys import llmrec_version
 from llmrec.pipeline import ExperimentOutcome, estimate_run, expected_stages, run_stages
 from llmrec.prompts import system_text
 from llmrec.providers.base import Backend, Progress, Usage, as_backend
@@ -58,19 +59,12 @@ def _on_term(signum: int, frame: FrameType | None) -> None:
     raise _Terminated
 
 
-def _version() -> str:
-    try:
-        return metadata.version("llmrec")
-    except metadata.PackageNotFoundError:  # running from a source tree without an install
-        return "0+unknown"
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmrec",
         description="Run, reproduce and extend 'LLM as recommender' experiments from a TOML spec.",
     )
-    parser.add_argument("--version", action="version", version=f"llmrec {_version()}")
+    parser.add_argument("--version", action="version", version=f"llmrec {llmrec_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run an experiment and publish its report")
@@ -423,7 +417,7 @@ def _run(args: argparse.Namespace) -> int:
             backend,
             store=store,
             data_fingerprint=_fingerprint(spec),
-            version=_version(),
+            version=llmrec_version(),
             progress=progress,
             wait=lambda: time.sleep(poll),
             # big datasets: spread the neighbour ground truth over the cores (forked workers)
@@ -646,7 +640,7 @@ def _estimate_with(
         dataset,
         store=store,
         data_fingerprint=_fingerprint(spec),
-        version=_version(),
+        version=llmrec_version(),
         prices=default_prices(),
         progress=progress,
         workers=_workers(spec, None),
@@ -755,7 +749,7 @@ def _manifest(
             if r is not None
         ],
         "versions": {
-            "llmrec": _version(),
+            "llmrec": llmrec_version(),
             "python": platform.python_version(),
             **{pkg: version(pkg) for pkg in ("numpy", "attrs", "cattrs", "jinja2", "plotly", "openai")},
         },

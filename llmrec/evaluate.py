@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from llmrec.data import Dataset
+from llmrec.keys import llmrec_version
 from llmrec.pipeline import ExperimentOutcome, run_stages
 from llmrec.providers.base import Backend, ChatCompleter, Progress, as_backend, no_progress
 from llmrec.spec import Spec
@@ -19,15 +20,6 @@ from llmrec.stages.infer import fingerprint as request_fingerprint
 from llmrec.store import MemoryRunStore, RunStore
 
 __all__ = ["ExperimentOutcome", "request_fingerprint", "run_experiment"]
-
-
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("llmrec")
-    except metadata.PackageNotFoundError:  # a source tree without an install
-        return "0+unknown"
 
 
 def run_experiment(
@@ -70,7 +62,7 @@ def run_experiment(
         as_backend(provider),
         store=store if store is not None else MemoryRunStore(),
         data_fingerprint=f"{dataset.source}:{len(dataset.ratings)}:{id(dataset)}",
-        version=_version(),
+        version=llmrec_version(),
         progress=progress,
         wait=wait,
         workers=workers,

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 import cattrs
 
-__all__ = ["canonical_json", "content_hash", "section_hash", "stage_key"]
+__all__ = ["canonical_json", "content_hash", "llmrec_version", "section_hash", "stage_key"]
 
 _CONVERTER = cattrs.Converter()
 
@@ -34,6 +34,19 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
     return value
+
+
+def llmrec_version() -> str:
+    """
+    The installed llmrec's version (part of every cheap stage's key), or "0+unknown" in a source
+    tree without an install.
+    """
+    from importlib import metadata
+
+    try:
+        return metadata.version("llmrec")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 def canonical_json(value: Any) -> str:

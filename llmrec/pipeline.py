@@ -102,6 +102,21 @@ def data_key(spec: Spec, fingerprint: str, version: str) -> str:
     return stage_key("load", reads, {"files": fingerprint}, version=version)
 
 
+def _seeds(spec: Spec) -> list[int]:
+    """
+    ``experiment.seed`` first, then every other seed of ``experiment.seeds`` once.
+    """
+    first = spec.experiment.seed
+    return [first, *(s for s in dict.fromkeys(spec.experiment.seeds) if s != first)]
+
+
+def _roles(spec: Spec) -> tuple[tuple[ModelRole, str], ...]:
+    """
+    The LLM columns of a variant: zero-shot, fine-tuned, and few-shot when ``prompt.few_shot`` > 0.
+    """
+    return _LLM_ROLES + ((("few_shot", "Few-shot"),) if spec.prompt.few_shot > 0 else ())
+
+
 def _suffix(experiment: str, variant: str) -> str:
     raw = f"{experiment}-{variant}".lower()
     return "".join(c if c.isalnum() or c == "-" else "-" for c in raw)[:40]
@@ -183,10 +198,7 @@ def _cheap_stages(
         loaded()
         return index.get()
 
-    seeds = [
-        spec.experiment.seed,
-        *(s for s in dict.fromkeys(spec.experiment.seeds) if s != spec.experiment.seed),
-    ]
+    seeds = _seeds(spec)
     plans: list[_Plan] = []
     for seed in seeds:
         tag = "" if seed == spec.experiment.seed else f"@seed{seed}"
@@ -315,7 +327,7 @@ def run_stages(
     models: list[tuple[str, str, str]] = []
     for plan in plans:
         llms: list[evaluate_stage.LLMAnswers] = []
-        roles = _LLM_ROLES + ((("few_shot", "Few-shot"),) if spec.prompt.few_shot > 0 else ())
+        roles = _roles(spec)
         for role, role_label in roles:
             model = plan.model if role == "finetuned" else spec.finetune.base_model
             assert model is not None
@@ -699,7 +711,7 @@ def estimate_run(
                 TrainingPlan(plan.label, base, examples, plan.files.examples("validation"), hyper.epochs)
             )
         finetuned = plan.model or (base if base.startswith("ft:") else f"ft:{base}")
-        roles = _LLM_ROLES + ((("few_shot", "Few-shot"),) if spec.prompt.few_shot > 0 else ())
+        roles = _roles(spec)
         for role, _ in roles:
             model = finetuned if role == "finetuned" else base
             item: InferenceItem = (
@@ -720,11 +732,8 @@ def expected_stages(spec: Spec) -> list[str]:
     The stage instances a run of ``spec`` has (for ``llmrec status``: the ones not started yet are
     "missing"). A variant with a given model has no fine-tune stage.
     """
-    seeds = [
-        spec.experiment.seed,
-        *(s for s in dict.fromkeys(spec.experiment.seeds) if s != spec.experiment.seed),
-    ]
-    roles = [r for r, _ in _LLM_ROLES] + (["few_shot"] if spec.prompt.few_shot > 0 else [])
+    seeds = _seeds(spec)
+    roles = [r for r, _ in _roles(spec)]
     out = ["load"]
     for seed in seeds:
         tag = "" if seed == spec.experiment.seed else f"@seed{seed}"
