@@ -131,6 +131,35 @@ class _Feed(Sequence[ChatRequest]):
             yield r
 
 
+def _prepare(
+    folder: StageDir,
+    requests: Sequence[ChatRequest],
+    progress: Progress,
+    stage: str,
+    known: Mapping[str, ChatResult] | None,
+) -> tuple[dict[str, ChatResult], set[str], int, list[tuple[str, ChatRequest]], int]:
+    """
+    What a stage still has to ask: the stored answers (plus those copied from ``known`` into its
+    log), the requests sent but never answered, how many requests are answered already, the
+    distinct requests to send, and the number of distinct requests; the plan is written once.
+    """
+    answered, in_flight = _stored(folder)
+    prints = [fingerprint(r) for r in requests]
+    if known is not None:
+        log = folder.log("answers")
+        for fp in dict.fromkeys(prints):
+            if fp not in answered and fp in known:
+                log.append({"t": "answer", "fp": fp, "result": _CONV.unstructure(known[fp]), "copied": True})
+                answered[fp] = known[fp]
+    reused = sum(1 for fp in prints if fp in answered)
+    todo = _distinct(requests, answered)
+    total = len(set(prints))
+    if folder.read_json("plan") is None:
+        folder.write_json("plan", {"total": total})
+    progress(stage, len(answered), total)
+    return answered, in_flight, reused, todo, total
+
+
 def _store_answer(folder: StageDir, fp: str, result: ChatResult) -> None:
     folder.log("answers").append({"t": "answer", "fp": fp, "result": _CONV.unstructure(result)})
     failpoint("answer")
@@ -142,7 +171,6 @@ def run_sync(
     chat: ChatCompleter,
     progress: Progress,
     stage: str,
-    before_send: Callable[[ChatRequest], None] | None = None,
     known: Mapping[str, ChatResult] | None = None,
 ) -> Answers:
     """
@@ -154,25 +182,12 @@ def run_sync(
         ProviderError: when the backend fails for good, answers an unknown key, or leaves requests
             unanswered (everything answered before is kept).
     """
-    answered, in_flight = _stored(folder)
+    answered, in_flight, reused, todo, total = _prepare(folder, requests, progress, stage, known)
     log = folder.log("answers")
-    for r in requests:
-        fp = fingerprint(r)
-        if fp not in answered and known is not None and fp in known:
-            log.append({"t": "answer", "fp": fp, "result": _CONV.unstructure(known[fp]), "copied": True})
-            answered[fp] = known[fp]
-    reused = sum(1 for r in requests if fingerprint(r) in answered)
-    todo = _distinct(requests, answered)
     by_key = {r.key: fp for fp, r in todo}
-    total = len({fingerprint(r) for r in requests})
-    if folder.read_json("plan") is None:
-        folder.write_json("plan", {"total": total})
-    progress(stage, len(answered), total)
     repeated = sum(1 for fp, _ in todo if fp in in_flight)
 
     def sent(fp: str, r: ChatRequest) -> None:
-        if before_send is not None:
-            before_send(r)
         log.append({"t": "sent", "fp": fp})
 
     if todo:
@@ -207,13 +222,7 @@ def run_batch(
         ProviderError: when a batch fails, or when lines failed (their answers are not stored, so a
             rerun submits them again in a new batch).
     """
-    answered, _ = _stored(folder)
-    reused = sum(1 for r in requests if fingerprint(r) in answered)
-    todo = _distinct(requests, answered)
-    total = len({fingerprint(r) for r in requests})
-    if folder.read_json("plan") is None:
-        folder.write_json("plan", {"total": total})
-    progress(stage, len(answered), total)
+    answered, _, reused, todo, total = _prepare(folder, requests, progress, stage, None)
     if not todo:
         return Answers(by_fingerprint=answered, reused=reused, repeated=0)
     by_key = {r.key: fp for fp, r in todo}
