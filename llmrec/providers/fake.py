@@ -193,10 +193,6 @@ class FakeProvider(ChatCompleter, FineTuner, BatchChat):
         return self._titles
 
     @property
-    def _catalogue(self) -> tuple[str, ...]:
-        return self.catalogue
-
-    @property
     @override
     def identity(self) -> str:
         return f"fake(min_z={self._min_z:g},min_count={self._min_count:g})"
@@ -516,7 +512,8 @@ class FakeProvider(ChatCompleter, FineTuner, BatchChat):
             return []
         rng = np.random.default_rng(seed)
         out: list[str] = []
-        order = rng.permutation(len(self._catalogue))
+        catalogue = self.catalogue
+        order = rng.permutation(len(catalogue))
         made_up = rng.random(count) < 0.1
         j = 0
         for i in range(count):
@@ -524,10 +521,10 @@ class FakeProvider(ChatCompleter, FineTuner, BatchChat):
                 a, b = rng.integers(len(_MADE_UP)), rng.integers(len(_MADE_UP_2))
                 out.append(f"The {_MADE_UP[a]} {_MADE_UP_2[b]} ({1960 + int(rng.integers(45))})")
                 continue
-            while j < len(order) and self._catalogue[order[j]] in exclude:
+            while j < len(order) and catalogue[order[j]] in exclude:
                 j += 1
             if j >= len(order):
                 break
-            out.append(self._catalogue[order[j]])
+            out.append(catalogue[order[j]])
             j += 1
         return out
