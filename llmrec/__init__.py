@@ -27,6 +27,7 @@ from llmrec.data.netflix import read_netflix, write_netflix
 from llmrec.data.synthetic import generate_synthetic, write_synthetic_netflix
 from llmrec.errors import DataError, LlmrecError, ParseError, ProviderError, SpecError, SpecProblem
 from llmrec.evaluate import ExperimentOutcome, run_experiment
+from llmrec.executor import Executor, ExecutorError, ProcessExecutor, SerialExecutor
 from llmrec.ground_truth import future_ground_truth, knn_ground_truth
 from llmrec.metrics import METRICS, ideal_scores, metric_names, score_list
 from llmrec.parsing import (
@@ -88,6 +89,8 @@ __all__ = [
     "DataError",
     "Dataset",
     "DiskRunStore",
+    "Executor",
+    "ExecutorError",
     "ExperimentOutcome",
     "FakeProvider",
     "FineTuneExample",
@@ -108,6 +111,7 @@ __all__ = [
     "ParsedList",
     "Prediction",
     "PredictionItem",
+    "ProcessExecutor",
     "Provider",
     "ProviderError",
     "Ragged",
@@ -116,6 +120,7 @@ __all__ = [
     "RunStore",
     "Sample",
     "SeedSpread",
+    "SerialExecutor",
     "Spec",
     "SpecError",
     "SpecProblem",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from llmrec.data import Dataset
+from llmrec.executor import Executor
 from llmrec.keys import llmrec_version
 from llmrec.pipeline import ExperimentOutcome, run_stages
 from llmrec.providers.base import Backend, ChatCompleter, Progress, as_backend, no_progress
@@ -31,6 +32,7 @@ def run_experiment(
     wait: Callable[[], None] = lambda: None,
     progress: Progress = no_progress,
     workers: int = 1,
+    executor: Executor | None = None,
 ) -> ExperimentOutcome:
     """
     Run the whole experiment against ``provider`` and score it; repeat it for ``experiment.seeds``.
@@ -47,7 +49,10 @@ def run_experiment(
             to resume, as the CLI does with its run directory.
         wait: called between polls of fine-tune jobs and batches.
         progress: called as stages advance.
-        workers: processes for the neighbour ground truth.
+        workers: processes for the parallel stages (the neighbour ground truth) when no
+            ``executor`` is given.
+        executor: where the parallel stages run their tasks (``llmrec.executor``: a process pool,
+            or Ray with the ``ray`` extra); results do not depend on it.
 
     Returns:
         The results, predictions, job states, model ids, token usage and the stages that ran.
@@ -66,4 +71,5 @@ def run_experiment(
         progress=progress,
         wait=wait,
         workers=workers,
+        executor=executor,
     )

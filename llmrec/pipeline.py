@@ -27,6 +27,7 @@ from llmrec.estimate import (
     estimate_cost,
     expected_output_tokens,
 )
+from llmrec.executor import Executor, executor_for
 from llmrec.keys import stage_key
 from llmrec.metrics import metric_names
 from llmrec.parsing import TitleMatcher
@@ -163,7 +164,7 @@ def _cheap_stages(
     data_fingerprint: str,
     version: str,
     progress: Progress,
-    workers: int,
+    executor: Executor,
     source: str,
 ) -> _Cheap:
     """
@@ -222,7 +223,7 @@ def _cheap_stages(
                 "ground_truth",
                 t_key,
                 lambda sampling=sampling, seed=seed, variant=variant, sampled=sampled: truth_stage.compute(  # type: ignore[misc]
-                    rating_index(), sampled.sample, sampling, seed, variant.name, workers
+                    rating_index(), sampled.sample, sampling, seed, variant.name, executor
                 ),
                 truth_stage.save,
                 truth_stage.load,
@@ -259,6 +260,7 @@ def run_stages(
     progress: Progress = no_progress,
     wait: Callable[[], None] = lambda: None,
     workers: int = 1,
+    executor: Executor | None = None,
     source: str = "<spec>",
     paid: bool = False,
     allow_small: bool = True,
@@ -276,7 +278,9 @@ def run_stages(
         version: llmrec's version (part of the cheap stages' keys).
         progress: where stages report progress.
         wait: called between polls of fine-tune jobs and batches (the CLI sleeps; tests do not).
-        workers: processes for the neighbour ground truth.
+        workers: processes for the parallel stages when no ``executor`` is given.
+        executor: where the parallel stages run their tasks (``llmrec.executor``; results do not
+            depend on it).
         source: the spec's name, for messages.
         paid: whether the backend charges money (then too-small variants refuse to start).
         allow_small: run a paid backend even when a variant has fewer than ``min_test_users``.
@@ -297,7 +301,7 @@ def run_stages(
         data_fingerprint=data_fingerprint,
         version=version,
         progress=progress,
-        workers=workers,
+        executor=executor or executor_for(workers),
         source=source,
     )
     stages, plans, key_data, seeds, loaded = (
@@ -671,6 +675,7 @@ def estimate_run(
     prices: PriceTable,
     progress: Progress = no_progress,
     workers: int = 1,
+    executor: Executor | None = None,
     source: str = "<spec>",
 ) -> tuple[CostEstimate, tuple[str, ...]]:
     """
@@ -687,7 +692,7 @@ def estimate_run(
         data_fingerprint=data_fingerprint,
         version=version,
         progress=progress,
-        workers=workers,
+        executor=executor or executor_for(workers),
         source=source,
     )
     kind = spec.provider.kind

@@ -32,10 +32,7 @@ Nothing here reads files, the clock or global random state; every function retur
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-import signal
 import threading
-import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -47,6 +44,7 @@ import numpy.typing as npt
 import scipy.sparse as sp  # type: ignore[import-untyped,unused-ignore]
 
 from llmrec.data import Ratings
+from llmrec.executor import Executor, executor_for
 from llmrec.ragged import Ragged
 from llmrec.spec import SamplingSpec, SplitSpec
 
@@ -485,6 +483,7 @@ def derive_ground_truth(
     *,
     variant: str = "default",
     workers: int = 1,
+    executor: Executor | None = None,
 ) -> GroundTruth:
     """
     Find each sampled user's neighbours and derive the ground truth from what they watched.
@@ -495,9 +494,11 @@ def derive_ground_truth(
         spec: the variant's effective sampling rules.
         seed: the experiment seed.
         variant: the variant's name (kept on the result).
-        workers: processes to spread the users over; above 1, that many worker processes are forked
-            and share the index (where the platform cannot fork, the work stays in this process).
-            The result is the same for any number.
+        workers: processes to spread the users over when no ``executor`` is given; above 1, that
+            many worker processes are forked and share the index (where the platform cannot fork,
+            the work stays in this process).
+        executor: where the tasks (ranges of users) run (``llmrec.executor``); the result is the
+            same for any executor and any number of workers.
 
     Returns:
         The ground truth per user, in ``sample.users`` order.
@@ -505,23 +506,18 @@ def derive_ground_truth(
     Raises:
         ValueError: when ``workers`` is below 1.
     """
-    if workers < 1:
-        msg = f"workers must be at least 1, got {workers}"
-        raise ValueError(msg)
+    if executor is None:
+        if workers < 1:
+            msg = f"workers must be at least 1, got {workers}"
+            raise ValueError(msg)
+        executor = executor_for(workers)
     job = _TruthJob.of(index, sample, spec, seed)
     n = len(sample.users)
-    if workers == 1 or n < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        found = job.run((0, n))
-    else:
-        step = max(1, -(-n // (workers * _TASKS_PER_WORKER)))
-        tasks = [(a, min(n, a + step)) for a in range(0, n, step)]
-        with warnings.catch_warnings():
-            # Python 3.12+ warns that forking a process with threads (numpy's BLAS pool) may deadlock;
-            # the workers only run numpy and scipy.sparse loops that take no locks.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            context = multiprocessing.get_context("fork")
-            with context.Pool(min(workers, len(tasks)), initializer=_adopt_job, initargs=(job,)) as pool:
-                found = [one for part in pool.map(_run_adopted, tasks, chunksize=1) for one in part]
+    step = max(1, -(-n // (executor.parallelism * _TASKS_PER_WORKER)))
+    tasks = [(a, min(n, a + step)) for a in range(0, n, step)]
+    if executor.parallelism == 1:
+        tasks = [(0, n)]
+    found = [one for part in executor.map(_run_truth_task, job, tasks) for one in part]
     return GroundTruth(
         variant=variant,
         movies=Ragged.from_rows([one[0] for one in found], np.int32),
@@ -660,20 +656,9 @@ class _TruthJob:
         return counts
 
 
-_ADOPTED: list[_TruthJob] = []
-"""The job of a forked worker process (set by ``_adopt_job`` in the worker, never in the caller)."""
-
-
-def _adopt_job(job: _TruthJob) -> None:
-    # Ctrl-C reaches the whole process group: the parent alone handles it (one message, and the pool
-    # is terminated); a worker that is terminated just ends, without a traceback.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _ADOPTED[:] = [job]
-
-
-def _run_adopted(bounds: tuple[int, int]) -> list[_UserTruth]:
-    return _ADOPTED[0].run(bounds)
+def _run_truth_task(job: _TruthJob, bounds: tuple[int, int]) -> list[_UserTruth]:
+    """One executor task: the ground truth of the sampled users in ``bounds``."""
+    return job.run(bounds)
 
 
 def _prefix_ends(index: RatingIndex, min_stars: int) -> IntArray:

@@ -8,6 +8,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from llmrec.executor import Executor
 from llmrec.ground_truth import future_ground_truth, knn_ground_truth
 from llmrec.keys import stage_key
 from llmrec.ragged import Ragged
@@ -47,7 +48,7 @@ def key(sampling: SamplingSpec, seed: int, variant: str, sample_key: str, data_k
 
 
 def compute(
-    index: RatingIndex, sample: Sample, sampling: SamplingSpec, seed: int, variant: str, workers: int
+    index: RatingIndex, sample: Sample, sampling: SamplingSpec, seed: int, variant: str, executor: Executor
 ) -> Truth:
     """
     Derive the variant's ground truth by its rule.
@@ -58,7 +59,7 @@ def compute(
         profiles, truth = knn_ground_truth(index, sample, sampling, variant=variant)
     else:
         profiles = sample.profiles
-        truth = derive_ground_truth(index, sample, sampling, seed, variant=variant, workers=workers)
+        truth = derive_ground_truth(index, sample, sampling, seed, variant=variant, executor=executor)
     return Truth(profiles=profiles, truth=truth)
 
 
