@@ -46,7 +46,7 @@ from llmrec.providers.pricing import BillingMode, PriceTable
 from llmrec.results import ModelRole, Prediction, Results
 from llmrec.sampling import RatingIndex, build_index
 from llmrec.scoring import popularity_percentiles
-from llmrec.spec import Spec
+from llmrec.spec import SamplingSpec, Spec
 from llmrec.stages import baselines as baselines_stage
 from llmrec.stages import evaluate as evaluate_stage
 from llmrec.stages import finetune as finetune_stage
@@ -199,6 +199,20 @@ def _cheap_stages(
         loaded()
         return index.get()
 
+    def derive(
+        sampled: sample_stage.Sampled, sampling: SamplingSpec, seed: int, name: str, i: int
+    ) -> truth_stage.Truth:
+        n_variants = len(spec.variant)
+        return truth_stage.compute(
+            rating_index(),
+            sampled.sample,
+            sampling,
+            seed,
+            name,
+            executor,
+            lambda done, n: progress("ground truth", i * n + done, n * n_variants),
+        )
+
     seeds = _seeds(spec)
     plans: list[_Plan] = []
     for seed in seeds:
@@ -216,14 +230,16 @@ def _cheap_stages(
         for i, variant in enumerate(spec.variant):
             sampling = spec.variant_sampling(variant)
             label = variant.name + tag
-            progress("ground truth", i, len(spec.variant))
+            n_users = len(sampled.sample.users)
+            everyone = n_users * len(spec.variant)
+            progress("ground truth", i * n_users, everyone)
             t_key = truth_stage.key(sampling, seed, variant.name, s_key, key_data, version)
             truth = stages.cached(
                 f"ground_truth/{label}",
                 "ground_truth",
                 t_key,
-                lambda sampling=sampling, seed=seed, variant=variant, sampled=sampled: truth_stage.compute(  # type: ignore[misc]
-                    rating_index(), sampled.sample, sampling, seed, variant.name, executor
+                lambda sampling=sampling, seed=seed, variant=variant, sampled=sampled, i=i: derive(  # type: ignore[misc]
+                    sampled, sampling, seed, variant.name, i
                 ),
                 truth_stage.save,
                 truth_stage.load,
@@ -244,7 +260,7 @@ def _cheap_stages(
             model = variant.model or (spec.finetune.model if len(spec.variant) == 1 else None)
             files_stage.check_users(label, sampled, files, needs_training=model is None, source=source)
             plans.append(_Plan(seed, label, variant.name, sampled, s_key, truth, t_key, files, f_key, model))
-        progress("ground truth", len(spec.variant), len(spec.variant))
+        progress("ground truth", everyone, everyone)
 
     return _Cheap(stages=stages, plans=plans, key_data=key_data, seeds=seeds, loaded=loaded)
 

@@ -76,6 +76,8 @@ _EXACT_FLOAT32 = 1 << 24
 """Counts below this are exact in float32 (sums of ones)."""
 _TASKS_PER_WORKER = 8
 """Users are handed to workers in this many pieces per worker (evens out uneven users)."""
+_MAX_TASK_USERS = 2000
+"""At most this many users per piece, so that progress moves every few seconds on any sample."""
 _GATHER_ROWS = 2048
 """Neighbour rows gathered and summed at a time."""
 
@@ -484,6 +486,7 @@ def derive_ground_truth(
     variant: str = "default",
     workers: int = 1,
     executor: Executor | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> GroundTruth:
     """
     Find each sampled user's neighbours and derive the ground truth from what they watched.
@@ -499,6 +502,7 @@ def derive_ground_truth(
             the work stays in this process).
         executor: where the tasks (ranges of users) run (``llmrec.executor``); the result is the
             same for any executor and any number of workers.
+        progress: called with (users done, users) as pieces of the sample finish.
 
     Returns:
         The ground truth per user, in ``sample.users`` order.
@@ -513,11 +517,16 @@ def derive_ground_truth(
         executor = executor_for(workers)
     job = _TruthJob.of(index, sample, spec, seed)
     n = len(sample.users)
-    step = max(1, -(-n // (executor.parallelism * _TASKS_PER_WORKER)))
+    step = min(_MAX_TASK_USERS, max(1, -(-n // (executor.parallelism * _TASKS_PER_WORKER))))
     tasks = [(a, min(n, a + step)) for a in range(0, n, step)]
-    if executor.parallelism == 1:
-        tasks = [(0, n)]
-    found = [one for part in executor.map(_run_truth_task, job, tasks) for one in part]
+
+    def done(finished: int) -> None:
+        if progress is not None:
+            progress(min(n, finished * step), n)
+
+    if progress is not None:
+        progress(0, n)
+    found = [one for part in executor.map(_run_truth_task, job, tasks, done=done) for one in part]
     return GroundTruth(
         variant=variant,
         movies=Ragged.from_rows([one[0] for one in found], np.int32),

@@ -4,6 +4,8 @@ Stage ``ground_truth`` (per variant): the profiles to prompt with and each user'
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 import numpy as np
 import numpy.typing as npt
@@ -48,7 +50,13 @@ def key(sampling: SamplingSpec, seed: int, variant: str, sample_key: str, data_k
 
 
 def compute(
-    index: RatingIndex, sample: Sample, sampling: SamplingSpec, seed: int, variant: str, executor: Executor
+    index: RatingIndex,
+    sample: Sample,
+    sampling: SamplingSpec,
+    seed: int,
+    variant: str,
+    executor: Executor,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Truth:
     """
     Derive the variant's ground truth by its rule.
@@ -59,7 +67,9 @@ def compute(
         profiles, truth = knn_ground_truth(index, sample, sampling, variant=variant)
     else:
         profiles = sample.profiles
-        truth = derive_ground_truth(index, sample, sampling, seed, variant=variant, executor=executor)
+        truth = derive_ground_truth(
+            index, sample, sampling, seed, variant=variant, executor=executor, progress=progress
+        )
     return Truth(profiles=profiles, truth=truth)
 
 
