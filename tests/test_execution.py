@@ -6,6 +6,7 @@ stage key reads it (the Ray executor itself: tests/test_ray_executor.py).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -36,7 +37,7 @@ permutations = 50
 """
 
 
-def _run(tmp_path, text: str, *flags: str) -> dict:
+def _run(tmp_path, text: str, *flags: str) -> dict[str, Any]:
     spec_path = tmp_path / "spec.toml"
     spec_path.write_text(text, encoding="utf-8")
     runs = tmp_path / "runs"
@@ -44,7 +45,7 @@ def _run(tmp_path, text: str, *flags: str) -> dict:
         ["run", str(spec_path), "--out", str(tmp_path / "out"), "--runs", str(runs), "--quiet", *flags]
     )
     assert code == 0
-    last: dict = json.loads((runs / "execution" / "last-run.json").read_text(encoding="utf-8"))
+    last: dict[str, Any] = json.loads((runs / "execution" / "last-run.json").read_text(encoding="utf-8"))
     last["results"] = (tmp_path / "out" / "results.json").read_text(encoding="utf-8")
     return last
 

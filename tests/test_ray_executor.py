@@ -36,12 +36,20 @@ def require(name: str) -> ModuleType:
 
 @pytest.fixture(scope="module")
 def ray_local():
-    """One local Ray instance with two CPUs for the module, shut down after it."""
+    """
+    One local Ray instance with two CPUs for the module, started the way a run starts one (by a
+    RayExecutor, when first needed) and shut down by it after the module; every other executor in
+    the module finds it running and uses it.
+    """
     ray = require("ray")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    if ray.is_initialized():
+        ray.shutdown()
+    owner = RayExecutor(num_cpus=2)
+    assert not ray.is_initialized()  # nothing starts before a stage needs it
+    assert owner.parallelism == 2
     yield ray
-    ray.shutdown()
+    owner.close()
+    assert not ray.is_initialized()
 
 
 class _Shared:
