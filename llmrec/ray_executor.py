@@ -15,6 +15,7 @@ the first ``map`` or ``parallelism``, so a run whose stages are all stored never
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -62,6 +63,7 @@ class RayExecutor:
 
     Raises:
         RayMissingError: when Ray is not installed (checked here, before anything runs).
+        ExecutorError: when the cluster's ``host:port`` does not answer (also checked here).
     """
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
@@ -69,6 +71,8 @@ class RayExecutor:
             msg = f"num_cpus must be at least 1, got {num_cpus}"
             raise ValueError(msg)
         self._ray = import_ray()
+        if address is not None or os.environ.get("RAY_ADDRESS"):
+            _check_reachable(address or os.environ.get("RAY_ADDRESS", ""))
         self.address = address
         self.num_cpus = num_cpus
         self._remote: Any = None
@@ -168,3 +172,19 @@ def _cause(error: Any) -> BaseException:
     if isinstance(converted, BaseException):
         return converted
     return ExecutorError(f"a task failed on a Ray worker:\n{error}")
+
+
+def _check_reachable(address: str) -> None:
+    """
+    Fail at once when a ``host:port`` (or ``ray://host:port``) address does not answer: Ray itself
+    retries an unreachable cluster for minutes. ``auto`` and ``local`` are left to Ray.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as error:
+        why = error.strerror or error
+        msg = f"cannot reach the Ray cluster at {address}: {why} (is `ray start` running there?)"
+        raise ExecutorError(msg) from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -21,7 +22,7 @@ import pytest
 from llmrec.cli import main
 from llmrec.data.synthetic import generate_synthetic
 from llmrec.evaluate import run_experiment
-from llmrec.executor import Executor, ProcessExecutor
+from llmrec.executor import Executor, ExecutorError, ProcessExecutor
 from llmrec.providers.fake import FakeProvider
 from llmrec.ray_executor import RayExecutor, RayMissingError
 from llmrec.spec import parse_spec
@@ -222,3 +223,30 @@ def test_spec_execution_table_reaches_the_cli(ray_local, tmp_path):
     assert code == 0
     assert last["executor"] == "ray"
     assert Path(tmp_path / "out" / "results.json").exists()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_an_unreachable_cluster_fails_at_once(tmp_path, monkeypatch, capsys):
+    """An unreachable RAY_ADDRESS: exit 1 with one line before any stage runs (Ray retries for minutes)."""
+    require("ray")
+    port = _closed_port()
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(SPEC, encoding="utf-8")
+
+    out, runs = str(tmp_path / "out"), str(tmp_path / "runs")
+
+    code = main(["run", str(spec_path), "--runs", runs, "--out", out, "--executor", "ray"])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith(f"error: cannot reach the Ray cluster at 127.0.0.1:{port}: ")
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs" / "ray-small" / "stages").exists()
+    with pytest.raises(ExecutorError, match=r"cannot reach the Ray cluster at ray://127\.0\.0\.1"):
+        RayExecutor(address=f"ray://127.0.0.1:{port}")
