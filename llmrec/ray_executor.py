@@ -15,7 +15,9 @@ the first ``map`` or ``parallelism``, so a run whose stages are all stored never
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -96,12 +98,19 @@ class RayExecutor:
             options: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
             if not joining:  # Ray refuses these when joining a running cluster
                 options.update(num_cpus=self.num_cpus, include_dashboard=False)
+            main_thread = threading.current_thread() is threading.main_thread()
+            previous = signal.getsignal(signal.SIGTERM) if main_thread else None
             try:
                 ray.init(address=self.address, **options)
             except (ConnectionError, ValueError, RuntimeError) as error:
                 where = self.address or os.environ.get("RAY_ADDRESS") or "a local instance"
                 msg = f"could not start or join the Ray cluster ({where}): {error}"
                 raise ExecutorError(msg) from None
+            finally:
+                # ray.init replaces the SIGTERM handler with sys.exit; a handler of the caller's own
+                # (the CLI's, which stops cleanly and reports) is put back
+                if main_thread and callable(previous):
+                    signal.signal(signal.SIGTERM, previous)
             self._started = True
         if self._remote is None:
             self._remote = ray.remote(num_cpus=1)(_call)

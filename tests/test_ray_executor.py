@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -40,17 +41,28 @@ def ray_local():
     """
     One local Ray instance with two CPUs for the module, started the way a run starts one (by a
     RayExecutor, when first needed) and shut down by it after the module; every other executor in
-    the module finds it running and uses it.
+    the module finds it running and uses it. Starting it keeps the caller's SIGTERM handler (the
+    CLI's), which ray.init replaces.
     """
     ray = require("ray")
     if ray.is_initialized():
         ray.shutdown()
     owner = RayExecutor(num_cpus=2)
     assert not ray.is_initialized()  # nothing starts before a stage needs it
-    assert owner.parallelism == 2
+    original = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _callers_handler)
+    try:
+        assert owner.parallelism == 2
+        assert signal.getsignal(signal.SIGTERM) is _callers_handler
+    finally:
+        signal.signal(signal.SIGTERM, original)
     yield ray
     owner.close()
     assert not ray.is_initialized()
+
+
+def _callers_handler(signum: int, frame: object) -> None:
+    """A SIGTERM handler of the caller's own."""
 
 
 class _Shared:
