@@ -58,6 +58,7 @@ from llmrec.providers.base import (
 )
 from llmrec.providers.fake import FakeProvider
 from llmrec.ragged import Ragged
+from llmrec.ray_executor import RayExecutor
 from llmrec.report import render_report, report_assets
 from llmrec.results import (
     Comparison,
@@ -116,6 +117,7 @@ __all__ = [
     "ProviderError",
     "Ragged",
     "Ratings",
+    "RayExecutor",
     "Results",
     "RunStore",
     "Sample",

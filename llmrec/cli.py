@@ -28,14 +28,16 @@ from llmrec.console import make_progress
 from llmrec.data import Dataset
 from llmrec.errors import DataError, LlmrecError, ProviderError, SpecError, SpecProblem
 from llmrec.estimate import CostEstimate, actual_cost, render_estimate
+from llmrec.executor import Executor, SerialExecutor, executor_for
 from llmrec.keys import llmrec_version
 from llmrec.pipeline import ExperimentOutcome, estimate_run, expected_stages, run_stages
 from llmrec.prompts import system_text
 from llmrec.providers.base import Backend, Progress, Usage, as_backend
 from llmrec.providers.fake import FakeProvider
 from llmrec.providers.pricing import default_prices
+from llmrec.ray_executor import RayExecutor, RayMissingError
 from llmrec.report import report_files
-from llmrec.spec import Spec, parse_spec, spec_hash
+from llmrec.spec import ExecutorKind, Spec, parse_spec, spec_hash
 from llmrec.stages.evaluate import encode_predictions
 from llmrec.status import describe_run
 from llmrec.store import DiskRunStore, RunLockedError, StageRecord, StoreError, atomic_write
@@ -78,8 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workers",
         type=_positive_int,
-        help="processes for the neighbour ground truth (default: both cores for datasets over 100 MB)",
+        help="processes for the parallel stages, or CPUs of a local Ray instance (default: "
+        "execution.workers, else both cores for datasets over 100 MB)",
     )
+    _executor_argument(run)
     run.add_argument(
         "--allow-small",
         action="store_true",
@@ -92,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     estimate.add_argument("spec", help="the experiment spec (TOML)")
     estimate.add_argument("--runs", default="runs", help="folder for run state (default: runs)")
     estimate.add_argument("--quiet", action="store_true", help="no progress lines")
+    _executor_argument(estimate)
 
     status = sub.add_parser(
         "status", help="list a run directory's stages: done, partial, their keys and counts"
@@ -117,6 +122,15 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="folder for combined_data_*.txt and movie_titles.csv")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     return parser
+
+
+def _executor_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--executor",
+        choices=("serial", "process", "ray"),
+        help="where the parallel stages run (default: execution.executor, process); ray needs llmrec[ray] "
+        "and joins RAY_ADDRESS when set",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -149,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "estimate":
             return _estimate(args)
         return _run(args)
-    except (SpecError, DataError) as exc:
+    except (SpecError, DataError, RayMissingError) as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
     except ProviderError as exc:
@@ -396,13 +410,14 @@ def _run(args: argparse.Namespace) -> int:
         shutil.rmtree(run_dir / "stages", ignore_errors=True)
         shutil.rmtree(run_dir / "fake-service", ignore_errors=True)
     progress = make_progress(quiet=args.quiet, stream=sys.stderr)
+    executor = _executor(spec, args.executor, args.workers)
     store = DiskRunStore(run_dir, durable=spec.provider.kind != "fake")
     try:
         dataset = _dataset_loader(spec, runs, progress)
         expected = (json.dumps(expected_stages(spec), indent=1) + "\n").encode("utf-8")
         atomic_write(run_dir / "expected.json", expected)
         if spec.provider.kind == "openai" and spec.provider.openai.budget_usd is not None:
-            _check_budget(spec, dataset, store, progress, args.spec)
+            _check_budget(spec, dataset, store, progress, args.spec, executor)
         backend = _backend(spec, dataset, run_dir, progress)
         if spec.provider.kind == "openai":
             backend = _probe(spec, backend, run_dir, args.spec)
@@ -420,8 +435,7 @@ def _run(args: argparse.Namespace) -> int:
             version=llmrec_version(),
             progress=progress,
             wait=lambda: time.sleep(poll),
-            # big datasets: spread the neighbour ground truth over the cores (forked workers)
-            workers=_workers(spec, args.workers),
+            executor=executor,
             source=args.spec,
             paid=spec.provider.kind == "openai",
             allow_small=args.allow_small,
@@ -435,7 +449,7 @@ def _run(args: argparse.Namespace) -> int:
         # folder (last-run.json).
         records = {(r.stage, r.key): r for r in store.records()}
         manifest = _manifest(spec, spec_text, args.spec, outcome, records, backend)
-        manifest["cost"] = _cost(spec, dataset, store, progress, args.spec, outcome)
+        manifest["cost"] = _cost(spec, dataset, store, progress, args.spec, outcome, executor)
         out.mkdir(parents=True, exist_ok=True)
         files = {
             "results.json": _json(outcome.results.to_dict()),
@@ -450,6 +464,7 @@ def _run(args: argparse.Namespace) -> int:
             "finished": finished.isoformat(timespec="seconds"),
             "answers_reused_from_run_state": outcome.reused_answers,
             "requests_sent_again_after_a_stop": outcome.repeated_requests,
+            "executor": executor.name,
             "stages": [
                 {
                     "stage": r.stage,
@@ -465,6 +480,7 @@ def _run(args: argparse.Namespace) -> int:
         atomic_write(run_dir / "last-run.json", _json(last_run).encode("utf-8"))
     finally:
         store.close()
+        _close(executor)
     _summary(outcome, out)
     return EXIT_OK
 
@@ -476,14 +492,16 @@ def _estimate(args: argparse.Namespace) -> int:
     _check_paths(args.spec, runs, runs)
     _check_inputs(spec, args.spec)
     progress = make_progress(quiet=args.quiet, stream=sys.stderr)
+    executor = _executor(spec, args.executor, None)
     store = DiskRunStore(runs / spec.experiment.name, durable=spec.provider.kind != "fake")
     try:
         # compute: the cheap stages, stored so that the run reuses them
         estimate, funnel = _estimate_with(
-            spec, _dataset_loader(spec, runs, progress), store, progress, args.spec
+            spec, _dataset_loader(spec, runs, progress), store, progress, args.spec, executor
         )
     finally:
         store.close()
+        _close(executor)
     # write
     for line in funnel:
         print(line)
@@ -492,7 +510,12 @@ def _estimate(args: argparse.Namespace) -> int:
 
 
 def _check_budget(
-    spec: Spec, dataset: Callable[[], Dataset], store: DiskRunStore, progress: Progress, source: str
+    spec: Spec,
+    dataset: Callable[[], Dataset],
+    store: DiskRunStore,
+    progress: Progress,
+    source: str,
+    executor: Executor,
 ) -> None:
     """
     Refuse to start a run whose estimated cost exceeds ``budget_usd`` (the cheap stages it runs are
@@ -500,7 +523,7 @@ def _check_budget(
     """
     budget = spec.provider.openai.budget_usd
     assert budget is not None
-    estimate, _ = _estimate_with(spec, dataset, store, progress, source)
+    estimate, _ = _estimate_with(spec, dataset, store, progress, source, executor)
     expected = estimate.total.expected
     if expected > budget:
         problem = SpecProblem(
@@ -520,11 +543,12 @@ def _cost(
     progress: Progress,
     source: str,
     outcome: ExperimentOutcome,
+    executor: Executor,
 ) -> dict[str, Any]:
     prices = default_prices()
     kind = spec.provider.kind
     try:
-        estimate, _ = _estimate_with(spec, dataset, store, progress, source)
+        estimate, _ = _estimate_with(spec, dataset, store, progress, source, executor)
         trained = [(spec.finetune.base_model, s.trained_tokens or 0) for _, s in outcome.jobs]
         actual = actual_cost(outcome.usage_by_model, trained, prices, kind=kind)
     except DataError as exc:  # a compatible server's own models have no price
@@ -630,7 +654,12 @@ def _price_of(spec: Spec) -> Callable[[str, Usage], float] | None:
 
 
 def _estimate_with(
-    spec: Spec, dataset: Callable[[], Dataset], store: DiskRunStore, progress: Progress, source: str
+    spec: Spec,
+    dataset: Callable[[], Dataset],
+    store: DiskRunStore,
+    progress: Progress,
+    source: str,
+    executor: Executor,
 ) -> tuple[CostEstimate, tuple[str, ...]]:
     """
     The estimate of a run over its store (the cheap stages it needs are stored, or reused).
@@ -643,13 +672,35 @@ def _estimate_with(
         version=llmrec_version(),
         prices=default_prices(),
         progress=progress,
-        workers=_workers(spec, None),
+        executor=executor,
         source=source,
     )
 
 
+def _executor(spec: Spec, kind: ExecutorKind | None, workers: int | None) -> Executor:
+    """
+    The executor for the parallel stages: the command line's choice over the spec's [execution].
+    A Ray cluster is joined at RAY_ADDRESS when set, else at execution.ray_address, else a local
+    instance starts (only when a stage needs it).
+    """
+    execution = spec.execution
+    kind = kind or execution.executor
+    given = workers or execution.workers
+    if kind == "serial":
+        return SerialExecutor()
+    if kind == "ray":
+        address = os.environ.get("RAY_ADDRESS") or execution.ray_address
+        return RayExecutor(address=address, num_cpus=given)
+    return executor_for(_workers(spec, given))
+
+
+def _close(executor: Executor) -> None:
+    if isinstance(executor, RayExecutor):
+        executor.close()
+
+
 def _workers(spec: Spec, given: int | None) -> int:
-    # big datasets: spread the neighbour ground truth over the cores (forked workers)
+    # big datasets: spread the parallel stages over the cores (forked workers)
     return given or (min(2, os.cpu_count() or 1) if _data_bytes(spec) >= 100_000_000 else 1)
 
 

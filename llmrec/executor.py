@@ -51,7 +51,9 @@ class Executor(Protocol):
     """
     Runs ``fn(shared, task)`` for every task and returns the results in task order.
 
-    ``fn`` must be a module-level function (a Ray worker imports it by name).
+    ``fn`` must be a module-level function (a Ray worker imports it by name). Tasks must treat
+    ``shared`` as read-only: Ray hands its arrays out read-only, in place from the object store, so
+    a task that needs scratch memory allocates its own.
     """
 
     @property

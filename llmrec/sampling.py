@@ -596,7 +596,10 @@ class _TruthJob:
         )
 
     def run(self, bounds: tuple[int, int]) -> list[_UserTruth]:
-        return [self.truth_of(i) for i in range(*bounds)]
+        job = self
+        if not self.weights.flags.writeable:  # read in place from Ray's object store: a scratch of our own
+            job = attrs.evolve(self, weights=np.empty_like(self.weights))
+        return [job.truth_of(i) for i in range(*bounds)]
 
     def truth_of(self, i: int) -> _UserTruth:
         """

@@ -41,6 +41,8 @@ __all__ = [
     "DateOrder",
     "EligibilityFilter",
     "EvaluationSpec",
+    "ExecutionSpec",
+    "ExecutorKind",
     "ExperimentSpec",
     "FakeProviderSpec",
     "FinetuneSpec",
@@ -82,6 +84,7 @@ HolmFamily = Literal["table", "comparison"]
 MatchMode = Literal["exact", "normalized", "fuzzy"]
 OutputMode = Literal["list", "json"]
 GroundTruthRule = Literal["neighbors", "future", "knn"]
+ExecutorKind = Literal["serial", "process", "ray"]
 
 Check = tuple[Callable[[Any], bool], str]
 _CHECK = "llmrec_check"
@@ -848,6 +851,25 @@ class ReportSpec:
 
 
 @attrs.frozen
+class ExecutionSpec:
+    """
+    Where the parallel stages (ground truth, baseline scoring) run. Results never depend on it, so no stage key reads it: changing it reruns nothing.
+    """
+
+    executor: ExecutorKind = "process"
+    """"serial" (this process), "process" (forked workers on this machine) or "ray" (a Ray cluster; needs llmrec[ray], docs/scaling.md); llmrec run --executor overrides it."""
+
+    workers: int | None = _field(None, _positive_int())
+    """Worker processes for "process", CPUs of a new local Ray instance for "ray"; default: both cores for datasets over 100 MB (else 1), every core for Ray; llmrec run --workers overrides it."""
+
+    ray_address: str | None = None
+    """The Ray cluster to join ("auto", "host:6379", "ray://host:10001"); RAY_ADDRESS in the environment wins over it; unset: a new local instance."""
+
+    def __attrs_post_init__(self) -> None:
+        _run_checks(self)
+
+
+@attrs.frozen
 class Spec:
     """
     A whole experiment.
@@ -885,6 +907,9 @@ class Spec:
 
     report: ReportSpec = _field(ReportSpec())
     """Report settings ([report])."""
+
+    execution: ExecutionSpec = _field(ExecutionSpec())
+    """Where the parallel stages run ([execution]); read by no stage key."""
 
     def __attrs_post_init__(self) -> None:
         _run_checks(self)

@@ -48,7 +48,7 @@ def test_spec_classes_found():
     names = {cls.__name__ for cls in SPEC_CLASSES}
 
     assert {"Spec", "SyntheticSpec", "VariantSpec", "ReportSpec"} <= names
-    assert len(SPEC_CLASSES) == 1 + 16  # Spec and its sixteen tables (finetune.lora included)
+    assert len(SPEC_CLASSES) == 1 + 17  # Spec and its seventeen tables (finetune.lora included)
 
 
 @pytest.mark.parametrize("cls", SPEC_CLASSES, ids=[c.__name__ for c in SPEC_CLASSES])
@@ -152,6 +152,7 @@ def test_reference_sections_in_table_order():
         "[inference]",
         "[evaluation]",
         "[report]",
+        "[execution]",
     ]
 
 
