@@ -26,6 +26,7 @@ from llmrec.ground_truth import (
     ratings_before,
 )
 from llmrec.providers.fake import FakeProvider
+from llmrec.ragged import Ragged
 from llmrec.report import render_report
 from llmrec.results import Results
 from llmrec.sampling import Sample, build_index, sample_users
@@ -426,3 +427,66 @@ def test_a_run_draws_only_users_eligible_before_the_cut(run):
 
     assert users
     assert all(before_fives[u] >= 4 for u in users)
+
+
+def _reference(ratings: Ratings, users: list[int], spec: SamplingSpec, cut: int) -> tuple[list, list]:
+    """The global rule written out per user and per rating, as the docs say it."""
+    profiles, truths = [], []
+    rows = list(
+        zip(
+            ratings.user.tolist(),
+            ratings.movie.tolist(),
+            ratings.stars.tolist(),
+            ratings.day.tolist(),
+            strict=True,
+        )
+    )
+    sign = -1 if spec.profile_date_order == "newest_first" else 1
+    for u in users:
+        mine = [(m, s, d) for uu, m, s, d in rows if uu == u]
+        past = sorted((r for r in mine if r[2] < cut), key=lambda r: (-r[1], sign * r[2], r[0]))
+        profile = [m for m, _, _ in past[: spec.profile_size]]
+        fives = sum(1 for _, s, _ in past if s == 5)
+        future = sorted(
+            (r for r in mine if r[2] >= cut and r[1] >= spec.future_min_stars),
+            key=lambda r: (-r[1], -r[2], r[0]),
+        )
+        keep = fives >= spec.min_five_star_ratings and profile
+        profiles.append(profile)
+        truths.append([m for m, _, _ in future[: spec.max_ground_truth]] if keep else [])
+    return profiles, truths
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 6), st.integers(1, 12), st.integers(1, 5), st.integers(0, 30)),
+        min_size=1,
+        max_size=80,
+        unique_by=lambda r: (r[0], r[1]),
+    ),
+    st.floats(0.05, 0.95),
+    st.integers(1, 4),
+    st.sampled_from(["newest_first", "oldest_first"]),
+)
+def test_the_columnar_rule_matches_a_per_user_loop(rows, quantile, min_fives, order):
+    """On random ratings, every sampled user's profile and ground truth are what the per-user loop gives."""
+    cols = list(zip(*rows, strict=True))
+    ratings = Ratings(user=cols[0], movie=cols[1], stars=cols[2], day=cols[3])
+    spec = SamplingSpec(
+        profile_size=3,
+        max_ground_truth=2,
+        min_five_star_ratings=min_fives,
+        profile_date_order=order,
+        ground_truth="future_global",
+        cut_quantile=quantile,
+    )
+    index = build_index(ratings)
+    cut = global_cut_day(ratings.day, quantile)
+    sample = Sample(
+        users=index.user_ids, profiles=Ragged.from_rows([[]] * len(index.user_ids), np.int32), eligible=0
+    )
+    profiles, truth = future_global_ground_truth(index, sample, spec, cut)
+    want_profiles, want_truths = _reference(ratings, index.user_ids.tolist(), spec, cut)
+
+    assert [p.tolist() for p in profiles] == want_profiles
+    assert [t.tolist() for t in truth.movies] == want_truths
