@@ -168,6 +168,22 @@ def _group_starts(owner: npt.NDArray[np.int64], n: int) -> npt.NDArray[np.int64]
     return out
 
 
+def _order_by(keys: list[npt.NDArray[np.int64]]) -> npt.NDArray[np.intp]:
+    """
+    The order sorting by ``keys`` (most significant first): one sort of the keys packed into int64
+    when their ranges fit 63 bits, else ``np.lexsort``.
+    """
+    lows = [int(k.min()) if len(k) else 0 for k in keys]
+    bits = [(int(k.max()) - lo).bit_length() if len(k) else 0 for k, lo in zip(keys, lows, strict=True)]
+    if sum(bits) > 63:
+        return np.lexsort(tuple(reversed(keys)))
+    packed = np.zeros(len(keys[0]), dtype=np.int64)
+    for k, lo, b in zip(keys, lows, bits, strict=True):
+        packed <<= b
+        packed |= k - lo
+    return np.argsort(packed, kind="stable")
+
+
 def _first_per_group(owner: npt.NDArray[np.int64], n: int, size: int) -> npt.NDArray[np.bool_]:
     """
     A mask of the first ``size`` entries of each group of ``owner`` (sorted group numbers).
@@ -186,7 +202,7 @@ def future_global_ground_truth(
     on or after it.
 
     Columnar: every sampled user's ratings are gathered into one array, tagged with the user's row,
-    and sorted once per side (past: profile order; future: relevance order).
+    and sorted once per side (past: profile order; future: relevance order) by one packed int64 key.
 
     Args:
         index: the dataset, arranged by ``build_index``.
@@ -207,23 +223,23 @@ def future_global_ground_truth(
     starts, ends = index.user_start[dense], index.user_start[dense + 1]
     rows = _concat_ranges(starts, ends)
     owner = np.repeat(np.arange(n, dtype=np.int64), ends - starts)
-    movies = index.user_movies[rows]
-    stars = index.user_stars[rows].astype(np.int32)
-    days = index.user_days[rows].astype(np.int32)
+    movies = index.user_movies[rows].astype(np.int64)
+    stars = index.user_stars[rows].astype(np.int64)
+    days = index.user_days[rows].astype(np.int64)
     past = days < cut_day
     fives = np.bincount(owner[past & (stars == 5 * index.star_scale)], minlength=n)
     eligible = fives >= spec.min_five_star_ratings
 
     p = np.flatnonzero(past)
     newest = spec.profile_date_order == "newest_first"
-    p = p[np.lexsort((movies[p], -days[p] if newest else days[p], -stars[p], owner[p]))]
+    p = p[_order_by([owner[p], -stars[p], -days[p] if newest else days[p], movies[p]])]
     p = p[_first_per_group(owner[p], n, spec.profile_size)]
     profiles = Ragged.from_lengths(np.bincount(owner[p], minlength=n), movies[p].astype(np.int32))
 
     future = ~past
     keep = eligible & (profiles.lengths > 0)
     f = np.flatnonzero(future & (stars >= spec.future_min_stars * index.star_scale) & keep[owner])
-    f = f[np.lexsort((movies[f], -days[f], -stars[f], owner[f]))]
+    f = f[_order_by([owner[f], -stars[f], -days[f], movies[f]])]
     f = f[_first_per_group(owner[f], n, spec.max_ground_truth)]
     lengths = np.bincount(owner[f], minlength=n)
     after = np.bincount(owner[future], minlength=n).astype(np.int64)
