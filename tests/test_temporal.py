@@ -490,3 +490,20 @@ def test_the_columnar_rule_matches_a_per_user_loop(rows, quantile, min_fives, or
 
     assert [p.tolist() for p in profiles] == want_profiles
     assert [t.tolist() for t in truth.movies] == want_truths
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.sampled_from([-(2**61), -7, 0, 3, 2**61]), st.integers(-5, 5)),
+        max_size=40,
+    )
+)
+def test_packed_order_matches_lexsort_also_when_keys_are_too_wide_to_pack(rows):
+    """The packed sort and its lexsort fallback (keys spanning more than 63 bits) give lexsort's order."""
+    from llmrec.ground_truth import _order_by
+
+    keys = [np.array([r[j] for r in rows], dtype=np.int64) for j in range(3)]
+    narrow = [keys[0], keys[2]]
+
+    assert _order_by(keys).tolist() == np.lexsort(tuple(reversed(keys))).tolist()
+    assert _order_by(narrow).tolist() == np.lexsort(tuple(reversed(narrow))).tolist()
