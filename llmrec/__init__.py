@@ -28,7 +28,13 @@ from llmrec.data.synthetic import generate_synthetic, write_synthetic_netflix
 from llmrec.errors import DataError, LlmrecError, ParseError, ProviderError, SpecError, SpecProblem
 from llmrec.evaluate import ExperimentOutcome, run_experiment
 from llmrec.executor import Executor, ExecutorError, ProcessExecutor, SerialExecutor
-from llmrec.ground_truth import future_ground_truth, knn_ground_truth
+from llmrec.ground_truth import (
+    future_global_ground_truth,
+    future_ground_truth,
+    global_cut_day,
+    knn_ground_truth,
+    ratings_before,
+)
 from llmrec.metrics import METRICS, ideal_scores, metric_names, score_list
 from llmrec.parsing import (
     AnswerFlags,
@@ -144,8 +150,10 @@ __all__ = [
     "fit_item_knn",
     "fit_popular",
     "fit_random",
+    "future_global_ground_truth",
     "future_ground_truth",
     "generate_synthetic",
+    "global_cut_day",
     "grounding_rates",
     "holm",
     "ideal_scores",
@@ -156,6 +164,7 @@ __all__ = [
     "parse_recommendations",
     "parse_spec",
     "ranked_ids",
+    "ratings_before",
     "read_movielens",
     "read_netflix",
     "render_report",

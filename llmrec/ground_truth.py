@@ -10,25 +10,40 @@ reader see whether a model that imitates the rule also predicts something else:
   held-out side. The profile is built from the earlier ratings by the usual profile rule; the
   relevant movies are the held-out ratings with at least ``future_min_stars`` stars, ranked by stars,
   then date, then movie id, at most ``max_ground_truth``.
+- ``"future_global"``, temporal with one cut for everyone: the cut date is the date at
+  ``cut_quantile`` of all rating dates (``global_cut_day``); ratings dated before it are the past,
+  those on or after it the future. Eligibility (``min_five_star_ratings``) and the profile come from
+  the past only, the relevant movies are the future ratings with at least ``future_min_stars`` stars
+  (ranked as for ``"future"``), and the classic baselines are fitted on the past only
+  (``ratings_before``), so nothing dated on or after the cut reaches any of them.
 - ``"knn"``, machine-learned: cosine similarity between the user and every other user over their
   binary rating vectors (all their ratings), the ``knn_neighbors`` most similar users (ties: lower
   user id), and each movie scored by the summed similarity of those who rated it with at least
   ``watched_min_stars``; the ground truth is the top ``max_ground_truth`` movies the user did not rate.
   The profile is the usual one.
 
-Both return a ``Sample``-aligned ``GroundTruth`` and the profiles to prompt with.
+Each returns a ``Sample``-aligned ``GroundTruth`` and the profiles to prompt with.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
+from llmrec.data import Ratings
 from llmrec.ragged import Ragged
 from llmrec.sampling import GroundTruth, RatingIndex, Sample
 from llmrec.spec import SamplingSpec
 
-__all__ = ["future_ground_truth", "knn_ground_truth"]
+__all__ = [
+    "future_global_ground_truth",
+    "future_ground_truth",
+    "global_cut_day",
+    "knn_ground_truth",
+    "ratings_before",
+]
 
 Profiles = Ragged[np.int32]
 
@@ -101,6 +116,141 @@ def future_ground_truth(
         drawn=held_counts.copy(),
     )
     return Ragged.from_rows(profiles, np.int32), truth
+
+
+_DAY_CHUNK = 1 << 22
+"""Rating dates counted per step by ``global_cut_day`` (bounds the int64 temporaries)."""
+
+
+def global_cut_day(days: npt.NDArray[np.integer[Any]], quantile: float) -> int:
+    """
+    The global cut: the date at ``quantile`` of all rating dates.
+
+    With the dates sorted, it is the one at position ``min(n - 1, floor(quantile * n))``; ratings dated
+    before it are the past (at most a ``quantile`` share of them: every rating on the cut date is
+    on the future side, as the per-user rule puts the whole cut date on the held-out side). Counted
+    with one ``bincount`` over the date range, a few million dates at a time, with no sort.
+
+    Args:
+        days: every rating's date (``Ratings.day`` or ``RatingIndex.user_days``: days since 1970-01-01).
+        quantile: the share in (0, 1).
+
+    Returns:
+        The cut (days since 1970-01-01); 0 when there are no ratings.
+    """
+    n = len(days)
+    if n == 0:
+        return 0
+    lo, hi = int(days.min()), int(days.max())
+    counts = np.zeros(hi - lo + 1, dtype=np.int64)
+    for a in range(0, n, _DAY_CHUNK):
+        part = np.subtract(days[a : a + _DAY_CHUNK], lo, dtype=np.int64)
+        counts += np.bincount(part, minlength=len(counts))
+    position = min(n - 1, int(np.floor(quantile * n)))
+    return lo + int(np.searchsorted(np.cumsum(counts), position, side="right"))
+
+
+def ratings_before(ratings: Ratings, cut_day: int | None) -> Ratings:
+    """
+    The ratings dated before ``cut_day`` (all of them when it is None): the past of the global
+    temporal protocol, what the classic baselines are fitted on.
+    """
+    if cut_day is None:
+        return ratings
+    return ratings.take(ratings.day < cut_day)
+
+
+def _group_starts(owner: npt.NDArray[np.int64], n: int) -> npt.NDArray[np.int64]:
+    """
+    Where each of ``n`` groups starts in ``owner`` (sorted group numbers), as a length ``n + 1`` array.
+    """
+    out: npt.NDArray[np.int64] = np.searchsorted(owner, np.arange(n + 1)).astype(np.int64)
+    return out
+
+
+def _order_by(keys: list[npt.NDArray[np.int64]]) -> npt.NDArray[np.intp]:
+    """
+    The order sorting by ``keys`` (most significant first): one sort of the keys packed into int64
+    when their ranges fit 63 bits, else ``np.lexsort``.
+    """
+    lows = [int(k.min()) if len(k) else 0 for k in keys]
+    bits = [(int(k.max()) - lo).bit_length() if len(k) else 0 for k, lo in zip(keys, lows, strict=True)]
+    if sum(bits) > 63:
+        return np.lexsort(tuple(reversed(keys)))
+    packed = np.zeros(len(keys[0]), dtype=np.int64)
+    for k, lo, b in zip(keys, lows, bits, strict=True):
+        packed <<= b
+        packed |= k - lo
+    return np.argsort(packed, kind="stable")
+
+
+def _first_per_group(owner: npt.NDArray[np.int64], n: int, size: int) -> npt.NDArray[np.bool_]:
+    """
+    A mask of the first ``size`` entries of each group of ``owner`` (sorted group numbers).
+    """
+    starts = _group_starts(owner, n)
+    rank = np.arange(len(owner), dtype=np.int64) - starts[owner]
+    out: npt.NDArray[np.bool_] = rank < size
+    return out
+
+
+def future_global_ground_truth(
+    index: RatingIndex, sample: Sample, spec: SamplingSpec, cut_day: int, *, variant: str = "future_global"
+) -> tuple[Profiles, GroundTruth]:
+    """
+    Profiles and eligibility from the ratings before one global cut date, ground truth from those
+    on or after it.
+
+    Columnar: every sampled user's ratings are gathered into one array, tagged with the user's row,
+    and sorted once per side (past: profile order; future: relevance order) by one packed int64 key.
+
+    Args:
+        index: the dataset, arranged by ``build_index``.
+        sample: the sampled users (their profiles are rebuilt from the ratings before the cut).
+        spec: the variant's sampling rules (min_five_star_ratings, profile_size, profile_date_order,
+            future_min_stars, max_ground_truth).
+        cut_day: the cut (``global_cut_day`` of the variant's ``cut_quantile``).
+        variant: the variant's name.
+
+    Returns:
+        The profiles and the ground truth, aligned with ``sample.users``. A user who is not eligible
+        on the ratings before the cut (fewer than ``min_five_star_ratings`` 5-star ratings there) or
+        has no rating before it gets an empty ground truth, so it is dropped like any user without
+        one. ``candidates`` and ``drawn`` hold each user's number of ratings on or after the cut.
+    """
+    n = len(sample.users)
+    dense = index.dense(sample.users)
+    starts, ends = index.user_start[dense], index.user_start[dense + 1]
+    rows = _concat_ranges(starts, ends)
+    owner = np.repeat(np.arange(n, dtype=np.int64), ends - starts)
+    movies = index.user_movies[rows].astype(np.int64)
+    stars = index.user_stars[rows].astype(np.int64)
+    days = index.user_days[rows].astype(np.int64)
+    past = days < cut_day
+    fives = np.bincount(owner[past & (stars == 5 * index.star_scale)], minlength=n)
+    eligible = fives >= spec.min_five_star_ratings
+
+    p = np.flatnonzero(past)
+    newest = spec.profile_date_order == "newest_first"
+    p = p[_order_by([owner[p], -stars[p], -days[p] if newest else days[p], movies[p]])]
+    p = p[_first_per_group(owner[p], n, spec.profile_size)]
+    profiles = Ragged.from_lengths(np.bincount(owner[p], minlength=n), movies[p].astype(np.int32))
+
+    future = ~past
+    keep = eligible & (profiles.lengths > 0)
+    f = np.flatnonzero(future & (stars >= spec.future_min_stars * index.star_scale) & keep[owner])
+    f = f[_order_by([owner[f], -stars[f], -days[f], movies[f]])]
+    f = f[_first_per_group(owner[f], n, spec.max_ground_truth)]
+    lengths = np.bincount(owner[f], minlength=n)
+    after = np.bincount(owner[future], minlength=n).astype(np.int64)
+    truth = GroundTruth(
+        variant=variant,
+        movies=Ragged.from_lengths(lengths, movies[f].astype(np.int32)),
+        shares=Ragged.from_lengths(lengths, stars[f].astype(np.float64) / index.star_scale),
+        candidates=after,
+        drawn=after.copy(),
+    )
+    return profiles, truth
 
 
 def knn_ground_truth(

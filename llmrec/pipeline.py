@@ -340,7 +340,7 @@ def run_stages(
         if kind == "fake"
         else "sync"
     )
-    fitted: dict[int, list[Baseline]] = {}
+    fitted: dict[tuple[int, int | None], list[Baseline]] = {}
     inputs: dict[str, str] = {}
     per_seed: dict[int, list[evaluate_stage.VariantInputs]] = {s: [] for s in seeds}
     tally = _Tally()

@@ -24,6 +24,7 @@ __all__ = [
     "Popularity",
     "Prediction",
     "PredictionItem",
+    "Protocol",
     "Results",
     "VariantResults",
     "metric_label",
@@ -201,6 +202,31 @@ class Popularity:
 
 
 @attrs.frozen
+class Protocol:
+    """
+    The evaluation protocol of a variant's ground truth: whether it splits the ratings in time, and
+    for the global temporal protocol where (see docs/sampling.md, "Which protocol leaks what").
+    """
+
+    ground_truth: str
+    """The rule (``sampling.ground_truth``): "neighbors", "future", "future_global" or "knn"."""
+    temporal: str
+    """"none" (neighbors, knn: no split in time), "per_user" (future: each user's own cut date; other
+    users' later ratings still reach eligibility and the baselines) or "global" (future_global: one cut
+    date for everyone; eligibility, profiles and the baselines' fitting data before it, relevance after)."""
+    cut_quantile: float | None = None
+    """The quantile of all rating dates the global cut is placed at (global only)."""
+    cut_day: int | None = None
+    """The global cut in days since 1970-01-01 (global only)."""
+    cut_date: str | None = None
+    """The global cut as an ISO date: ratings dated before it are the past, on or after it the future."""
+    ratings_before: int | None = None
+    """All ratings (every user's) dated before the cut, when the ratings were at hand."""
+    ratings_after: int | None = None
+    """All ratings dated on or after the cut, when the ratings were at hand."""
+
+
+@attrs.frozen
 class Comparison:
     """
     Model A against model B on one metric, paired over the same test users.
@@ -246,6 +272,9 @@ class VariantResults:
     "comparison" (each pair of models' metric rows); None in results from before the choice existed."""
     popularity: Popularity | None = None
     """How much of the test users' ground truth is among the most popular movies of the fitting data."""
+    protocol: Protocol | None = None
+    """The evaluation protocol (which ratings each part sees, and the global cut date); None in results
+    from before it was recorded."""
 
     @property
     def test_users(self) -> int:

@@ -412,7 +412,9 @@ class Sample:
     """Users who met ``min_five_star_ratings`` before the draw."""
 
 
-def sample_users(index: RatingIndex, spec: SamplingSpec, seed: int) -> Sample:
+def sample_users(
+    index: RatingIndex, spec: SamplingSpec, seed: int, *, before_day: int | None = None
+) -> Sample:
     """
     Draw the eligible users and build their profiles.
 
@@ -420,12 +422,17 @@ def sample_users(index: RatingIndex, spec: SamplingSpec, seed: int) -> Sample:
         index: the dataset, arranged by ``build_index``.
         spec: the sampling rules (only users, min_five_star_ratings and profile_size are used here).
         seed: the experiment seed.
+        before_day: when given (the global temporal cut), eligibility and profiles count only the
+            ratings dated before this day.
 
     Returns:
         The sample, users in ascending id order.
     """
     n_users = len(index.user_ids)
-    fives = _per_user_sum(index, index.user_stars == 5 * index.star_scale)
+    fives_flags = index.user_stars == 5 * index.star_scale
+    if before_day is not None:
+        fives_flags &= index.user_days < before_day
+    fives = _per_user_sum(index, fives_flags)
     is_eligible = fives >= spec.min_five_star_ratings
     eligible = np.flatnonzero(is_eligible)
     rng = np.random.default_rng([seed, _USER_SAMPLE_STREAM])
@@ -434,8 +441,9 @@ def sample_users(index: RatingIndex, spec: SamplingSpec, seed: int) -> Sample:
     if spec.eligibility_filter == "after_draw":
         chosen = chosen[is_eligible[chosen]]
     newest = spec.profile_date_order == "newest_first"
+    size = spec.profile_size
     profiles = Ragged.from_rows(
-        [_profile(index, int(u), spec.profile_size, newest_first=newest) for u in chosen], np.int32
+        [_profile(index, int(u), size, newest_first=newest, before_day=before_day) for u in chosen], np.int32
     )
     return Sample(users=index.user_ids[chosen], profiles=profiles, eligible=len(eligible))
 
@@ -452,11 +460,17 @@ def _per_user_sum(index: RatingIndex, flags: _Bools) -> IntArray:
     return out
 
 
-def _profile(index: RatingIndex, dense_user: int, size: int, *, newest_first: bool) -> npt.NDArray[np.int32]:
+def _profile(
+    index: RatingIndex, dense_user: int, size: int, *, newest_first: bool, before_day: int | None = None
+) -> npt.NDArray[np.int32]:
     lo, hi = index.user_start[dense_user], index.user_start[dense_user + 1]
     movies = index.user_movies[lo:hi]
     days = index.user_days[lo:hi].astype(np.int32)
-    order = np.lexsort((movies, -days if newest_first else days, -index.user_stars[lo:hi].astype(np.int32)))
+    stars = index.user_stars[lo:hi].astype(np.int32)
+    if before_day is not None:
+        past = days < before_day
+        movies, days, stars = movies[past], days[past], stars[past]
+    order = np.lexsort((movies, -days if newest_first else days, -stars))
     return movies[order[:size]]
 
 

@@ -83,7 +83,7 @@ BaselineFit = Literal["ratings_without_test_users", "train_pairs"]
 HolmFamily = Literal["table", "comparison"]
 MatchMode = Literal["exact", "normalized", "fuzzy"]
 OutputMode = Literal["list", "json"]
-GroundTruthRule = Literal["neighbors", "future", "knn"]
+GroundTruthRule = Literal["neighbors", "future", "future_global", "knn"]
 ExecutorKind = Literal["serial", "process", "ray"]
 
 Check = tuple[Callable[[Any], bool], str]
@@ -313,6 +313,23 @@ def _one_shared_model(variant: tuple[VariantSpec, ...], finetune: FinetuneSpec) 
     return []
 
 
+def _global_cut_fits_before_it(
+    sampling: SamplingSpec, variant: tuple[VariantSpec, ...], evaluation: EvaluationSpec
+) -> list[SpecProblem]:
+    # "train_pairs" fits on the training users' ground truth, which under "future_global" is dated
+    # after the cut: the baselines would see the future that the protocol keeps from them
+    if not evaluation.baselines or evaluation.baseline_fit != "train_pairs":
+        return []
+    names = [v.name for v in variant if v.apply(sampling).ground_truth == "future_global"]
+    if not names:
+        return []
+    expected = (
+        'baseline_fit = "ratings_without_test_users" when a variant uses ground_truth = "future_global" '
+        f"({', '.join(names)}): the training users' pairs hold ratings dated after the cut"
+    )
+    return [SpecProblem("evaluation.baseline_fit", expected, evaluation.baseline_fit, True)]
+
+
 def _kind_specific(finetune: FinetuneSpec, provider: ProviderSpec) -> list[SpecProblem]:
     kind = provider.kind
     out: list[SpecProblem] = []
@@ -458,13 +475,16 @@ class SamplingSpec:
     """At most this many ground-truth movies per user, ranked by share then movie id ("the maximum number of suggested movies is 10")."""
 
     ground_truth: GroundTruthRule = "neighbors"
-    """How the ground truth is made: "neighbors" (the paper's rule above), "future" (the user's own later ratings: a temporal hold-out) or "knn" (movies of the most cosine-similar users); see docs/sampling.md."""
+    """How the ground truth is made: "neighbors" (the paper's rule above), "future" (the user's own later ratings: a per-user temporal hold-out), "future_global" (one cut date for everyone: eligibility, profiles and the baselines' fitting data before it, relevance after it) or "knn" (movies of the most cosine-similar users); see docs/sampling.md."""
 
     future_share: float = _field(0.2, (lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
     """For "future": the share of each user's latest ratings held out (at least one; every rating on the cut date is held out too)."""
 
     future_min_stars: int = _field(4, _stars())
-    """For "future": held-out ratings with at least this many stars are relevant."""
+    """For "future" and "future_global": held-out (after-cut) ratings with at least this many stars are relevant."""
+
+    cut_quantile: float = _field(0.8, (lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
+    """For "future_global": the cut date is the date at this quantile of all rating dates; ratings dated before it are the past (eligibility, profiles, the baselines' fitting data), ratings on or after it the future (relevance)."""
 
     knn_neighbors: int = _field(50, _positive_int())
     """For "knn": how many most similar users vote for the ground truth."""
@@ -508,6 +528,9 @@ class VariantSpec:
 
     future_min_stars: int | None = _field(None, _stars())
     """Overrides sampling.future_min_stars for this variant."""
+
+    cut_quantile: float | None = _field(None, (lambda v: 0.0 < v < 1.0, "a number in (0, 1)"))
+    """Overrides sampling.cut_quantile for this variant (its cut; the sample's users are drawn on [sampling]'s)."""
 
     knn_neighbors: int | None = _field(None, _positive_int())
     """Overrides sampling.knn_neighbors for this variant."""
@@ -919,6 +942,7 @@ class Spec:
         _variant_names_unique,
         _one_shared_model,
         _kind_specific,
+        _global_cut_fits_before_it,
     )
 
     def variant_sampling(self, variant: VariantSpec) -> SamplingSpec:

@@ -76,6 +76,8 @@ class _VariantView:
     """How Holm's correction was applied, as caption text."""
     popularity: str = ""
     """How much of the ground truth is plain popularity, as one sentence ("" when unknown)."""
+    protocol: str = ""
+    """The evaluation protocol and, for the global temporal one, its cut date, as one sentence."""
 
 
 def render_report(
@@ -388,6 +390,32 @@ def _popularity_text(variant: VariantResults) -> str:
     )
 
 
+def _protocol_text(variant: VariantResults) -> str:
+    protocol = variant.protocol
+    if protocol is None:
+        return ""
+    if protocol.temporal == "global":
+        split = ""
+        if protocol.ratings_before is not None and protocol.ratings_after is not None:
+            split = f" ({protocol.ratings_before:,} ratings before, {protocol.ratings_after:,} on or after)"
+        return (
+            f"Protocol: global temporal cut on {protocol.cut_date}, the date at quantile "
+            f"{protocol.cut_quantile:g} of all rating dates{split}. Eligibility, profiles and the classic "
+            "baselines' fitting data use only ratings dated before it; the relevant movies are ratings on "
+            "or after it."
+        )
+    if protocol.temporal == "per_user":
+        return (
+            "Protocol: per-user temporal hold-out (each user's latest ratings are the relevant ones). Other "
+            "users' ratings dated after a test user's cut still reach the classic baselines' fitting data, "
+            "and eligibility counts the held-out ratings too."
+        )
+    return (
+        f'Protocol: "{protocol.ground_truth}" ground truth, no split in time: the relevant movies come from '
+        "the whole rating matrix, and the classic baselines are fitted on that matrix without the test users."
+    )
+
+
 def _variant_view(number: int, variant: VariantResults, results: Results) -> _VariantView:
     """
     The formatted part of one variant.
@@ -402,6 +430,7 @@ def _variant_view(number: int, variant: VariantResults, results: Results) -> _Va
         verdict=_verdict(variant, metric_names),
         holm_family=_holm_family_text(variant.holm_family),
         popularity=_popularity_text(variant),
+        protocol=_protocol_text(variant),
         too_small=variant.too_small,
         test_users=variant.test_users,
         min_test_users=variant.min_test_users,

@@ -3,8 +3,10 @@ Stage ``baselines`` (per variant and seed): the classic recommenders' lists for 
 
 Fitted on a leakage-free source (the ratings without any test user's ratings, or the training users'
 profile -> ground-truth pairs), never on the full matrix from which the ground truth was derived.
-Fitting on the ratings is shared by every variant of a seed (the split is per user), so the pipeline
-passes a ``fitted`` cache in.
+Under ``ground_truth = "future_global"`` the ratings are also cut at the variant's global cut date:
+only those dated before it are fitted on. Fitting on the ratings is shared by every variant of a
+seed with the same cut (the split is per user), so the pipeline passes a ``fitted`` cache in, keyed
+by (seed, cut day or None).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from llmrec.baselines import (
     interactions_from_ratings,
 )
 from llmrec.data import Dataset
+from llmrec.ground_truth import ratings_before
 from llmrec.keys import stage_key
 from llmrec.ragged import Ragged
 from llmrec.spec import EvaluationSpec
@@ -94,7 +97,7 @@ def compute(
     sampled: Sampled,
     truth: Truth,
     files: TrainingFiles,
-    shared: MutableMapping[int, list[Baseline]],
+    shared: MutableMapping[tuple[int, int | None], list[Baseline]],
     progress: Callable[[int, int], None],
 ) -> BaselineLists:
     """
@@ -109,11 +112,12 @@ def compute(
         )
         fitted = fit(evaluation, seed, dataset(), interactions)
     else:
-        if seed not in shared:
+        if (seed, truth.cut_day) not in shared:
             test_users = sampled.sample.users[sampled.splits == 2]
-            interactions = interactions_from_ratings(dataset().ratings, exclude_users=test_users)
-            shared[seed] = fit(evaluation, seed, dataset(), interactions)
-        fitted = shared[seed]
+            ratings = ratings_before(dataset().ratings, truth.cut_day)
+            interactions = interactions_from_ratings(ratings, exclude_users=test_users)
+            shared[seed, truth.cut_day] = fit(evaluation, seed, dataset(), interactions)
+        fitted = shared[seed, truth.cut_day]
     lists: list[Ragged[np.int64]] = []
     for j, baseline in enumerate(fitted):
         rows: Sequence[Sequence[int]] = [

@@ -18,7 +18,8 @@ import numpy as np
 
 from llmrec.baselines import interactions_from_pairs, interactions_from_ratings
 from llmrec.codec import CONVERTER, check_schema
-from llmrec.data import Movies, Ratings
+from llmrec.data import Movies, Ratings, day_to_date
+from llmrec.ground_truth import ratings_before
 from llmrec.keys import stage_key
 from llmrec.metrics import hits, ideal_scores, score_list
 from llmrec.parsing import AnswerFlags, TitleMatcher, answer_flags, parse_recommendations
@@ -34,6 +35,7 @@ from llmrec.results import (
     Popularity,
     Prediction,
     PredictionItem,
+    Protocol,
     Results,
     SeedSpread,
     VariantResults,
@@ -57,6 +59,7 @@ __all__ = [
     "combine_seeds",
     "fit_counts",
     "key",
+    "protocol_of",
     "score_seed",
     "truth_popularity",
 ]
@@ -165,16 +168,18 @@ def score_seed(
         popularity = None
         if ratings is not None:
             train = v.files.members["train"]
-            shared = evaluation.baseline_fit == "ratings_without_test_users"  # one fit per seed
-            if not shared or "ratings" not in shared_counts:
-                shared_counts["ratings" if shared else v.name] = fit_counts(
+            shared = evaluation.baseline_fit == "ratings_without_test_users"  # one fit per seed and cut
+            count_key = f"ratings<{v.truth.cut_day}" if shared else v.name
+            if count_key not in shared_counts:
+                shared_counts[count_key] = fit_counts(
                     evaluation.baseline_fit,
                     ratings,
                     test_users=v.sampled.sample.users[v.sampled.splits == 2],
                     train_profiles=[v.truth.profiles[i] for i in train],
                     train_truths=[truth.movies[i] for i in train],
+                    cut_day=v.truth.cut_day,
                 )
-            source, per_movie = shared_counts["ratings" if shared else v.name]
+            source, per_movie = shared_counts[count_key]
             popularity = truth_popularity(
                 per_movie, movies.ids, [truth.movies[i] for i in test_rows], source=source
             )
@@ -301,6 +306,7 @@ def score_seed(
                 min_test_users=evaluation.min_test_users,
                 holm_family=evaluation.holm_family,
                 popularity=popularity,
+                protocol=protocol_of(v.sampling, v.truth.cut_day, ratings),
             )
         )
     results = Results(
@@ -344,18 +350,43 @@ def fit_counts(
     test_users: np.ndarray[Any, np.dtype[np.integer[Any]]],
     train_profiles: Sequence[np.ndarray[Any, np.dtype[np.integer[Any]]]],
     train_truths: Sequence[np.ndarray[Any, np.dtype[np.integer[Any]]]],
+    cut_day: int | None = None,
 ) -> tuple[str, np.ndarray[Any, np.dtype[np.int64]]]:
     """
     Interactions per movie id (``np.bincount`` over the movie column, index = id) in the data the
     classic baselines are fitted on, and its source: every rating but the test users' (for
-    ``baseline_fit = "ratings_without_test_users"``), or the training users' profile and
-    ground-truth movies (``"train_pairs"``).
+    ``baseline_fit = "ratings_without_test_users"``; with a global ``cut_day``, only those dated
+    before it, as the baselines stage fits), or the training users' profile and ground-truth movies
+    (``"train_pairs"``).
     """
     if baseline_fit == "train_pairs":
         fitted = interactions_from_pairs(train_profiles, train_truths)
     else:
-        fitted = interactions_from_ratings(ratings, exclude_users=test_users)
+        fitted = interactions_from_ratings(ratings_before(ratings, cut_day), exclude_users=test_users)
     return str(fitted.source), np.bincount(fitted.movies.astype(np.int64))
+
+
+def protocol_of(sampling: SamplingSpec, cut_day: int | None, ratings: Ratings | None = None) -> Protocol:
+    """
+    The variant's evaluation protocol: its ground-truth rule, whether it splits in time, and for the
+    global protocol the cut (with the number of ratings on each side when ``ratings`` are given).
+    """
+    rule = sampling.ground_truth
+    if rule != "future_global" or cut_day is None:
+        return Protocol(ground_truth=rule, temporal="per_user" if rule == "future" else "none")
+    before = after = None
+    if ratings is not None:
+        before = int(np.count_nonzero(ratings.day < cut_day))
+        after = len(ratings) - before
+    return Protocol(
+        ground_truth=rule,
+        temporal="global",
+        cut_quantile=sampling.cut_quantile,
+        cut_day=cut_day,
+        cut_date=day_to_date(cut_day).isoformat(),
+        ratings_before=before,
+        ratings_after=after,
+    )
 
 
 def truth_popularity(

@@ -11,7 +11,12 @@ import numpy as np
 import numpy.typing as npt
 
 from llmrec.executor import Executor
-from llmrec.ground_truth import future_ground_truth, knn_ground_truth
+from llmrec.ground_truth import (
+    future_global_ground_truth,
+    future_ground_truth,
+    global_cut_day,
+    knn_ground_truth,
+)
 from llmrec.keys import stage_key
 from llmrec.ragged import Ragged
 from llmrec.sampling import GroundTruth, RatingIndex, Sample, derive_ground_truth
@@ -25,11 +30,14 @@ __all__ = ["Truth", "compute", "key", "load", "save"]
 class Truth:
     """
     One variant's ground truth and the profiles it prompts with (the sample's, or earlier-ratings
-    profiles for ``ground_truth = "future"``), aligned with the sample's users.
+    profiles for ``ground_truth = "future"`` and ``"future_global"``), aligned with the sample's users.
     """
 
     profiles: Ragged[np.int32]
     truth: GroundTruth
+    cut_day: int | None = None
+    """The global cut of ``ground_truth = "future_global"`` (days since 1970-01-01): the classic
+    baselines are fitted on the ratings dated before it only. None for the other rules."""
 
     @property
     def kept(self) -> npt.NDArray[np.bool_]:
@@ -61,8 +69,12 @@ def compute(
     """
     Derive the variant's ground truth by its rule.
     """
+    cut: int | None = None
     if sampling.ground_truth == "future":
         profiles, truth = future_ground_truth(index, sample, sampling, variant=variant)
+    elif sampling.ground_truth == "future_global":
+        cut = global_cut_day(index.user_days, sampling.cut_quantile)
+        profiles, truth = future_global_ground_truth(index, sample, sampling, cut, variant=variant)
     elif sampling.ground_truth == "knn":
         profiles, truth = knn_ground_truth(index, sample, sampling, variant=variant)
     else:
@@ -70,7 +82,7 @@ def compute(
         truth = derive_ground_truth(
             index, sample, sampling, seed, variant=variant, executor=executor, progress=progress
         )
-    return Truth(profiles=profiles, truth=truth)
+    return Truth(profiles=profiles, truth=truth, cut_day=cut)
 
 
 def save(folder: StageDir, value: Truth) -> None:
@@ -90,7 +102,7 @@ def save(folder: StageDir, value: Truth) -> None:
             "drawn": t.drawn,
         },
     )
-    folder.write_json("meta", {"variant": t.variant})
+    folder.write_json("meta", {"variant": t.variant, "cut_day": value.cut_day})
 
 
 def load(folder: StageDir) -> Truth:
@@ -110,4 +122,5 @@ def load(folder: StageDir) -> Truth:
         drawn=data["drawn"].astype(np.int64),
     )
     profiles = Ragged(data["profile_offsets"].astype(np.int64), data["profile_values"].astype(np.int32))
-    return Truth(profiles=profiles, truth=truth)
+    cut = meta.get("cut_day")
+    return Truth(profiles=profiles, truth=truth, cut_day=int(cut) if cut is not None else None)

@@ -10,6 +10,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from llmrec.ground_truth import global_cut_day
 from llmrec.keys import stage_key
 from llmrec.ragged import Ragged
 from llmrec.sampling import RatingIndex, Sample, SplitName, assign_splits, sample_users
@@ -21,6 +22,8 @@ __all__ = ["SPLITS", "Sampled", "compute", "key", "load", "save"]
 SPLITS: tuple[SplitName, ...] = ("train", "validation", "test")
 # the sampling fields the draw and the profiles depend on (neighbour fields belong to ground truth)
 _READS = ("users", "min_five_star_ratings", "eligibility_filter", "profile_size", "profile_date_order")
+# with [sampling] ground_truth = "future_global", eligibility and profiles see only the ratings before the cut
+_GLOBAL_READS = ("ground_truth", "cut_quantile")
 
 
 @attrs.frozen(eq=False)
@@ -43,15 +46,20 @@ def key(sampling: SamplingSpec, split: SplitSpec, seed: int, data_key: str, vers
     """
     The stage key: the draw's sampling fields, the split shares, the seed and the data.
     """
-    reads = {"sampling": {f: getattr(sampling, f) for f in _READS}, "split": split, "seed": seed}
+    fields = _READS + (_GLOBAL_READS if sampling.ground_truth == "future_global" else ())
+    reads = {"sampling": {f: getattr(sampling, f) for f in fields}, "split": split, "seed": seed}
     return stage_key("sample", reads, {"data": data_key}, version=version)
 
 
 def compute(index: RatingIndex, sampling: SamplingSpec, split: SplitSpec, seed: int) -> Sampled:
     """
-    Draw the sample and its splits.
+    Draw the sample and its splits; with ``ground_truth = "future_global"``, on the ratings dated
+    before the global cut only (eligibility and profiles).
     """
-    sample = sample_users(index, sampling, seed)
+    cut = None
+    if sampling.ground_truth == "future_global":
+        cut = global_cut_day(index.user_days, sampling.cut_quantile)
+    sample = sample_users(index, sampling, seed, before_day=cut)
     names = assign_splits(sample.users, split, seed)
     codes = np.array([SPLITS.index(s) for s in names], dtype=np.int8).reshape(len(names))
     return Sampled(sample=sample, splits=codes)
