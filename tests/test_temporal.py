@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llmrec.baselines import Interactions
+from llmrec.baselines import Baseline, Interactions
 from llmrec.data import Dataset, Movies, Ratings, day_to_date
 from llmrec.data.synthetic import generate_synthetic
 from llmrec.errors import SpecError
@@ -198,7 +198,7 @@ def test_the_ground_truth_stage_records_the_cut_and_stores_it(dataset):
 def _fit_once(dataset: Dataset, truth: truth_stage.Truth, monkeypatch) -> tuple[list[int], Ratings]:
     """MostPopular's list for test user 1, and the ratings the stage fitted on."""
     seen: list[Ratings] = []
-    original = baselines_stage.interactions_from_ratings
+    original = baselines_stage.interactions_from_ratings  # type: ignore[attr-defined]
 
     def spy(ratings: Ratings, exclude_users) -> Interactions:
         seen.append(ratings)
@@ -251,7 +251,7 @@ def test_the_baselines_cache_is_per_cut(dataset):
     truth = truth_stage.compute(index, sample, SPEC, seed=0, variant="global", executor=SerialExecutor())
     sampled = Sampled(sample=sample, splits=np.array([2, 2], dtype=np.int8))
     files = TrainingFiles(members={"train": (), "validation": (), "test": (0,)}, train=b"", validation=b"")
-    cache: dict = {}
+    cache: dict[tuple[int, int | None], list[Baseline]] = {}
     spec = EvaluationSpec(baselines=("popular",))
     for t in (truth, attrs.evolve(truth, cut_day=None)):
         baselines_stage.compute(spec, 3, 0, lambda: dataset, sampled, t, files, cache, lambda k, n: None)
@@ -368,7 +368,7 @@ def run():
     spec = parse_spec(RUN)
     dataset = generate_synthetic(spec.dataset.synthetic, spec.experiment.seed)
     fits: list[tuple[int, int]] = []
-    original = baselines_stage.interactions_from_ratings
+    original = baselines_stage.interactions_from_ratings  # type: ignore[attr-defined]
 
     def spy(ratings: Ratings, exclude_users) -> Interactions:
         fits.append((len(ratings), int(ratings.day.max())))
@@ -435,7 +435,9 @@ def test_a_run_draws_only_users_eligible_before_the_cut(run):
     assert all(before_fives[u] >= 4 for u in users)
 
 
-def _reference(ratings: Ratings, users: list[int], spec: SamplingSpec, cut: int) -> tuple[list, list]:
+def _reference(
+    ratings: Ratings, users: list[int], spec: SamplingSpec, cut: int
+) -> tuple[list[list[int]], list[list[int]]]:
     """The global rule written out per user and per rating, as the docs say it."""
     profiles, truths = [], []
     rows = list(

@@ -25,6 +25,7 @@ import numpy as np
 from llmrec.data import Dataset, day_to_date
 from llmrec.data.movielens import read_movielens
 from llmrec.data.synthetic import generate_synthetic
+from llmrec.executor import SerialExecutor
 from llmrec.metrics import score_list
 from llmrec.sampling import build_index
 from llmrec.spec import parse_spec
@@ -61,7 +62,7 @@ def main() -> None:
     for rule in ("future", "future_global"):
         sampling = attrs.evolve(spec.sampling, ground_truth=rule)
         sampled = sample_stage.compute(index, sampling, spec.split, seed)
-        truth = truth_stage.compute(index, sampled.sample, sampling, seed, rule, 1)
+        truth = truth_stage.compute(index, sampled.sample, sampling, seed, rule, SerialExecutor())
         members = {
             s: tuple(int(i) for i in np.flatnonzero(truth.kept & (sampled.splits == c)))
             for c, s in enumerate(SPLITS)
