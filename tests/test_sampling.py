@@ -12,6 +12,7 @@ import attrs
 import numpy as np
 import pytest
 
+from llmrec import neighbour_kernels as kernels
 from llmrec import sampling
 from llmrec.data import Ratings
 from llmrec.sampling import RatingIndex, assign_splits, build_index, derive_ground_truth, sample_users
@@ -469,9 +470,11 @@ def test_empty_ratings_give_an_empty_sample():
 
 
 @pytest.mark.parametrize("watched", [1, 3])
-def test_neighbour_rows_summed_a_few_at_a_time(rng, monkeypatch, watched):
-    """Gathering the drawn neighbours' ratings three rows at a time changes nothing."""
-    monkeypatch.setattr(sampling, "_GATHER_ROWS", 3)
+def test_small_batches_and_growing_buffers_change_nothing(rng, monkeypatch, watched):
+    """Three users per compiled call, result buffers that start with room for one value, wide counts."""
+    monkeypatch.setattr(sampling, "_TRUTH_BATCH", 3)
+    monkeypatch.setattr(kernels, "_INITIAL_CAPACITY", 1)
+    monkeypatch.setattr(kernels, "COUNT_LIMIT_UINT16", 2)
     ratings = _random_ratings(rng, n_users=80)
     spec = SamplingSpec(
         users=30,
@@ -483,3 +486,27 @@ def test_neighbour_rows_summed_a_few_at_a_time(rng, monkeypatch, watched):
     )
 
     assert _fast(ratings, spec, seed=11) == _reference(ratings, spec, seed=11)
+
+
+@pytest.mark.parametrize(
+    ("shared", "pool", "users", "neighbors"),
+    [(1, "all_users", 40, 150), (2, "all_users", 40, 150), (2, "sampled_users", 300, 20)],
+)
+def test_many_users_over_many_bitset_words(rng, shared, pool, users, neighbors):
+    """900 users (15 words of the candidate bitset) and long neighbour lists: the reference's result."""
+    ratings = _random_ratings(rng, n_users=900)
+    spec = SamplingSpec(
+        users=users,
+        min_five_star_ratings=2,
+        profile_size=6,
+        neighbor_min_stars=4,
+        neighbor_min_shared=shared,
+        neighbors=neighbors,
+        neighbor_pool=pool,
+        watch_factor=0.3,
+    )
+    fast = _fast(ratings, spec, seed=5, workers=2)
+
+    assert fast == _reference(ratings, spec, seed=5)
+    assert max(fast["candidates"]) > neighbors  # some users' neighbours were drawn
+    assert any(fast["movies"])
