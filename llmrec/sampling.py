@@ -4,7 +4,8 @@ Sampling users, profiles, neighbours and ground truth (the paper's Section 3), a
 The rules (each a field of ``SamplingSpec``; docs/sampling.md quotes the sentence each comes from):
 
 - eligible users have at least ``min_five_star_ratings`` 5-star ratings; ``users`` of them are drawn
-  uniformly without replacement from a stream seeded by ``(seed, 2**32 - 1)`` (all if fewer);
+  uniformly without replacement from a stream seeded by ``(seed, 2**32 - 1)`` (all if fewer, or
+  when ``users = "all"``);
 - a profile is the user's top ``profile_size`` movies by stars, then newest date, then movie id;
 - a neighbour is any other user who gave at least ``neighbor_min_stars`` to at least
   ``neighbor_min_shared`` of the profile movies; up to ``neighbors`` of them are drawn uniformly without
@@ -428,7 +429,8 @@ def sample_users(index: RatingIndex, spec: SamplingSpec, seed: int) -> Sample:
     eligible = np.flatnonzero(is_eligible)
     rng = np.random.default_rng([seed, _USER_SAMPLE_STREAM])
     pool = eligible if spec.eligibility_filter == "before_draw" else np.arange(n_users)
-    chosen = np.sort(rng.choice(pool, size=spec.users, replace=False)) if len(pool) > spec.users else pool
+    count = spec.users if isinstance(spec.users, int) else len(pool)  # "all"
+    chosen = np.sort(rng.choice(pool, size=count, replace=False)) if len(pool) > count else pool
     if spec.eligibility_filter == "after_draw":
         chosen = chosen[is_eligible[chosen]]
     newest = spec.profile_date_order == "newest_first"

@@ -150,6 +150,27 @@ def test_user_sample_is_seeded_and_a_subset(rng):
     assert set(a.users.tolist()) <= set(ratings.user.tolist())
 
 
+@pytest.mark.parametrize("eligibility", ["before_draw", "after_draw"])
+def test_all_users_takes_every_eligible_user(rng, eligibility):
+    """users = "all" keeps every eligible user (no draw), with the ground truth of the reference rules."""
+    ratings = _random_ratings(rng, n_users=90)
+    spec = SamplingSpec(
+        users="all",
+        min_five_star_ratings=3,
+        eligibility_filter=eligibility,
+        profile_size=4,
+        neighbors=6,
+        watch_factor=0.25,
+    )
+    index = build_index(ratings)
+    sample = sample_users(index, spec, seed=1)
+    fives = np.bincount(np.searchsorted(index.user_ids, ratings.user[ratings.stars == 5]), minlength=90)
+
+    assert sample.users.tolist() == index.user_ids[fives >= 3].tolist()
+    assert sample.eligible == len(sample.users) < 90
+    assert _fast(ratings, spec, seed=1) == _reference(ratings, attrs.evolve(spec, users=10**6), seed=1)
+
+
 def test_duplicate_rating_is_rejected():
     """A user rating the same movie twice is reported, not silently counted twice."""
     ratings = Ratings(user=[1, 1], movie=[3, 3], stars=[5, 4], day=[0, 1])
@@ -296,7 +317,7 @@ def _reference(ratings: Ratings, spec: SamplingSpec, seed: int) -> dict[str, Any
     fives = [sum(s == 5 * scale for s, _ in rows[u].values()) for u in ids]
     eligible = [i for i, f in enumerate(fives) if f >= spec.min_five_star_ratings]
     pool = np.array(eligible if spec.eligibility_filter == "before_draw" else range(len(ids)), dtype=np.int64)
-    if len(pool) > spec.users:
+    if isinstance(spec.users, int) and len(pool) > spec.users:
         pool = np.sort(np.random.default_rng([seed, 2**32 - 1]).choice(pool, size=spec.users, replace=False))
     chosen = [int(i) for i in pool if fives[i] >= spec.min_five_star_ratings]
     sign = -1 if spec.profile_date_order == "newest_first" else 1
