@@ -21,9 +21,10 @@ and well under a minute per variant with two workers): ``build_index`` maps user
 indices by counting and sorts packed 64-bit keys, (user, movie, stars, day) and (movie, stars, user),
 one half per thread, so there are no permutation arrays and no ``np.unique`` over all ratings; a
 movie's raters come highest stars first, so those with at least some stars are a prefix of its list.
-``derive_ground_truth`` finds a user's candidates with one mask over all users, draws exactly as the
-rules say, and counts what the drawn neighbours watched with scipy's compiled row selection and a
-sparse matrix-vector product (float counts, exact below 2**24); ``workers > 1`` spreads the users over
+``derive_ground_truth`` works on 256 users per compiled call (llmrec/neighbour_kernels.py, numba):
+candidates are marked in a bitset over all users and read back in order, each user's neighbours are
+drawn here exactly as the rules say, and the drawn neighbours' rows are scatter-added into uint16
+counts (prefetched, from a uint16 copy of the movie ids); ``workers > 1`` spreads the users over
 forked processes that share the index. None of this changes a result: the tests compare every option
 with a plain per-user loop.
 
