@@ -4,7 +4,8 @@ Sampling users, profiles, neighbours and ground truth (the paper's Section 3), a
 The rules (each a field of ``SamplingSpec``; docs/sampling.md quotes the sentence each comes from):
 
 - eligible users have at least ``min_five_star_ratings`` 5-star ratings; ``users`` of them are drawn
-  uniformly without replacement from a stream seeded by ``(seed, 2**32 - 1)`` (all if fewer);
+  uniformly without replacement from a stream seeded by ``(seed, 2**32 - 1)`` (all if fewer, or
+  when ``users = "all"``);
 - a profile is the user's top ``profile_size`` movies by stars, then newest date, then movie id;
 - a neighbour is any other user who gave at least ``neighbor_min_stars`` to at least
   ``neighbor_min_shared`` of the profile movies; up to ``neighbors`` of them are drawn uniformly without
@@ -20,9 +21,10 @@ and well under a minute per variant with two workers): ``build_index`` maps user
 indices by counting and sorts packed 64-bit keys, (user, movie, stars, day) and (movie, stars, user),
 one half per thread, so there are no permutation arrays and no ``np.unique`` over all ratings; a
 movie's raters come highest stars first, so those with at least some stars are a prefix of its list.
-``derive_ground_truth`` finds a user's candidates with one mask over all users, draws exactly as the
-rules say, and counts what the drawn neighbours watched with scipy's compiled row selection and a
-sparse matrix-vector product (float counts, exact below 2**24); ``workers > 1`` spreads the users over
+``derive_ground_truth`` works on 256 users per compiled call (llmrec/neighbour_kernels.py, numba):
+candidates are marked in a bitset over all users and read back in order, each user's neighbours are
+drawn here exactly as the rules say, and the drawn neighbours' rows are scatter-added into uint16
+counts (prefetched, from a uint16 copy of the movie ids); ``workers > 1`` spreads the users over
 forked processes that share the index. None of this changes a result: the tests compare every option
 with a plain per-user loop.
 
@@ -40,9 +42,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-# scipy ships no type information (scipy-stubs is a separate package)
-import scipy.sparse as sp  # type: ignore[import-untyped,unused-ignore]
-
+from llmrec import neighbour_kernels as kernels
 from llmrec.data import Ratings
 from llmrec.executor import Executor, executor_for
 from llmrec.ragged import Ragged
@@ -72,14 +72,14 @@ _KEY_BITS = 63
 """Packed sort keys use at most this many bits (the sign bit stays clear)."""
 _DENSE_ID_SPAN = 1 << 24
 """User ids spanning at most this many values (or twice the ratings) are mapped by counting."""
-_EXACT_FLOAT32 = 1 << 24
-"""Counts below this are exact in float32 (sums of ones)."""
 _TASKS_PER_WORKER = 8
 """Users are handed to workers in this many pieces per worker (evens out uneven users)."""
 _MAX_TASK_USERS = 2000
 """At most this many users per piece, so that progress moves every few seconds on any sample."""
-_GATHER_ROWS = 2048
-"""Neighbour rows gathered and summed at a time."""
+_NARROW_MOVIES = 1 << 16
+"""Movie ids below this are counted from a uint16 copy of user_movies."""
+_TRUTH_BATCH = 256
+"""Users whose candidates, and then watch counts, are found by one compiled call."""
 
 
 @attrs.frozen(eq=False)
@@ -437,7 +437,8 @@ def sample_users(
     eligible = np.flatnonzero(is_eligible)
     rng = np.random.default_rng([seed, _USER_SAMPLE_STREAM])
     pool = eligible if spec.eligibility_filter == "before_draw" else np.arange(n_users)
-    chosen = np.sort(rng.choice(pool, size=spec.users, replace=False)) if len(pool) > spec.users else pool
+    count = spec.users if isinstance(spec.users, int) else len(pool)  # "all"
+    chosen = np.sort(rng.choice(pool, size=count, replace=False)) if len(pool) > count else pool
     if spec.eligibility_filter == "after_draw":
         chosen = chosen[is_eligible[chosen]]
     newest = spec.profile_date_order == "newest_first"
@@ -552,13 +553,16 @@ def derive_ground_truth(
 
 _UserTruth = tuple[npt.NDArray[np.int32], npt.NDArray[np.float64], int, int]
 _NO_MOVIES: npt.NDArray[np.int32] = np.zeros(0, dtype=np.int32)
-_NO_SHARES: npt.NDArray[np.float64] = np.zeros(0, dtype=np.float64)
 
 
 @attrs.frozen(eq=False)
 class _TruthJob:
     """
     Everything one variant's ground truth needs, prepared once and shared by forked workers.
+
+    Users are handled ``_TRUTH_BATCH`` at a time: one compiled call finds the batch's candidates
+    (llmrec/neighbour_kernels.py), each user's neighbours are drawn here with the seeded
+    ``Generator.choice``, and one more compiled call counts what they watched and ranks it.
     """
 
     index: RatingIndex
@@ -568,118 +572,132 @@ class _TruthJob:
     dense_users: IntArray
     rater_ends: IntArray
     """End of each movie's prefix of raters with at least neighbor_min_stars."""
-    in_pool: _Bools | None
-    ratings: Any
-    """scipy CSR array, users x movies, holding stars (shares the index's arrays)."""
-    ones: npt.NDArray[Any]
-    """Read-only ones, enough for the ratings of any ``_GATHER_ROWS`` users (the 0/1 weights)."""
-    weights: npt.NDArray[Any]
-    """Scratch for the weights when watched_min_stars > 1 (each worker writes its own copy)."""
+    pool: IntArray
+    """Bitset of the users neighbours may come from (``pool_bits``); empty for every user."""
+    count_dtype: type[np.integer[Any]]
+    """Watch counts fit this (uint16 while at most 65,535 neighbours can be drawn)."""
+    user_movies: npt.NDArray[np.int32] | npt.NDArray[np.uint16]
+    """The index's user_movies, as uint16 where movie ids fit (half the bytes for the counting to read)."""
 
     @classmethod
     def of(cls, index: RatingIndex, sample: Sample, spec: SamplingSpec, seed: int) -> _TruthJob:
+        n_users = len(index.user_ids)
         dense_users = index.dense(sample.users)
-        in_pool = None
+        pool = np.zeros(0, dtype=np.int64)
         if spec.neighbor_pool == "sampled_users":
-            in_pool = np.zeros(len(index.user_ids), dtype=bool)
-            in_pool[dense_users] = True
-        wide = len(index.user_movies) >= np.iinfo(np.int32).max
-        starts = index.user_start if wide else index.user_start.astype(np.int32)
-        ratings = sp.csr_array(
-            (index.user_stars, index.user_movies, starts), shape=(len(index.user_ids), index.n_movies)
-        )
-        # Weights for the most ratings _GATHER_ROWS users hold, made once so that no piece allocates
-        # them: glibc returns freed blocks of this size to the kernel, and each fresh one costs page
-        # faults (a third of the time when allocated per piece).
-        longest = np.sort(np.diff(index.user_start))[::-1]
-        most = max(int(longest[:_GATHER_ROWS].sum()), _GATHER_ROWS)
-        dtype = np.float32 if min(spec.neighbors, len(index.user_ids)) < _EXACT_FLOAT32 else np.float64
-        ones = np.ones(most, dtype=dtype)
-        ones.flags.writeable = False
-        return cls(
+            pool = kernels.pool_bits(dense_users, n_users)
+        most = min(spec.neighbors, n_users)
+        job = cls(
             index=index,
             sample=sample,
             spec=spec,
             seed=seed,
             dense_users=dense_users,
             rater_ends=_prefix_ends(index, spec.neighbor_min_stars * index.star_scale),
-            in_pool=in_pool,
-            ratings=ratings,
-            ones=ones,
-            weights=np.empty(most if spec.watched_min_stars > 1 else 0, dtype=dtype),
+            pool=pool,
+            count_dtype=np.uint16 if most <= kernels.COUNT_LIMIT_UINT16 else np.int64,
+            user_movies=(
+                index.user_movies.astype(np.uint16) if index.n_movies <= _NARROW_MOVIES else index.user_movies
+            ),
         )
+        # compiled (or loaded from numba's cache) here, once, rather than in each forked worker
+        job.run((0, min(1, len(sample.users))))
+        return job
 
     def run(self, bounds: tuple[int, int]) -> list[_UserTruth]:
-        job = self
-        if not self.weights.flags.writeable:  # read in place from Ray's object store: a scratch of our own
-            job = attrs.evolve(self, weights=np.empty_like(self.weights))
-        return [job.truth_of(i) for i in range(*bounds)]
+        out: list[_UserTruth] = []
+        for a in range(bounds[0], bounds[1], _TRUTH_BATCH):
+            out += self._batch(a, min(bounds[1], a + _TRUTH_BATCH))
+        return out
 
     def truth_of(self, i: int) -> _UserTruth:
         """
         The ground truth of the i-th sampled user: movies, shares, candidates, drawn.
         """
-        index, spec = self.index, self.spec
-        dense_user = int(self.dense_users[i])
-        profile = self.sample.profiles[i]
-        neighbours = self.candidates(dense_user, profile)
-        n_candidates = len(neighbours)
-        if n_candidates > spec.neighbors:
-            rng = np.random.default_rng([self.seed, int(self.sample.users[i])])
-            neighbours = np.sort(rng.choice(neighbours, size=spec.neighbors, replace=False))
-        if len(neighbours) == 0:
-            return _NO_MOVIES, _NO_SHARES, n_candidates, 0
-        counts = self.watch_counts(neighbours)
-        excluded = index.movies_of(dense_user) if spec.ground_truth_excludes == "rated" else profile
-        counts[excluded] = 0
-        share = counts / len(neighbours)
-        keep = np.flatnonzero((share >= spec.watch_factor) & (counts > 0))
-        top = keep[np.lexsort((keep, -counts[keep]))[: spec.max_ground_truth]]
-        return top.astype(np.int32), share[top], n_candidates, len(neighbours)
+        return self._batch(i, i + 1)[0]
 
-    def candidates(self, dense_user: int, profile: npt.NDArray[np.int32]) -> IntArray:
+    def _batch(self, a: int, b: int) -> list[_UserTruth]:
         """
-        Dense indices (ascending) of users who gave >= neighbor_min_stars to >= neighbor_min_shared
-        profile movies, without the user, within the pool.
+        The ground truth of sampled users a:b.
+        """
+        index, spec = self.index, self.spec
+        dense = self.dense_users[a:b]
+        profile_offsets = self.sample.profiles.offsets[a : b + 1]
+        found_at, found = self.candidates(dense, profile_offsets)
+        n_candidates = np.diff(found_at)
+        drawn_rows = [found[found_at[i] : found_at[i + 1]] for i in range(b - a)]
+        for i in np.flatnonzero(n_candidates > spec.neighbors).tolist():
+            rng = np.random.default_rng([self.seed, int(self.sample.users[a + i])])
+            # the positions choice draws from a range are those it draws from an array of that length
+            drawn_rows[i] = drawn_rows[i][
+                rng.choice(int(n_candidates[i]), size=spec.neighbors, replace=False)
+            ]
+        n_drawn = np.minimum(n_candidates, spec.neighbors)
+        drawn_at = _starts(n_drawn)
+        drawn = np.concatenate([*drawn_rows, _NO_MOVIES])
+        if spec.ground_truth_excludes == "rated":
+            excluded = index.user_movies
+            excluded_start, excluded_end = index.user_start[dense], index.user_start[dense + 1]
+        else:
+            excluded = self.sample.profiles.values
+            excluded_start, excluded_end = profile_offsets[:-1], profile_offsets[1:]
+        truth_at, movies, shares = self.watch_counts(drawn_at, drawn, excluded_start, excluded_end, excluded)
+        ends = truth_at.tolist()
+        return [
+            (movies[ends[i] : ends[i + 1]], shares[ends[i] : ends[i + 1]], c, d)
+            for i, (c, d) in enumerate(zip(n_candidates.tolist(), n_drawn.tolist(), strict=True))
+        ]
+
+    def candidates(
+        self, dense: IntArray, profile_offsets: IntArray
+    ) -> tuple[IntArray, npt.NDArray[np.int32]]:
+        """
+        For each of the users ``dense`` (profiles ``profile_offsets`` into the sample's profiles):
+        dense indices (ascending) of users who gave >= neighbor_min_stars to >= neighbor_min_shared
+        profile movies, without the user, within the pool; as offsets and values.
         """
         index = self.index
-        movies = profile.astype(np.int64)
-        spans = zip(index.movie_start[movies].tolist(), self.rater_ends[movies].tolist(), strict=True)
-        raters = np.concatenate([*(index.movie_users[a:b] for a, b in spans), _NO_MOVIES]).astype(np.int64)
-        everyone = len(index.user_ids)
-        if self.spec.neighbor_min_shared == 1:
-            keep = np.zeros(everyone, dtype=bool)
-            keep[raters] = True
-        else:
-            keep = np.bincount(raters, minlength=everyone) >= self.spec.neighbor_min_shared
-        keep[dense_user] = False
-        if self.in_pool is not None:
-            keep &= self.in_pool
-        return np.flatnonzero(keep)
+        return kernels.find_candidates(
+            dense,
+            profile_offsets,
+            self.sample.profiles.values,
+            index.movie_start,
+            self.rater_ends,
+            index.movie_users,
+            self.spec.neighbor_min_shared,
+            self.pool,
+            len(index.user_ids),
+        )
 
-    def watch_counts(self, neighbours: IntArray) -> IntArray:
+    def watch_counts(
+        self,
+        drawn_at: IntArray,
+        drawn: npt.NDArray[np.int32],
+        excluded_start: IntArray,
+        excluded_end: IntArray,
+        excluded: npt.NDArray[np.int32],
+    ) -> tuple[IntArray, npt.NDArray[np.int32], npt.NDArray[np.float64]]:
         """
-        How many of the neighbours watched each movie (rated it with at least watched_min_stars).
-
-        The neighbours' rows are copied out by scipy's row selection and summed by a CSC
-        matrix-vector product over 0/1 weights: compiled loops, no per-rating index arrays.
-        ``_GATHER_ROWS`` rows at a time keep the copies in cache and small enough for the allocator
-        to reuse (whole draws took about 40% longer). Float sums of ones are exact here: the dtype
-        is float32 only while fewer than 2**24 neighbours can be drawn.
+        From each user's drawn neighbours (``drawn_at`` offsets into ``drawn``): how many watched
+        each movie (rated it with at least watched_min_stars), and the movies watched by a share >=
+        watch_factor, without the user's excluded movies, ranked by share then movie id, at most
+        max_ground_truth; as offsets, movies and shares.
         """
-        thin = self.spec.watched_min_stars * self.index.star_scale
-        total = np.zeros(self.index.n_movies, dtype=self.ones.dtype)
-        for a in range(0, len(neighbours), _GATHER_ROWS):
-            rows = self.ratings[neighbours[a : a + _GATHER_ROWS]]
-            weights = self.ones[: rows.nnz]
-            if self.spec.watched_min_stars > 1:
-                weights = self.weights[: rows.nnz]
-                np.greater_equal(rows.data, thin, out=weights, casting="unsafe")
-            by_movie = sp.csc_array((weights, rows.indices, rows.indptr), shape=(len(total), rows.shape[0]))
-            total += by_movie @ self.ones[: rows.shape[0]]
-            del rows, by_movie  # freed before the next piece is allocated
-        counts: IntArray = total.astype(np.int64)
-        return counts
+        index, spec = self.index, self.spec
+        return kernels.count_and_rank(
+            drawn_at,
+            drawn,
+            index.user_start,
+            self.user_movies,
+            index.user_stars,
+            spec.watched_min_stars * index.star_scale if spec.watched_min_stars > 1 else 0,
+            excluded_start,
+            excluded_end,
+            excluded,
+            spec.watch_factor,
+            spec.max_ground_truth,
+            np.zeros(index.n_movies, dtype=self.count_dtype),
+        )
 
 
 def _run_truth_task(job: _TruthJob, bounds: tuple[int, int]) -> list[_UserTruth]:

@@ -64,6 +64,7 @@ __all__ = [
     "Spec",
     "SplitSpec",
     "SyntheticSpec",
+    "UserCount",
     "VariantSpec",
     "parse_spec",
     "spec_hash",
@@ -85,6 +86,8 @@ MatchMode = Literal["exact", "normalized", "fuzzy"]
 OutputMode = Literal["list", "json"]
 GroundTruthRule = Literal["neighbors", "future", "future_global", "knn"]
 ExecutorKind = Literal["serial", "process", "ray"]
+UserCount = int | Literal["all"]
+"""How many users to sample: a number, or "all" the eligible ones."""
 
 Check = tuple[Callable[[Any], bool], str]
 _CHECK = "llmrec_check"
@@ -238,11 +241,15 @@ def _expected_type(hint: Any) -> str:
     if origin is tuple:
         return "a tuple"
     if origin in (typing.Union, _UnionType):
-        return " or ".join(_expected_type(a) for a in get_args(hint) if a is not type(None)) + " or None"
+        args = get_args(hint)
+        named = " or ".join(_expected_type(a) for a in args if a is not type(None))
+        return named + " or None" if type(None) in args else named
     return f"a {getattr(hint, '__name__', hint)}"
 
 
 def _one_of(choices: Sequence[object]) -> str:
+    if len(choices) == 1:  # int | Literal["all"] reads 'an integer or "all"'
+        return f'"{choices[0]}"'
     return "one of " + ", ".join(f'"{c}"' for c in choices)
 
 
@@ -435,8 +442,8 @@ class SamplingSpec:
     How users, profiles, neighbours and ground truth are drawn (the paper's Section 3).
     """
 
-    users: int = _field(10000, _positive_int())
-    """Number of users sampled uniformly from the eligible ones ("we randomly sampled 10,000 users"); all of them if fewer are eligible."""
+    users: UserCount = _field(10000, (lambda v: v == "all" or v > 0, 'an integer > 0 or "all"'))
+    """Number of users sampled uniformly from the eligible ones ("we randomly sampled 10,000 users"); all of them if fewer are eligible, or "all" for every eligible user (no draw)."""
 
     min_five_star_ratings: int = _field(4, _at_least(0))
     """A user is eligible with at least this many 5-star ratings ("filtering for users having more than three 5-star reviews")."""
@@ -1013,6 +1020,13 @@ def make_converter() -> cattrs.Converter:
         raise _TypeProblem(value, _one_of(choices))
 
     conv.register_structure_hook_func(_is_literal, literal_hook)
+
+    def user_count_hook(value: Any, _: Any) -> Any:
+        if value == "all" or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise _TypeProblem(value, 'an integer or "all"')
+
+    conv.register_structure_hook(UserCount, user_count_hook)
 
     def tuple_hook(value: Any, hint: Any) -> Any:
         if not isinstance(value, list):

@@ -160,6 +160,13 @@ def toml_type(hint: Any) -> str:
     args = [a for a in get_args(hint) if a is not type(None)]
     if len(args) == 1 and len(get_args(hint)) == 2:
         return f"optional {toml_type(args[0])}"
+    if len(args) > 1 and len(args) == len(get_args(hint)):  # int | Literal["all"]: 'integer or "all"'
+        return " or ".join(
+            " | ".join(map(format_toml_value, get_args(a)))
+            if typing.get_origin(a) is Literal
+            else toml_type(a)
+            for a in args
+        )
     if attrs.has(hint):
         return "table"
     msg = f"no TOML name for type {hint!r}"

@@ -286,7 +286,7 @@ def test_bad_spec_exits_2_with_every_problem_and_no_traceback(workdir, capsys):
     assert code == 2
     assert err == (
         "error: bad.toml has 2 problems\n"
-        "  sampling.users = -3: expected an integer > 0\n"
+        '  sampling.users = -3: expected an integer > 0 or "all"\n'
         '  provider.kind = "opnai": expected one of "fake", "openai", "local"\n'
     )
 

@@ -12,6 +12,7 @@ import attrs
 import numpy as np
 import pytest
 
+from llmrec import neighbour_kernels as kernels
 from llmrec import sampling
 from llmrec.data import Ratings
 from llmrec.sampling import RatingIndex, assign_splits, build_index, derive_ground_truth, sample_users
@@ -147,6 +148,27 @@ def test_user_sample_is_seeded_and_a_subset(rng):
     assert len(a.users) == 20
     assert np.all(np.diff(a.users) > 0)
     assert set(a.users.tolist()) <= set(ratings.user.tolist())
+
+
+@pytest.mark.parametrize("eligibility", ["before_draw", "after_draw"])
+def test_all_users_takes_every_eligible_user(rng, eligibility):
+    """users = "all" keeps every eligible user (no draw), with the ground truth of the reference rules."""
+    ratings = _random_ratings(rng, n_users=90)
+    spec = SamplingSpec(
+        users="all",
+        min_five_star_ratings=3,
+        eligibility_filter=eligibility,
+        profile_size=4,
+        neighbors=6,
+        watch_factor=0.25,
+    )
+    index = build_index(ratings)
+    sample = sample_users(index, spec, seed=1)
+    fives = np.bincount(np.searchsorted(index.user_ids, ratings.user[ratings.stars == 5]), minlength=90)
+
+    assert sample.users.tolist() == index.user_ids[fives >= 3].tolist()
+    assert sample.eligible == len(sample.users) < 90
+    assert _fast(ratings, spec, seed=1) == _reference(ratings, attrs.evolve(spec, users=10**6), seed=1)
 
 
 def test_duplicate_rating_is_rejected():
@@ -295,7 +317,7 @@ def _reference(ratings: Ratings, spec: SamplingSpec, seed: int) -> dict[str, Any
     fives = [sum(s == 5 * scale for s, _ in rows[u].values()) for u in ids]
     eligible = [i for i, f in enumerate(fives) if f >= spec.min_five_star_ratings]
     pool = np.array(eligible if spec.eligibility_filter == "before_draw" else range(len(ids)), dtype=np.int64)
-    if len(pool) > spec.users:
+    if isinstance(spec.users, int) and len(pool) > spec.users:
         pool = np.sort(np.random.default_rng([seed, 2**32 - 1]).choice(pool, size=spec.users, replace=False))
     chosen = [int(i) for i in pool if fives[i] >= spec.min_five_star_ratings]
     sign = -1 if spec.profile_date_order == "newest_first" else 1
@@ -469,9 +491,11 @@ def test_empty_ratings_give_an_empty_sample():
 
 
 @pytest.mark.parametrize("watched", [1, 3])
-def test_neighbour_rows_summed_a_few_at_a_time(rng, monkeypatch, watched):
-    """Gathering the drawn neighbours' ratings three rows at a time changes nothing."""
-    monkeypatch.setattr(sampling, "_GATHER_ROWS", 3)
+def test_small_batches_and_growing_buffers_change_nothing(rng, monkeypatch, watched):
+    """Three users per compiled call, result buffers that start with room for one value, wide counts."""
+    monkeypatch.setattr(sampling, "_TRUTH_BATCH", 3)
+    monkeypatch.setattr(kernels, "_INITIAL_CAPACITY", 1)
+    monkeypatch.setattr(kernels, "COUNT_LIMIT_UINT16", 2)
     ratings = _random_ratings(rng, n_users=80)
     spec = SamplingSpec(
         users=30,
@@ -483,3 +507,27 @@ def test_neighbour_rows_summed_a_few_at_a_time(rng, monkeypatch, watched):
     )
 
     assert _fast(ratings, spec, seed=11) == _reference(ratings, spec, seed=11)
+
+
+@pytest.mark.parametrize(
+    ("shared", "pool", "users", "neighbors"),
+    [(1, "all_users", 40, 150), (2, "all_users", 40, 150), (2, "sampled_users", 300, 20)],
+)
+def test_many_users_over_many_bitset_words(rng, shared, pool, users, neighbors):
+    """900 users (15 words of the candidate bitset) and long neighbour lists: the reference's result."""
+    ratings = _random_ratings(rng, n_users=900)
+    spec = SamplingSpec(
+        users=users,
+        min_five_star_ratings=2,
+        profile_size=6,
+        neighbor_min_stars=4,
+        neighbor_min_shared=shared,
+        neighbors=neighbors,
+        neighbor_pool=pool,
+        watch_factor=0.3,
+    )
+    fast = _fast(ratings, spec, seed=5, workers=2)
+
+    assert fast == _reference(ratings, spec, seed=5)
+    assert max(fast["candidates"]) > neighbors  # some users' neighbours were drawn
+    assert any(fast["movies"])

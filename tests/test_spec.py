@@ -276,7 +276,7 @@ def test_control_characters_in_keys_and_values_are_escaped_in_messages():
     (value,) = _problems('[sampling]\nusers = "1\\t2\\r"\n')
 
     assert key.message == 'report: unknown key "a\\nb\\u0000"'
-    assert value.message == 'sampling.users = "1\\t2\\r": expected an integer'
+    assert value.message == 'sampling.users = "1\\t2\\r": expected an integer or "all"'
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -294,7 +294,7 @@ def test_all_problems_reported_at_once_in_field_order():
 
     assert str(info.value) == (
         "specs/netflix-small.toml has 3 problems\n"
-        "  sampling.users = -3: expected an integer > 0\n"
+        '  sampling.users = -3: expected an integer > 0 or "all"\n'
         '  finetune: unknown key "epoch" (did you mean "epochs"?)\n'
         '  provider.kind = "opnai": expected one of "fake", "openai", "local"'
     )
@@ -308,7 +308,7 @@ def test_type_and_range_problems_in_one_table():
     problems = _problems('[sampling]\nwatch_factor = 2\nneighbors = "many"\nusers = 0\n')
 
     assert [p.message for p in problems] == [
-        "sampling.users = 0: expected an integer > 0",
+        'sampling.users = 0: expected an integer > 0 or "all"',
         'sampling.neighbors = "many": expected an integer',
         "sampling.watch_factor = 2: expected a number in (0, 1]",
     ]
@@ -329,7 +329,7 @@ def test_cross_field_problems_reported_beside_other_problems():
     assert [p.message for p in problems] == [
         'dataset.path: expected a folder path when format = "netflix"',
         "dataset.synthetic.users = 0: expected an integer > 0",
-        "sampling.users = 3.7: expected an integer",
+        'sampling.users = 3.7: expected an integer or "all"',
         'variant[1].name = "a": expected a name not used by another variant',
     ]
 
@@ -352,8 +352,8 @@ def test_no_false_cross_problem_from_a_broken_table():
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda: SamplingSpec(users=-3), "users = -3: expected an integer > 0"),
-        (lambda: SamplingSpec(users="many"), 'users = "many": expected an integer'),  # type: ignore[arg-type]
+        (lambda: SamplingSpec(users=-3), 'users = -3: expected an integer > 0 or "all"'),
+        (lambda: SamplingSpec(users="many"), 'users = "many": expected an integer or "all"'),  # type: ignore[arg-type]
         (lambda: ProviderSpec(kind="opnai"), 'kind = "opnai": expected one of "fake", "openai", "local"'),  # type: ignore[arg-type]
         (lambda: EvaluationSpec(k=(3, 0)), "k[1] = 0: expected an integer > 0"),
         (lambda: VariantSpec(name="v", watch_factor=0.0), "watch_factor = 0.0: expected a number in (0, 1]"),
@@ -540,3 +540,14 @@ def _tables_with_paths(table: dict[str, object], path: str) -> list[tuple[dict[s
             for i, item in enumerate(value):
                 out += _tables_with_paths(item, f"{inner}[{i}]")
     return out
+
+
+def test_sampling_users_all_means_every_eligible_user():
+    """users = "all" parses, in TOML and in Python; any other string is a type problem."""
+    spec = parse_spec('[sampling]\nusers = "all"\n')
+
+    assert spec.sampling.users == "all"
+    assert SamplingSpec(users="all").users == "all"
+    assert [p.message for p in _problems('[sampling]\nusers = "All"\n')] == [
+        'sampling.users = "All": expected an integer or "all"'
+    ]
