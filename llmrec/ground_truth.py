@@ -136,17 +136,25 @@ def knn_ground_truth(
     found = np.zeros(len(dense_users), dtype=np.int64)
     min_stars = spec.watched_min_stars * index.star_scale
     step = _knn_batch(n_users)
+    block = np.empty((step, n_users), dtype=np.float32) if common.matrix is not None else None
+    similarity = np.empty(n_users, dtype=np.float64)  # reused: fresh pages for every user cost more
+    denominator = np.empty(n_users, dtype=np.float64)
     for a in range(0, len(dense_users), step):
         batch = dense_users[a : a + step]
-        products = common.overlaps(index, batch)
+        products = common.overlaps(index, batch, block)
         for j, dense in enumerate(batch.tolist()):
             i = a + j
             mine = index.movies_of(dense)
-            overlap = _knn_rest_overlap(index, common, mine, n_users)
-            if products is not None:
-                overlap += products[j]
-            overlap[dense] = 0.0
-            similarity = overlap / (norms * norms[dense] + 1e-300)
+            counts = _knn_rest_counts(index, common, mine, n_users)
+            if products is None:
+                np.copyto(similarity, counts)
+            else:
+                np.add(counts, products[j], out=similarity)  # exact: integers below 2^24
+            similarity[dense] = 0.0
+            # the per-user recipe divided by norms * norms[dense] + 1e-300; every indexed user has a
+            # rating, so that product is at least 1 and adding 1e-300 never changed a bit
+            np.multiply(norms, norms[dense], out=denominator)
+            np.divide(similarity, denominator, out=similarity)
             neighbours = _knn_top_users(similarity, spec.knn_neighbors)
             found[i] = len(neighbours)
             if len(neighbours) == 0:
@@ -216,11 +224,14 @@ class _KnnCommonMovies:
             matrix[row, index.movie_users[index.movie_start[movie] : index.movie_start[movie + 1]]] = 1.0
         return cls(column, matrix)
 
-    def overlaps(self, index: RatingIndex, batch: npt.NDArray[np.int64]) -> npt.NDArray[np.float32] | None:
+    def overlaps(
+        self, index: RatingIndex, batch: npt.NDArray[np.int64], block: npt.NDArray[np.float32] | None
+    ) -> npt.NDArray[np.float32] | None:
         """
-        Each batch user's number of common movies shared with every user (batch x users), or None.
+        Each batch user's number of common movies shared with every user (batch x users), written into
+        the first rows of ``block`` (reused from batch to batch); None without common movies.
         """
-        if self.matrix is None:
+        if self.matrix is None or block is None:
             return None
         starts, ends = index.user_start[batch], index.user_start[batch + 1]
         column = self.column[index.user_movies[_concat_ranges(starts, ends)]]
@@ -228,22 +239,22 @@ class _KnnCommonMovies:
         keep = column >= 0
         mine = np.zeros((len(batch), self.matrix.shape[0]), dtype=np.float32)
         mine[row[keep], column[keep]] = 1.0
-        out: npt.NDArray[np.float32] = mine @ self.matrix
+        out: npt.NDArray[np.float32] = np.matmul(mine, self.matrix, out=block[: len(batch)])
         return out
 
 
-def _knn_rest_overlap(
+def _knn_rest_counts(
     index: RatingIndex, common: _KnnCommonMovies, mine: npt.NDArray[np.int32], n_users: int
-) -> npt.NDArray[np.float64]:
+) -> npt.NDArray[np.int64]:
     """
-    How many of ``mine`` outside the common movies each user rated (float64, exact).
+    How many of ``mine`` outside the common movies each user rated.
     """
     rest = mine[common.column[mine] < 0] if common.matrix is not None else mine
     start = index.movie_start
     raters = [index.movie_users[start[m] : start[m + 1]] for m in rest.tolist()]
     if not raters:
-        return np.zeros(n_users, dtype=np.float64)
-    return np.bincount(np.concatenate(raters), minlength=n_users).astype(np.float64)
+        return np.zeros(n_users, dtype=np.int64)
+    return np.bincount(np.concatenate(raters), minlength=n_users)
 
 
 def _knn_top_users(similarity: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.int64]:
