@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp  # type: ignore[import-untyped,unused-ignore]
 
 from llmrec.ragged import Ragged
 from llmrec.sampling import GroundTruth, RatingIndex, Sample
@@ -136,32 +137,28 @@ def knn_ground_truth(
     found = np.zeros(len(dense_users), dtype=np.int64)
     min_stars = spec.watched_min_stars * index.star_scale
     step = _knn_batch(n_users)
-    block = np.empty((step, n_users), dtype=np.float32) if common.matrix is not None else None
-    similarity = np.empty(n_users, dtype=np.float64)  # reused: fresh pages for every user cost more
-    denominator = np.empty(n_users, dtype=np.float64)
+    block = np.empty((step, n_users), dtype=np.float32)  # overlaps: exact below 2^24 ratings a user
+    rest = np.empty((1, n_users), dtype=np.float32)
+    scaled = np.empty(n_users, dtype=np.float32)
+    inverse_norms = (1.0 / norms).astype(np.float32)
     for a in range(0, len(dense_users), step):
         batch = dense_users[a : a + step]
-        products = common.overlaps(index, batch, block)
+        overlaps = common.overlaps(index, batch, block)
         for j, dense in enumerate(batch.tolist()):
             i = a + j
             mine = index.movies_of(dense)
-            counts = _knn_rest_counts(index, common, mine, n_users)
-            if products is None:
-                np.copyto(similarity, counts)
-            else:
-                np.add(counts, products[j], out=similarity)  # exact: integers below 2^24
-            similarity[dense] = 0.0
-            # the per-user recipe divided by norms * norms[dense] + 1e-300; every indexed user has a
-            # rating, so that product is at least 1 and adding 1e-300 never changed a bit
-            np.multiply(norms, norms[dense], out=denominator)
-            np.divide(similarity, denominator, out=similarity)
-            neighbours = _knn_top_users(similarity, spec.knn_neighbors)
+            overlap = overlaps[j]
+            if _knn_rest_counts(index, common, mine, rest):
+                overlap += rest[0]
+            overlap[dense] = 0.0
+            neighbours, weight = _knn_top_users(
+                overlap, norms, float(norms[dense]), inverse_norms, scaled, spec.knn_neighbors
+            )
             found[i] = len(neighbours)
             if len(neighbours) == 0:
                 movies_out.append(np.zeros(0, dtype=np.int32))
                 shares.append(np.zeros(0, dtype=np.float64))
                 continue
-            weight = similarity[neighbours]
             score = _knn_votes(index, neighbours, weight, min_stars)
             excluded = mine if spec.ground_truth_excludes == "rated" else sample.profiles[i]
             score[excluded] = 0.0
@@ -225,14 +222,15 @@ class _KnnCommonMovies:
         return cls(column, matrix)
 
     def overlaps(
-        self, index: RatingIndex, batch: npt.NDArray[np.int64], block: npt.NDArray[np.float32] | None
-    ) -> npt.NDArray[np.float32] | None:
+        self, index: RatingIndex, batch: npt.NDArray[np.int64], block: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32]:
         """
         Each batch user's number of common movies shared with every user (batch x users), written into
-        the first rows of ``block`` (reused from batch to batch); None without common movies.
+        the first rows of ``block`` (reused from batch to batch); zeros without common movies.
         """
-        if self.matrix is None or block is None:
-            return None
+        if self.matrix is None:
+            block[: len(batch)] = 0.0
+            return block[: len(batch)]
         starts, ends = index.user_start[batch], index.user_start[batch + 1]
         column = self.column[index.user_movies[_concat_ranges(starts, ends)]]
         row = np.repeat(np.arange(len(batch)), ends - starts)
@@ -244,34 +242,53 @@ class _KnnCommonMovies:
 
 
 def _knn_rest_counts(
-    index: RatingIndex, common: _KnnCommonMovies, mine: npt.NDArray[np.int32], n_users: int
-) -> npt.NDArray[np.int64]:
+    index: RatingIndex, common: _KnnCommonMovies, mine: npt.NDArray[np.int32], out: npt.NDArray[np.float32]
+) -> bool:
     """
-    How many of ``mine`` outside the common movies each user rated.
+    How many of ``mine`` outside the common movies each user rated, into ``out`` (1 x users); False
+    when there are none. The raters are one sparse row with repeated columns, which ``toarray`` sums.
     """
     rest = mine[common.column[mine] < 0] if common.matrix is not None else mine
     start = index.movie_start
     raters = [index.movie_users[start[m] : start[m + 1]] for m in rest.tolist()]
     if not raters:
-        return np.zeros(n_users, dtype=np.int64)
-    return np.bincount(np.concatenate(raters), minlength=n_users)
+        return False
+    columns = np.concatenate(raters)
+    ones = np.ones(len(columns), dtype=np.float32)
+    row = sp.csr_array((ones, columns, np.array([0, len(columns)])), shape=out.shape)
+    row.toarray(out=out)
+    return True
 
 
-def _knn_top_users(similarity: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.int64]:
+def _knn_top_users(
+    overlap: npt.NDArray[np.float32],
+    norms: npt.NDArray[np.float64],
+    norm: float,
+    inverse_norms: npt.NDArray[np.float32],
+    scaled: npt.NDArray[np.float32],
+    k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """
-    The ``k`` users of highest positive similarity, highest first, ties to the lower index.
+    The ``k`` users of highest positive similarity, highest first, ties to the lower index, and their
+    similarities: ``overlap / (norms * norm)`` in float64, as the per-user recipe computed them.
 
-    The k-th highest similarity of every 16th user is at most the k-th highest of all, so only the
-    users at or above it can be among the ``k``; they are few and sorted exactly.
+    The k-th highest similarity of every 16th user is at most the k-th highest of all, so only users at
+    or above it can be among the ``k``. A float32 ``overlap * inverse_norms`` (``scaled``, reused)
+    finds them with a margin far wider than its rounding; only those few get exact similarities.
     """
-    sample = similarity[::_KNN_CANDIDATE_STRIDE]
+    step = _KNN_CANDIDATE_STRIDE
+    sample = overlap[::step] / (norms[::step] * norm)
     bound = 0.0
     if len(sample) > k:
         bound = float(np.partition(sample, len(sample) - k)[len(sample) - k])
-    candidates = np.flatnonzero(similarity >= bound) if bound > 0 else np.flatnonzero(similarity > 0)
-    order = np.lexsort((candidates, -similarity[candidates]))[:k]
-    out: npt.NDArray[np.int64] = candidates[order].astype(np.int64)
-    return out
+    if bound > 0:
+        np.multiply(overlap, inverse_norms, out=scaled)
+        candidates = np.flatnonzero(scaled >= np.float32(bound * norm * (1 - 1e-5)))
+    else:
+        candidates = np.flatnonzero(overlap > 0)
+    similarity = overlap[candidates] / (norms[candidates] * norm)
+    order = np.lexsort((candidates, -similarity))[:k]
+    return candidates[order].astype(np.int64), similarity[order]
 
 
 def _knn_votes(
