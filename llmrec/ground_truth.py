@@ -180,7 +180,7 @@ _KNN_BATCH_BYTES = 256 * 2**20
 _KNN_MAX_BATCH = 1024
 _KNN_COMMON_BYTES = 512 * 2**20
 """Memory for the 0/1 float32 matrix of the most rated movies' raters (movies x users x 4 bytes)."""
-_KNN_COMMON_SHARE = 0.04
+_KNN_COMMON_SHARE = 0.07
 """A movie goes into the matrix product when more than this share of all users rated it."""
 _KNN_MIN_COMMON = 32
 """Fewer such movies than this are counted like the others (the product would not pay)."""
