@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp  # type: ignore[import-untyped,unused-ignore]
 
 from llmrec.data import Ratings
 from llmrec.ragged import Ragged
@@ -259,6 +260,13 @@ def knn_ground_truth(
     """
     Ground truth from the most similar users by cosine similarity of binary rating vectors.
 
+    Users are taken in batches (see ``_knn_batch``): a batch's overlaps with every user come from one
+    float32 matrix product over the most rated movies (exact: counts stay far below 2^24) plus a count
+    of the raters of its other movies; the neighbours are picked from a short list of candidates, so
+    no user sorts every other user. Results are bit for bit those of the per-user recipe
+    (tests/reference_knn.py): similarities are the same float64 quotients, votes are summed in the
+    same order, and ties go to the lower user id and then the lower movie id.
+
     Args:
         index: the dataset, arranged by ``build_index``.
         sample: the sampled users and their profiles (kept as they are).
@@ -270,42 +278,43 @@ def knn_ground_truth(
         The profiles (unchanged) and the ground truth, aligned with ``sample.users``. ``shares`` holds
         each movie's summed similarity divided by the summed similarity of all the neighbours.
     """
-    lengths = np.diff(index.user_start).astype(np.float64)
-    norms = np.sqrt(lengths)
-    movie_users = index.movie_users.astype(np.int64)
+    n_users = len(index.user_ids)
+    norms = np.sqrt(np.diff(index.user_start).astype(np.float64))
+    dense_users = index.dense(sample.users)
+    common = _KnnCommonMovies.of(index)
     movies_out: list[npt.NDArray[np.int32]] = []
     shares: list[npt.NDArray[np.float64]] = []
-    found = np.zeros(len(sample.users), dtype=np.int64)
+    found = np.zeros(len(dense_users), dtype=np.int64)
     min_stars = spec.watched_min_stars * index.star_scale
-    for i, (dense, profile) in enumerate(
-        zip(index.dense(sample.users).tolist(), sample.profiles, strict=True)
-    ):
-        mine = index.movies_of(dense).astype(np.int64)
-        rows = _concat_ranges(index.movie_start[mine], index.movie_start[mine + 1])
-        overlap = np.bincount(movie_users[rows], minlength=len(index.user_ids)).astype(np.float64)
-        overlap[dense] = 0.0
-        similarity = overlap / (norms * norms[dense] + 1e-300)
-        candidates = np.flatnonzero(similarity > 0)
-        order = np.lexsort((candidates, -similarity[candidates]))[: spec.knn_neighbors]
-        neighbours = candidates[order]
-        found[i] = len(neighbours)
-        if len(neighbours) == 0:
-            movies_out.append(np.zeros(0, dtype=np.int32))
-            shares.append(np.zeros(0, dtype=np.float64))
-            continue
-        n_lengths = index.user_start[neighbours + 1] - index.user_start[neighbours]
-        n_rows = _concat_ranges(index.user_start[neighbours], index.user_start[neighbours + 1])
-        weights = np.repeat(similarity[neighbours], n_lengths)
-        keep = index.user_stars[n_rows] >= min_stars
-        score = np.bincount(
-            index.user_movies[n_rows][keep].astype(np.int64), weights=weights[keep], minlength=index.n_movies
-        )
-        excluded = mine if spec.ground_truth_excludes == "rated" else profile.astype(np.int64)
-        score[excluded] = 0.0
-        top = np.flatnonzero(score > 0)
-        ranked = top[np.lexsort((top, -score[top]))][: spec.max_ground_truth]
-        movies_out.append(ranked.astype(np.int32))
-        shares.append(score[ranked] / float(similarity[neighbours].sum()))
+    step = _knn_batch(n_users)
+    block = np.empty((step, n_users), dtype=np.float32)  # overlaps: exact below 2^24 ratings a user
+    rest = np.empty((1, n_users), dtype=np.float32)
+    scaled = np.empty(n_users, dtype=np.float32)
+    inverse_norms = (1.0 / norms).astype(np.float32)
+    for a in range(0, len(dense_users), step):
+        batch = dense_users[a : a + step]
+        overlaps = common.overlaps(index, batch, block)
+        for j, dense in enumerate(batch.tolist()):
+            i = a + j
+            mine = index.movies_of(dense)
+            overlap = overlaps[j]
+            if _knn_rest_counts(index, common, mine, rest):
+                overlap += rest[0]
+            overlap[dense] = 0.0
+            neighbours, weight = _knn_top_users(
+                overlap, norms, float(norms[dense]), inverse_norms, scaled, spec.knn_neighbors
+            )
+            found[i] = len(neighbours)
+            if len(neighbours) == 0:
+                movies_out.append(np.zeros(0, dtype=np.int32))
+                shares.append(np.zeros(0, dtype=np.float64))
+                continue
+            score = _knn_votes(index, neighbours, weight, min_stars)
+            excluded = mine if spec.ground_truth_excludes == "rated" else sample.profiles[i]
+            score[excluded] = 0.0
+            ranked = _knn_top_movies(score, spec.max_ground_truth)
+            movies_out.append(ranked.astype(np.int32))
+            shares.append(score[ranked] / float(weight.sum()))
     truth = GroundTruth(
         variant=variant,
         movies=Ragged.from_rows(movies_out, np.int32),
@@ -314,3 +323,148 @@ def knn_ground_truth(
         drawn=found.copy(),
     )
     return sample.profiles, truth
+
+
+_KNN_BATCH_BYTES = 256 * 2**20
+"""Memory for one batch's float32 products with every user (batch x users x 4 bytes)."""
+_KNN_MAX_BATCH = 1024
+_KNN_COMMON_BYTES = 512 * 2**20
+"""Memory for the 0/1 float32 matrix of the most rated movies' raters (movies x users x 4 bytes)."""
+_KNN_COMMON_SHARE = 0.07
+"""A movie goes into the matrix product when more than this share of all users rated it."""
+_KNN_MIN_COMMON = 32
+"""Fewer such movies than this are counted like the others (the product would not pay)."""
+_KNN_CANDIDATE_STRIDE = 16
+"""Every 16th user's similarity bounds the neighbours' from below: about 16 x k candidates."""
+
+
+def _knn_batch(n_users: int) -> int:
+    """
+    Users per batch: 256 MiB of float32 products, at most 1,024 users (140 at 478k users).
+    """
+    return int(max(1, min(_KNN_MAX_BATCH, _KNN_BATCH_BYTES // (4 * max(1, n_users)))))
+
+
+class _KnnCommonMovies:
+    """
+    The most rated movies as a dense 0/1 float32 matrix (movies x users), so that a batch's overlaps
+    on them are one BLAS product; ``column`` maps a movie id to its row there, -1 for the others.
+    """
+
+    def __init__(self, column: npt.NDArray[np.int64], matrix: npt.NDArray[np.float32] | None) -> None:
+        self.column = column
+        self.matrix = matrix
+
+    @classmethod
+    def of(cls, index: RatingIndex) -> _KnnCommonMovies:
+        n_users = len(index.user_ids)
+        counts = np.diff(index.movie_start)
+        column = np.full(index.n_movies, -1, dtype=np.int64)
+        most = max(0, _KNN_COMMON_BYTES // (4 * max(1, n_users)))
+        chosen = np.flatnonzero(counts > _KNN_COMMON_SHARE * n_users)
+        chosen = chosen[np.argsort(-counts[chosen], kind="stable")][:most]
+        if len(chosen) < _KNN_MIN_COMMON:
+            return cls(column, None)
+        column[chosen] = np.arange(len(chosen))
+        matrix = np.zeros((len(chosen), n_users), dtype=np.float32)
+        for row, movie in enumerate(chosen.tolist()):
+            matrix[row, index.movie_users[index.movie_start[movie] : index.movie_start[movie + 1]]] = 1.0
+        return cls(column, matrix)
+
+    def overlaps(
+        self, index: RatingIndex, batch: npt.NDArray[np.int64], block: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32]:
+        """
+        Each batch user's number of common movies shared with every user (batch x users), written into
+        the first rows of ``block`` (reused from batch to batch); zeros without common movies.
+        """
+        if self.matrix is None:
+            block[: len(batch)] = 0.0
+            return block[: len(batch)]
+        starts, ends = index.user_start[batch], index.user_start[batch + 1]
+        column = self.column[index.user_movies[_concat_ranges(starts, ends)]]
+        row = np.repeat(np.arange(len(batch)), ends - starts)
+        keep = column >= 0
+        mine = np.zeros((len(batch), self.matrix.shape[0]), dtype=np.float32)
+        mine[row[keep], column[keep]] = 1.0
+        out: npt.NDArray[np.float32] = np.matmul(mine, self.matrix, out=block[: len(batch)])
+        return out
+
+
+def _knn_rest_counts(
+    index: RatingIndex, common: _KnnCommonMovies, mine: npt.NDArray[np.int32], out: npt.NDArray[np.float32]
+) -> bool:
+    """
+    How many of ``mine`` outside the common movies each user rated, into ``out`` (1 x users); False
+    when there are none. The raters are one sparse row with repeated columns, which ``toarray`` sums.
+    """
+    rest = mine[common.column[mine] < 0] if common.matrix is not None else mine
+    start = index.movie_start
+    raters = [index.movie_users[start[m] : start[m + 1]] for m in rest.tolist()]
+    if not raters:
+        return False
+    columns = np.concatenate(raters)
+    ones = np.ones(len(columns), dtype=np.float32)
+    row = sp.csr_array((ones, columns, np.array([0, len(columns)])), shape=out.shape)
+    row.toarray(out=out)
+    return True
+
+
+def _knn_top_users(
+    overlap: npt.NDArray[np.float32],
+    norms: npt.NDArray[np.float64],
+    norm: float,
+    inverse_norms: npt.NDArray[np.float32],
+    scaled: npt.NDArray[np.float32],
+    k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """
+    The ``k`` users of highest positive similarity, highest first, ties to the lower index, and their
+    similarities: ``overlap / (norms * norm)`` in float64, as the per-user recipe computed them.
+
+    The k-th highest similarity of every 16th user is at most the k-th highest of all, so only users at
+    or above it can be among the ``k``. A float32 ``overlap * inverse_norms`` (``scaled``, reused)
+    finds them with a margin far wider than its rounding; only those few get exact similarities.
+    """
+    step = _KNN_CANDIDATE_STRIDE
+    sample = overlap[::step] / (norms[::step] * norm)
+    bound = 0.0
+    if len(sample) > k:
+        bound = float(np.partition(sample, len(sample) - k)[len(sample) - k])
+    if bound > 0:
+        np.multiply(overlap, inverse_norms, out=scaled)
+        candidates = np.flatnonzero(scaled >= np.float32(bound * norm * (1 - 1e-5)))
+    else:
+        candidates = np.flatnonzero(overlap > 0)
+    similarity = overlap[candidates] / (norms[candidates] * norm)
+    order = np.lexsort((candidates, -similarity))[:k]
+    return candidates[order].astype(np.int64), similarity[order]
+
+
+def _knn_votes(
+    index: RatingIndex, neighbours: npt.NDArray[np.int64], weight: npt.NDArray[np.float64], min_stars: int
+) -> npt.NDArray[np.float64]:
+    """
+    Each movie's summed similarity of the neighbours who rated it with at least ``min_stars``.
+
+    Summed in the neighbours' order, then their movies' (``np.bincount`` adds in input order), as the
+    per-user recipe did, so the float64 sums are the same.
+    """
+    starts, ends = index.user_start[neighbours], index.user_start[neighbours + 1]
+    rows = _concat_ranges(starts, ends)
+    weights = np.repeat(weight, ends - starts)
+    keep = index.user_stars[rows] >= min_stars
+    score = np.bincount(index.user_movies[rows][keep], weights=weights[keep], minlength=index.n_movies)
+    return score.astype(np.float64, copy=False)
+
+
+def _knn_top_movies(score: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.int64]:
+    """
+    The ``n`` movies of highest positive score, highest first, ties to the lower movie id.
+    """
+    bound = 0.0
+    if len(score) > n:
+        bound = float(np.partition(score, len(score) - n)[len(score) - n])
+    top = np.flatnonzero(score >= bound) if bound > 0 else np.flatnonzero(score > 0)
+    out: npt.NDArray[np.int64] = top[np.lexsort((top, -score[top]))][:n]
+    return out
