@@ -152,6 +152,8 @@ def toml_type(hint: Any) -> str:
     if hint in names:
         return names[hint]
     origin = typing.get_origin(hint)
+    if origin is Literal and len(get_args(hint)) == 1:
+        return format_toml_value(get_args(hint)[0])
     if origin is Literal:
         return "one of " + " | ".join(format_toml_value(c) for c in get_args(hint))
     if origin is tuple:
@@ -160,6 +162,8 @@ def toml_type(hint: Any) -> str:
     args = [a for a in get_args(hint) if a is not type(None)]
     if len(args) == 1 and len(get_args(hint)) == 2:
         return f"optional {toml_type(args[0])}"
+    if len(args) > 1 and len(args) == len(get_args(hint)):
+        return " or ".join(toml_type(a) for a in args)
     if attrs.has(hint):
         return "table"
     msg = f"no TOML name for type {hint!r}"
