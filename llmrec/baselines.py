@@ -863,15 +863,36 @@ def fit_item_knn(
     else:
         # every neighbour ranked once per interactions, size and similarity: each k is then a cut
         counts = _counts(interactions)
-        key = ("ranked", len(_chosen(counts.items, counts.popularity, n_items)), similarity)
+        chosen = len(_chosen(counts.items, counts.popularity, n_items))
+        key = ("ranked", chosen, similarity)
         if key not in interactions._cache:
-            items, popularity, r, c, data = _similarities(interactions, similarity, n_items)
-            order = np.lexsort((c, -data, r))
-            r, c, data = r[order], c[order], data[order]
-            rank = np.arange(len(r)) - np.searchsorted(r, r, side="left")
-            interactions._cache[key] = (items, popularity, r, c, data, rank)
-        items, popularity, r, c, data, rank = interactions._cache[key]
-        keep = rank < neighbours
+            if chosen <= _DENSE_ITEMS:
+                # dense: each row sorted on its own (stable, so ties keep the smaller id first)
+                g = item_gram(interactions, n_items)
+                sim = g.counts.copy()
+                np.fill_diagonal(sim, 0.0)
+                if similarity == "cosine":
+                    norm = np.sqrt(g.popularity)
+                    sim = sim / (norm[:, None] * norm[None, :])
+                ranking = np.argsort(-sim, axis=1, kind="stable")
+                interactions._cache[key] = (g.items, g.popularity, sim, ranking)
+            else:
+                items, popularity, r, c, data = _similarities(interactions, similarity, n_items)
+                order = np.lexsort((c, -data, r))
+                r, c, data = r[order], c[order], data[order]
+                rank = np.arange(len(r)) - np.searchsorted(r, r, side="left")
+                interactions._cache[key] = (items, popularity, r, c, data, rank)
+        cached = interactions._cache[key]
+        if len(cached) == 4:
+            items, popularity, sim, ranking = cached
+            c = ranking[:, :neighbours]
+            data = np.take_along_axis(sim, c, axis=1).ravel()
+            r = np.repeat(np.arange(len(items), dtype=np.int64), c.shape[1])
+            c = c.ravel()
+            keep = data > 0
+        else:
+            items, popularity, r, c, data, rank = cached
+            keep = rank < neighbours
         r, c, data = r[keep], c[keep], data[keep]
     size = len(items)
     matrix = sp.csr_array((data, (r, c)), shape=(size, size))
@@ -1032,9 +1053,9 @@ def recommend_many(baseline: Baseline, profiles: Sequence[npt.ArrayLike], n: int
     tie_order = np.lexsort((items, -popularity))
     padded = None
     if weights is not None:
-        padded = np.zeros((size + 1, size), dtype=np.float64)
-        padded[:size] = weights
-        padded = padded[:, tie_order]
+        padded = np.empty((size + 1, size), dtype=np.float64)
+        np.take(weights, tie_order, axis=1, out=padded[:size])
+        padded[size] = 0.0
     out: list[list[int]] = []
     for a in range(0, len(profiles), _BATCH):
         seen = [_profile(p) for p in profiles[a : a + _BATCH]]

@@ -25,6 +25,7 @@ from llmrec.baselines import (
     interactions_from_pairs,
     interactions_from_ratings,
     interactions_without,
+    recommend_many,
 )
 from llmrec.codec import CONVERTER
 from llmrec.data import Dataset
@@ -165,9 +166,7 @@ def compute(
         fitted.append(found)
     lists_out: list[Ragged[np.int64]] = []
     for j, baseline in enumerate(fitted):
-        rows: Sequence[Sequence[int]] = [
-            list(baseline.recommend(truth.profiles[i], n)) for i in files.members["test"]
-        ]
+        rows = recommend_many(baseline, [truth.profiles[i] for i in files.members["test"]], n)
         lists_out.append(Ragged.from_rows(rows, np.int64))
         progress(candidates + j + 1, steps)
     return BaselineLists(
