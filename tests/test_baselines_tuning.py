@@ -399,3 +399,64 @@ def test_ratings_helper_is_netflix_ordered() -> None:
     ratings: Ratings = _ratings(np.random.default_rng(0))
 
     assert np.all(np.diff(ratings.movie.astype(np.int64)) >= 0)
+
+
+# --- the report says what was chosen and on what ---------------------------------------------------
+
+
+def _report_with(tuning: BaselineTuning) -> str:
+    from llmrec.report import render_report
+    from tests.test_report import _results
+
+    results = _results()
+    variants = tuple(attrs.evolve(v, tuning=tuning) for v in results.variants)
+    return render_report(attrs.evolve(results, variants=variants))
+
+
+def test_the_report_names_the_reference_and_how_it_was_chosen() -> None:
+    """The verdict names the reference with its setting, the metric, the validation users and the fits;
+    the tuning table lists every candidate with the chosen ones marked."""
+    tuning = BaselineTuning(
+        metric="map",
+        validation_users=2000,
+        tuned=True,
+        fit="ratings_without_validation_and_test_users",
+        reference="EASE",
+        settings=(("ItemKNN", 50), ("EASE", 200.0)),
+        candidates=(
+            TuningCandidate("MostPopular", "", 0.01),
+            TuningCandidate("ItemKNN", "all", 0.02),
+            TuningCandidate("ItemKNN", 50, 0.03),
+            TuningCandidate("EASE", 500.0, 0.04),
+            TuningCandidate("EASE", 200.0, 0.05),
+        ),
+    )
+
+    page = _report_with(tuning)
+
+    assert (
+        page.count(
+            '<li class="reference">Reference baseline: EASE (λ = 200), chosen by validation MAP over 2,000 '
+            "validation users; tuned on fits excluding the validation and test users, then refitted without "
+            "the test users (also ItemKNN (50 neighbours)).</li>"
+        )
+        == 2
+    )
+    assert '<details class="more" id="details-tuning">' in page
+    row = '<tr><th scope="row">{}</th><td>{}</td><td class="num">{}</td><td>{}</td></tr>'
+    assert row.format("EASE", "λ = 200", "0.0500", "chosen, reference") in page
+    assert row.format("EASE", "λ = 500", "0.0400", "") in page
+    assert row.format("ItemKNN", "50 neighbours", "0.0300", "chosen") in page
+    assert row.format("MostPopular", "", "0.0100", "") in page
+    assert "the highest MAP" not in page
+
+
+def test_the_report_says_when_nothing_was_tuned() -> None:
+    """Too few validation users: the verdict says the reference was fixed in advance, and why."""
+    page = _report_with(not_tuned(EvaluationSpec(), 12, fit="ratings_without_validation_and_test_users"))
+
+    assert (
+        "Reference baseline: EASE (λ = 500), not tuned: only 12 validation users (tune_min_users = 30); "
+        "every classic baseline at its default setting and the reference fixed in advance."
+    ) in page
+    assert '<details class="more" id="details-tuning">' not in page  # no candidates were scored

@@ -187,6 +187,8 @@ def _child(mode: str, data: Path) -> int:
         for u, m in zip(ratings.user[mask].tolist(), ratings.movie[mask].tolist(), strict=True):
             held[u].append(m)
         del mask
+        shuffle = np.random.default_rng(1)
+        held = {u: shuffle.permutation(np.array(ms, dtype=np.int64)).tolist() for u, ms in held.items()}
         profile = {u: np.array(ms[:10], dtype=np.int64) for u, ms in held.items()}
         truths = [
             [np.array(held[int(u)][10 + cut : 20 + cut], dtype=np.int64) for u in validation_users]
