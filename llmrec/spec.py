@@ -300,10 +300,10 @@ def _tune_metric_reported(k: tuple[int, ...], extended_metrics: bool, tune_metri
 
 
 def _grids_distinct(
-    ease_l2: tuple[float, ...], item_knn_neighbors: tuple[KnnNeighbors, ...]
+    ease_lambdas: tuple[float, ...], item_knn_neighbors: tuple[KnnNeighbors, ...]
 ) -> list[SpecProblem]:
     out: list[SpecProblem] = []
-    for name, grid in (("ease_l2", ease_l2), ("item_knn_neighbors", item_knn_neighbors)):
+    for name, grid in (("ease_lambdas", ease_lambdas), ("item_knn_neighbors", item_knn_neighbors)):
         if len(set(grid)) != len(grid):
             out.append(SpecProblem(name, "distinct values", list(grid), True))
     return out
@@ -837,7 +837,7 @@ class EvaluationSpec:
     baseline_items: int = _field(2000, _positive_int())
     """ItemKNN and EASE keep only this many most-rated movies (EASE inverts an items x items matrix)."""
 
-    ease_l2: tuple[float, ...] = _field(
+    ease_lambdas: tuple[float, ...] = _field(
         (500.0, 50.0, 100.0, 200.0, 1000.0, 2000.0), (lambda v: v > 0 and math.isfinite(v), "a number > 0")
     )
     """EASE's ridge penalties λ to choose from by tune_metric on the validation users (fits without the validation and test users); the first is the default, used when there are too few validation users (tune_min_users) and preferred in a tie. One value fixes λ. See docs/baselines.md."""
@@ -845,7 +845,7 @@ class EvaluationSpec:
     item_knn_neighbors: tuple[KnnNeighbors, ...] = _field(
         ("all", 10, 20, 50, 100), (lambda v: v == "all" or v > 0, 'an integer > 0 or "all"')
     )
-    """ItemKNN's neighbourhood sizes to choose from like ease_l2 ("all": every neighbour); the first is the default."""
+    """ItemKNN's neighbourhood sizes to choose from like ease_lambdas ("all": every neighbour); the first is the default."""
 
     tune_metric: str = "map"
     """The metric, among those the evaluation reports (k, extended_metrics), that picks each classic baseline's setting and the reference baseline the LLMs are compared with, on the validation users."""

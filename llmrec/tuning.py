@@ -1,7 +1,7 @@
 """
 Choosing the classic baselines' settings and the reference baseline on the validation users.
 
-Every classic baseline the spec names is fitted at each setting of its grid (EASE: ``ease_l2``;
+Every classic baseline the spec names is fitted at each setting of its grid (EASE: ``ease_lambdas``;
 ItemKNN: ``item_knn_neighbors``; Random and MostPopular have nothing to set) on interactions that hold
 neither the validation nor the test users, asked for every validation user's list, and scored with
 ``evaluation.tune_metric`` against the validation users' ground truth. Each baseline keeps its best
@@ -70,7 +70,7 @@ def grid(evaluation: EvaluationSpec) -> tuple[Candidate, ...]:
     out: list[Candidate] = []
     for kind in evaluation.baselines:
         if kind == "ease":
-            out += [(kind, float(l2)) for l2 in evaluation.ease_l2]
+            out += [(kind, float(l2)) for l2 in evaluation.ease_lambdas]
         elif kind == "item_knn":
             out += [(kind, k) for k in evaluation.item_knn_neighbors]
         else:

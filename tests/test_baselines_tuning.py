@@ -153,7 +153,7 @@ def test_choice_takes_the_best_setting_and_the_best_baseline() -> None:
 
 def test_too_few_validation_users_tune_nothing() -> None:
     """Below tune_min_users: each grid's first value, EASE as the reference, and the report's reason."""
-    evaluation = EvaluationSpec(ease_l2=(300.0, 50.0), item_knn_neighbors=(20, "all"), tune_min_users=30)
+    evaluation = EvaluationSpec(ease_lambdas=(300.0, 50.0), item_knn_neighbors=(20, "all"), tune_min_users=30)
     truths = [[1]] * 29
 
     tuning = choose(evaluation, {}, truths, fit="ratings_without_validation_and_test_users")
@@ -169,8 +169,8 @@ def test_too_few_validation_users_tune_nothing() -> None:
 def test_the_grids_and_metric_are_checked() -> None:
     """Bad grid values, repeats and a metric the evaluation does not report are spec errors."""
     for line, expected in [
-        ("ease_l2 = [0]", "evaluation.ease_l2[0] = 0: expected a number > 0"),
-        ("ease_l2 = [5, 5]", "evaluation.ease_l2 = [5.0, 5.0]: expected distinct values"),
+        ("ease_lambdas = [0]", "evaluation.ease_lambdas[0] = 0: expected a number > 0"),
+        ("ease_lambdas = [5, 5]", "evaluation.ease_lambdas = [5.0, 5.0]: expected distinct values"),
         (
             'item_knn_neighbors = ["some"]',
             'evaluation.item_knn_neighbors[0] = "some": expected an integer or "all"',
@@ -188,9 +188,11 @@ def test_the_grids_and_metric_are_checked() -> None:
             parse_spec("[evaluation]\n" + line)
 
         assert expected in str(caught.value)
-    spec = parse_spec('[evaluation]\nitem_knn_neighbors = [5, "all"]\nease_l2 = [100]\ntune_metric = "mrr"')
+    spec = parse_spec(
+        '[evaluation]\nitem_knn_neighbors = [5, "all"]\nease_lambdas = [100]\ntune_metric = "mrr"'
+    )
     assert spec.evaluation.item_knn_neighbors == (5, "all")
-    assert spec.evaluation.ease_l2 == (100.0,)
+    assert spec.evaluation.ease_lambdas == (100.0,)
 
 
 # --- the stage: the test users' ground truth is not an input to the choice ------------------------

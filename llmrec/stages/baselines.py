@@ -96,7 +96,7 @@ def key(
         "baselines": evaluation.baselines,
         "baseline_fit": evaluation.baseline_fit,
         "baseline_items": evaluation.baseline_items,
-        "ease_l2": evaluation.ease_l2,
+        "ease_lambdas": evaluation.ease_lambdas,
         "item_knn_neighbors": evaluation.item_knn_neighbors,
         "tune_metric": evaluation.tune_metric,
         "tune_min_users": evaluation.tune_min_users,
