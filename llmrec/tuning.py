@@ -146,22 +146,23 @@ def choose(
     Args:
         evaluation: the spec's evaluation section (grids, metric, threshold).
         lists: each candidate's lists, aligned with ``truths``.
-        truths: the validation users' ground-truth movie ids.
+        truths: the validation users' ground-truth movie ids (users with an empty one are left out).
         fit: what the candidates were fitted on (recorded).
 
     Returns:
         The settings, the reference baseline and every candidate's score; a ``not_tuned`` result when
         there are fewer than ``tune_min_users`` validation users.
     """
-    users = len(truths)
+    relevant = [frozenset(int(m) for m in np.asarray(t).tolist()) for t in truths]
+    scorable = [i for i, rel in enumerate(relevant) if rel]  # an empty ground truth scores NaN
+    users = len(scorable)
     if users < evaluation.tune_min_users:
         return not_tuned(evaluation, users, fit=fit)
-    relevant = [frozenset(int(m) for m in np.asarray(t).tolist()) for t in truths]
     names = (evaluation.tune_metric,)
     scored: list[tuple[str, Setting, float]] = []
     for kind, setting in grid(evaluation):
         rows = lists[(kind, setting)]
-        values = [score_list(list(r), rel, names)[0] for r, rel in zip(rows, relevant, strict=True)]
+        values = [score_list(list(rows[i]), relevant[i], names)[0] for i in scorable]
         scored.append((kind, setting, float(np.mean(values))))
     best: dict[str, tuple[Setting, float]] = {}
     for kind, setting, score in scored:

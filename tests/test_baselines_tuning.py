@@ -164,6 +164,9 @@ def test_too_few_validation_users_tune_nothing() -> None:
     assert tuning.candidates == ()
     assert tuning.note == "only 29 validation users (tune_min_users = 30)"
     assert not_tuned(EvaluationSpec(baselines=("random", "popular")), 0, fit="x").reference == "MostPopular"
+    assert not choose(
+        evaluation, {}, [[1]] * 29 + [[]] * 5, fit="x"
+    ).tuned  # empty ground truths do not count
 
 
 def test_the_grids_and_metric_are_checked() -> None:

@@ -180,6 +180,8 @@ def _child(mode: str, data: Path) -> int:
 
         # 3,000 held-out users (1,000 test, 2,000 validation), drawn from a thin slice of the ratings
         seen = np.unique(ratings.user[:: max(1, len(ratings) // (60 * (TEST_USERS + VALIDATION_USERS)))])
+        per_user = np.bincount(ratings.user)
+        seen = seen[per_user[seen] >= 25]  # 10 profile movies and 10 + 5 for the two ground truths
         drawn = np.random.default_rng(0).permutation(seen)[: TEST_USERS + VALIDATION_USERS]
         test_users, validation_users = drawn[:TEST_USERS], drawn[TEST_USERS:]
         held = {int(u): [] for u in drawn.tolist()}
