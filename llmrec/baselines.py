@@ -60,7 +60,9 @@ __all__ = [
     "fit_random",
     "interactions_from_pairs",
     "interactions_from_ratings",
+    "interactions_without",
     "item_gram",
+    "recommend_many",
 ]
 
 FitSource = Literal["train_pairs", "ratings_without_test_users"]
@@ -152,6 +154,8 @@ class Interactions:
     source: FitSource
     """How the rows were built."""
     _exclude: IntArray | None = attrs.field(default=None, alias="_exclude", repr=False)
+    _base: Interactions | None = attrs.field(default=None, alias="_base", repr=False)
+    """The interactions these were derived from by ``interactions_without`` (None: built directly)."""
     _cache: dict[Any, Any] = attrs.field(factory=dict, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -248,6 +252,64 @@ def interactions_from_ratings(ratings: Ratings, exclude_users: npt.ArrayLike) ->
         source="ratings_without_test_users",
         _exclude=np.unique(_int_array(exclude_users)),
     )
+
+
+def interactions_without(interactions: Interactions, rows: npt.ArrayLike) -> Interactions:
+    """
+    The same interactions without some more rows: a fit that also leaves out, say, the validation users.
+
+    The result is exactly what building the interactions without those rows in the first place would
+    give (same ``source``), but it is derived from ``interactions``: its counts per movie and its
+    co-occurrence matrices are those of ``interactions`` minus those of the removed rows (exact integer
+    arithmetic), so fitting both costs one pass over the big columns, plus one over the row column to
+    find the removed rows. ``item_gram`` of the result also builds ``interactions``' own (over the
+    union of both sets of most frequent movies) and caches it there.
+
+    Args:
+        interactions: the fitting data to remove rows from.
+        rows: row ids to remove (user ids for ``interactions_from_ratings``); unknown ids are ignored.
+
+    Returns:
+        Interactions with the same ``source``.
+
+    Raises:
+        ValueError: when ``rows`` holds non-integer ids.
+    """
+    removed = np.unique(_int_array(rows))
+    before = interactions._exclude
+    exclude = removed if before is None else np.union1d(before, removed).astype(np.int64)
+    return Interactions(
+        rows=interactions._rows,
+        movies=interactions._movies,
+        source=interactions.source,
+        _exclude=exclude,
+        _base=interactions,
+    )
+
+
+def _removed(inter: Interactions) -> Interactions:
+    """
+    The rows ``interactions_without`` removed from its base (only those the base kept), on their own.
+    """
+    if "removed" in inter._cache:
+        cached: Interactions = inter._cache["removed"]
+        return cached
+    base = inter._base
+    assert base is not None
+    assert inter._exclude is not None
+    gone = inter._exclude
+    if base._exclude is not None:
+        gone = np.setdiff1d(gone, base._exclude)
+    found: list[IntArray] = []
+    if len(gone):
+        for a in range(0, len(base._rows), _SLICE):
+            hit = np.flatnonzero(np.isin(base._rows[a : a + _SLICE], gone))
+            if len(hit):
+                found.append(hit + a)
+    at = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+    result = Interactions(rows=base._rows[at], movies=base._movies[at], source=base.source)
+    inter._cache["removed"] = result
+    return result
 
 
 _SLICE = 1 << 22
@@ -392,6 +454,10 @@ def _counts(inter: Interactions) -> _Counts:
     if "counts" in inter._cache:
         cached: _Counts = inter._cache["counts"]
         return cached
+    if inter._base is not None:
+        derived = _derived_counts(inter)
+        inter._cache["counts"] = derived
+        return derived
     lookup = _row_map(inter)
     by = _by_movie(inter)
     sizes = np.diff(by.starts)
@@ -411,6 +477,20 @@ def _counts(inter: Interactions) -> _Counts:
     inter._cache["counts"] = result
     inter._cache["by_movie"] = by  # the gram pass needs the runs again; dropped after it
     return result
+
+
+def _derived_counts(inter: Interactions) -> _Counts:
+    """
+    The counts of ``interactions_without``'s result: its base's minus the removed rows' (``runs`` are
+    the base's, as the co-occurrence matrices are built on the base).
+    """
+    assert inter._base is not None
+    base = _counts(inter._base)
+    gone = _counts(_removed(inter))
+    popularity = base.popularity.copy()
+    popularity[np.searchsorted(base.items, gone.items)] -= gone.popularity
+    keep = popularity > 0
+    return _Counts(items=base.items[keep], popularity=popularity[keep], runs=base.runs[keep])
 
 
 @attrs.frozen(eq=False)
@@ -438,7 +518,9 @@ def item_gram(interactions: Interactions, n_items: int | None = None) -> ItemGra
     ``fit_ease`` with the same ``n_items`` share it. The kept movies' rows are set as bits in an
     items x rows bitmap (rows / 8 bytes per item), then multiplied in float32 BLAS products (``ssyrk``)
     over blocks of rows, which are exact as each block's counts stay below 2^24; the blocks are summed
-    in float64.
+    in float64. A matrix built before over a superset of the movies (see ``interactions_without``) is
+    cut instead of built again. For ``interactions_without``'s result it is the base's matrix minus
+    the removed rows' (both exact integer counts, so the difference is too).
 
     Args:
         interactions: the fitting data.
@@ -459,13 +541,73 @@ def item_gram(interactions: Interactions, n_items: int | None = None) -> ItemGra
     if key in interactions._cache:
         cached: ItemGram = interactions._cache[key]
         return cached
-    by: _ByMovie = interactions._cache.get("by_movie") or _by_movie(interactions)
-    lookup = _row_map(interactions)
-    size = len(chosen)
+    items = counts.items[chosen]
+    base = interactions._base
+    if base is None:
+        gram = _cached_gram(interactions, items).counts
+    else:
+        # the base's matrix (over both its and these most frequent movies) minus the removed rows'
+        base_counts = _counts(base)
+        top = _chosen(base_counts.items, base_counts.popularity, n_items)
+        wanted = np.union1d(items, base_counts.items[top])
+        gram = _submatrix(_cached_gram(base, wanted.astype(np.int64)), items)
+        gram -= _gram_over(_removed(interactions), items)
+    result = ItemGram(items=items, popularity=counts.popularity[chosen], counts=gram)
+    interactions._cache[key] = result
+    return result
+
+
+def _cached_gram(inter: Interactions, items: IntArray) -> ItemGram:
+    """
+    XᵀX over ``items`` (sorted ids the interactions hold): a cut of one built before when one covers
+    them, else built now and kept on the interactions.
+    """
+    grams: list[ItemGram] = inter._cache.setdefault("grams", [])
+    for g in grams:
+        if len(g.items) >= len(items) and np.all(np.isin(items, g.items)):
+            if len(g.items) == len(items):
+                return g
+            at = np.searchsorted(g.items, items)
+            counts = _counts(inter)
+            return ItemGram(
+                items=items,
+                popularity=counts.popularity[np.searchsorted(counts.items, items)],
+                counts=g.counts[np.ix_(at, at)],
+            )
+    counts = _counts(inter)
+    made = ItemGram(
+        items=items,
+        popularity=counts.popularity[np.searchsorted(counts.items, items)],
+        counts=_gram_over(inter, items),
+    )
+    grams.append(made)
+    return made
+
+
+def _submatrix(g: ItemGram, items: IntArray) -> FloatArray:
+    """
+    A copy of ``g.counts`` restricted to ``items`` (a subset of ``g.items``).
+    """
+    at = np.searchsorted(g.items, items)
+    out: FloatArray = g.counts[np.ix_(at, at)]
+    return out
+
+
+def _gram_over(inter: Interactions, items: IntArray) -> FloatArray:
+    """
+    XᵀX over the given sorted movie ids (a movie the interactions do not hold gets zeros).
+    """
+    counts = _counts(inter)
+    pos = np.searchsorted(counts.items, items)
+    found = pos < len(counts.items)
+    found[found] = counts.items[pos[found]] == items[found]
+    by: _ByMovie = inter._cache.get("by_movie") or _by_movie(inter)
+    lookup = _row_map(inter)
+    size = len(items)
     width = (lookup.n_rows + 7) // 8
     bits = np.zeros((size, width), dtype=np.uint8)
     scratch = np.zeros(width * 8, dtype=np.bool_)
-    for k, j in enumerate(counts.runs[chosen].tolist()):
+    for k, j in zip(np.flatnonzero(found).tolist(), counts.runs[pos[found]].tolist(), strict=True):
         r = lookup.dense(by.rows[by.starts[j] : by.starts[j + 1]])
         r = r[r >= 0]
         scratch[r] = True
@@ -478,7 +620,7 @@ def item_gram(interactions: Interactions, n_items: int | None = None) -> ItemGra
     total = None if in_place else np.zeros((size, size), dtype=np.float64)
     step = _CHUNK_ROWS // 8
     block = np.empty((size, _CHUNK_ROWS), dtype=np.float32)
-    for b in range(0, width, step):
+    for b in range(0, width if size else 0, step):
         unpacked = np.unpackbits(bits[:, b : b + step], axis=1, bitorder="little")
         part = block[:, : unpacked.shape[1]]
         part[...] = unpacked
@@ -489,12 +631,10 @@ def item_gram(interactions: Interactions, n_items: int | None = None) -> ItemGra
             total += _blas.ssyrk(1.0, part.T, trans=1, lower=0)
     del bits, block
     upper = np.triu(acc if total is None else total).astype(np.float64)
-    gram = upper + np.triu(upper, 1).T
-    result = ItemGram(items=counts.items[chosen], popularity=counts.popularity[chosen], counts=gram)
-    interactions._cache[key] = result
-    if by.rows is not interactions._rows:  # a sorted copy: too large to keep
-        interactions._cache.pop("by_movie", None)
-    return result
+    gram: FloatArray = upper + np.triu(upper, 1).T
+    if by.rows is not inter._rows:  # a sorted copy: too large to keep
+        inter._cache.pop("by_movie", None)
+    return gram
 
 
 def _chosen(items: IntArray, popularity: FloatArray, n_items: int | None) -> IntArray:
@@ -718,6 +858,60 @@ def fit_item_knn(
     if n_items is not None and n_items < 1:
         msg = f"n_items must be >= 1 or None, got {n_items}"
         raise ValueError(msg)
+    if neighbours is None:
+        items, popularity, r, c, data = _similarities(interactions, similarity, n_items)
+    else:
+        # every neighbour ranked once per interactions, size and similarity: each k is then a cut
+        counts = _counts(interactions)
+        chosen = len(_chosen(counts.items, counts.popularity, n_items))
+        key = ("ranked", chosen, similarity)
+        if key not in interactions._cache:
+            if chosen <= _DENSE_ITEMS:
+                # dense: each row sorted on its own (stable, so ties keep the smaller id first)
+                g = item_gram(interactions, n_items)
+                sim = g.counts.copy()
+                np.fill_diagonal(sim, 0.0)
+                if similarity == "cosine":
+                    norm = np.sqrt(g.popularity)
+                    sim = sim / (norm[:, None] * norm[None, :])
+                ranking = np.argsort(-sim, axis=1, kind="stable")
+                interactions._cache[key] = (g.items, g.popularity, sim, ranking)
+            else:
+                items, popularity, r, c, data = _similarities(interactions, similarity, n_items)
+                order = np.lexsort((c, -data, r))
+                r, c, data = r[order], c[order], data[order]
+                rank = np.arange(len(r)) - np.searchsorted(r, r, side="left")
+                interactions._cache[key] = (items, popularity, r, c, data, rank)
+        cached = interactions._cache[key]
+        if len(cached) == 4:
+            items, popularity, sim, ranking = cached
+            c = ranking[:, :neighbours]
+            data = np.take_along_axis(sim, c, axis=1).ravel()
+            r = np.repeat(np.arange(len(items), dtype=np.int64), c.shape[1])
+            c = c.ravel()
+            keep = data > 0
+        else:
+            items, popularity, r, c, data, rank = cached
+            keep = rank < neighbours
+        r, c, data = r[keep], c[keep], data[keep]
+    size = len(items)
+    matrix = sp.csr_array((data, (r, c)), shape=(size, size))
+    return ItemKNNBaseline(
+        items=items,
+        popularity=popularity,
+        similarity_matrix=matrix,
+        source=interactions.source,
+        similarity=similarity,
+        neighbours=neighbours,
+    )
+
+
+def _similarities(
+    interactions: Interactions, similarity: Similarity, n_items: int | None
+) -> tuple[IntArray, FloatArray, IntArray, IntArray, FloatArray]:
+    """
+    Items, popularity and every non-zero off-diagonal similarity (row, column, value) of item-kNN.
+    """
     counts = _counts(interactions)
     if len(_chosen(counts.items, counts.popularity, n_items)) <= _DENSE_ITEMS:
         g = item_gram(interactions, n_items)
@@ -740,22 +934,7 @@ def fit_item_knn(
     if similarity == "cosine":
         norm = np.sqrt(popularity)
         data = data / (norm[r] * norm[c])
-    if neighbours is not None:
-        order = np.lexsort((c, -data, r))
-        r, c, data = r[order], c[order], data[order]
-        starts = np.searchsorted(r, r, side="left")
-        keep = np.arange(len(r)) - starts < neighbours
-        r, c, data = r[keep], c[keep], data[keep]
-    size = len(items)
-    matrix = sp.csr_array((data, (r, c)), shape=(size, size))
-    return ItemKNNBaseline(
-        items=items,
-        popularity=popularity,
-        similarity_matrix=matrix,
-        source=interactions.source,
-        similarity=similarity,
-        neighbours=neighbours,
-    )
+    return items, popularity, r, c, data
 
 
 def _restrict(m: _Matrix, n_items: int | None) -> _Matrix:
@@ -833,3 +1012,96 @@ def fit_ease(interactions: Interactions, *, n_items: int = 2000, l2: float = 500
     return EASEBaseline(
         items=g.items, popularity=g.popularity, weights=weights, source=interactions.source, l2=float(l2)
     )
+
+
+_BATCH = 256
+"""Profiles scored together by ``recommend_many`` (a batch x items float64 block)."""
+
+
+def recommend_many(baseline: Baseline, profiles: Sequence[npt.ArrayLike], n: int) -> list[list[int]]:
+    """
+    ``[baseline.recommend(p, n) for p in profiles]``, computed in blocks for MostPopular, ItemKNN and EASE.
+
+    The lists are identical to ``recommend``'s, ties included: each profile's scores are summed in the
+    same order (the profile's known movies in id order; ItemKNN's missing neighbours add exact zeros)
+    and ordered by score, then popularity, then smaller id. Other baselines (Random) are asked one
+    profile at a time.
+
+    Args:
+        baseline: a fitted baseline.
+        profiles: each user's profile movie ids.
+        n: how many movies to return per profile.
+
+    Returns:
+        One list per profile, as ``recommend`` gives it.
+
+    Raises:
+        ValueError: when ``n`` is not a positive integer.
+    """
+    n = _check_n(n)
+    if isinstance(baseline, EASEBaseline):
+        weights: FloatArray | None = baseline.weights
+    elif isinstance(baseline, ItemKNNBaseline):
+        weights = np.asarray(baseline.similarity_matrix.toarray(), dtype=np.float64)
+    elif isinstance(baseline, PopularBaseline):
+        weights = None
+    else:
+        return [baseline.recommend(p, n) for p in profiles]
+    items, popularity = baseline.items, baseline.popularity
+    size = len(items)
+    # ties: the position of each item in (popularity desc, id asc) order; a stable sort keeps it
+    tie_order = np.lexsort((items, -popularity))
+    padded = None
+    if weights is not None:
+        padded = np.empty((size + 1, size), dtype=np.float64)
+        np.take(weights, tie_order, axis=1, out=padded[:size])
+        padded[size] = 0.0
+    out: list[list[int]] = []
+    for a in range(0, len(profiles), _BATCH):
+        seen = [_profile(p) for p in profiles[a : a + _BATCH]]
+        cols = [_columns(items, p) for p in seen]
+        width = max((len(c) for c in cols), default=0)
+        scores = np.zeros((len(seen), size), dtype=np.float64)
+        if padded is not None and width:
+            at = np.full((len(seen), width), size, dtype=np.int64)
+            for i, c in enumerate(cols):
+                at[i, : len(c)] = c
+            scores = padded[at[:, 0]].copy()
+            for j in range(1, width):
+                scores += padded[at[:, j]]
+        out += _top_many(scores, cols, tie_order, items, n)
+    return out
+
+
+def _top_many(
+    scores: FloatArray, cols: Sequence[IntArray], tie_order: IntArray, items: IntArray, n: int
+) -> list[list[int]]:
+    """
+    Per row, the ``n`` best columns by score (columns in ``tie_order``, so ties go to the earlier one),
+    the row's profile columns ``cols`` (in id order) left out.
+    """
+    size = len(items)
+    where = np.empty(size, dtype=np.int64)
+    where[tie_order] = np.arange(size)
+    for i, c in enumerate(cols):
+        scores[i, where[c]] = -np.inf
+    out: list[list[int]] = []
+    take = min(n, size)
+    if take == 0:
+        return [[] for _ in cols]
+    # the take-th largest score per row; everything above it is in, ties at it go by position
+    kth = -np.partition(-scores, take - 1, axis=1)[:, take - 1]
+    above = scores > kth[:, None]
+    level = scores == kth[:, None]
+    need = take - above.sum(axis=1)
+    level &= np.cumsum(level, axis=1) <= need[:, None]
+    rows, pos = np.nonzero(above | level)
+    order = np.lexsort((pos, -scores[rows, pos], rows))
+    rows, pos = rows[order], pos[order]
+    ids = items[tie_order[pos]]
+    bounds = np.searchsorted(rows, np.arange(len(cols) + 1))
+    for i, c in enumerate(cols):
+        picked = ids[bounds[i] : bounds[i + 1]]
+        flags = scores[i, pos[bounds[i] : bounds[i + 1]]]
+        out.append(picked[flags > -np.inf][: min(n, size - len(c))].tolist())
+    return out

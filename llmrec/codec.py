@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, get_args
 
 import cattrs
+from cattrs.gen import make_dict_unstructure_fn, override
 
 from llmrec.errors import StoreError
 
@@ -47,6 +48,13 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook_func(_is_pairs, structure_pairs)
     # a sampling setting's value: a number or a string, kept as written
     conv.register_structure_hook(float | int | str, lambda value, _: value)
+    # sections added after version 2 are written only when present, so older files rewrite unchanged
+    from llmrec.results import VariantResults
+
+    conv.register_unstructure_hook(
+        VariantResults,
+        make_dict_unstructure_fn(VariantResults, conv, tuning=override(omit_if_default=True)),
+    )
     return conv
 
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import attrs
 
-from llmrec.baselines import Baseline
 from llmrec.data import Dataset
 from llmrec.errors import DataError, ProviderError
 from llmrec.estimate import (
@@ -340,7 +339,7 @@ def run_stages(
         if kind == "fake"
         else "sync"
     )
-    fitted: dict[tuple[int, int | None], list[Baseline]] = {}
+    fitted: dict[tuple[int, int | None], baselines_stage.SeedFits] = {}
     inputs: dict[str, str] = {}
     per_seed: dict[int, list[evaluate_stage.VariantInputs]] = {s: [] for s in seeds}
     tally = _Tally()

@@ -18,6 +18,7 @@ __all__ = [
     "PREDICTIONS_SCHEMA_VERSION",
     "SCHEMA_VERSION",
     "STATS",
+    "BaselineTuning",
     "Funnel",
     "ModelRole",
     "ModelScores",
@@ -26,6 +27,7 @@ __all__ = [
     "PredictionItem",
     "Protocol",
     "Results",
+    "TuningCandidate",
     "VariantResults",
     "metric_label",
 ]
@@ -252,6 +254,51 @@ class Comparison:
 
 
 @attrs.frozen
+class TuningCandidate:
+    """
+    One classic baseline at one setting, scored on the validation users (fitted without them).
+    """
+
+    label: str
+    """The baseline ("EASE", "ItemKNN", "MostPopular", "Random")."""
+    setting: float | int | str
+    """EASE's λ, ItemKNN's neighbourhood (an integer or "all"), or "" for a baseline with nothing to set."""
+    score: float
+    """The mean ``BaselineTuning.metric`` over the validation users."""
+
+
+@attrs.frozen
+class BaselineTuning:
+    """
+    How the classic baselines' settings and the reference baseline (the one every LLM is compared
+    with) were chosen: by a metric on the validation users, never on the test users.
+    """
+
+    metric: str
+    """The validation metric (``evaluation.tune_metric``)."""
+    validation_users: int
+    """Validation users with a ground truth (the ones scored)."""
+    tuned: bool
+    """False when there were too few validation users: each grid's first value, a fixed reference."""
+    fit: str
+    """What the candidates were fitted on: "ratings_without_validation_and_test_users" or "train_pairs"."""
+    reference: str
+    """Label of the reference baseline."""
+    settings: tuple[tuple[str, float | int | str], ...]
+    """(label, chosen setting) for each baseline with a grid, refitted on the baselines' own fitting data."""
+    candidates: tuple[TuningCandidate, ...] = ()
+    """Every baseline and setting scored; empty when not tuned."""
+    note: str = ""
+    """Why nothing was tuned ("" when tuned)."""
+
+    def setting(self, label: str) -> float | int | str | None:
+        """
+        The chosen setting of one baseline, or None when it has none.
+        """
+        return dict(self.settings).get(label)
+
+
+@attrs.frozen
 class VariantResults:
     """
     One ground-truth variant (the paper's profileData50 or profileData60): its settings, counts and scores.
@@ -275,6 +322,9 @@ class VariantResults:
     protocol: Protocol | None = None
     """The evaluation protocol (which ratings each part sees, and the global cut date); None in results
     from before it was recorded."""
+    tuning: BaselineTuning | None = None
+    """How the classic baselines were tuned and the reference baseline chosen (None: no classic baselines,
+    or results from before the choice was made on validation users)."""
 
     @property
     def test_users(self) -> int:

@@ -50,6 +50,7 @@ __all__ = [
     "GroundTruthRule",
     "HolmFamily",
     "InferenceSpec",
+    "KnnNeighbors",
     "LocalProviderSpec",
     "LoraSpec",
     "MatchMode",
@@ -81,6 +82,8 @@ NeighborPool = Literal["all_users", "sampled_users"]
 GroundTruthExclusion = Literal["rated", "profile"]
 BaselineKind = Literal["random", "popular", "item_knn", "ease"]
 BaselineFit = Literal["ratings_without_test_users", "train_pairs"]
+KnnNeighbors = int | Literal["all"]
+"""An item-kNN neighbourhood size: a count, or "all" neighbours."""
 HolmFamily = Literal["table", "comparison"]
 MatchMode = Literal["exact", "normalized", "fuzzy"]
 OutputMode = Literal["list", "json"]
@@ -295,6 +298,25 @@ def _seeds_not_negative(seeds: tuple[int, ...]) -> list[SpecProblem]:
         for i, value in enumerate(seeds)
         if value < 0
     ]
+
+
+def _tune_metric_reported(k: tuple[int, ...], extended_metrics: bool, tune_metric: str) -> list[SpecProblem]:
+    from llmrec.metrics import metric_names
+
+    names = metric_names(k, extended=extended_metrics)
+    if tune_metric not in names:
+        return [SpecProblem("tune_metric", _one_of(names), tune_metric, True)]
+    return []
+
+
+def _grids_distinct(
+    ease_lambdas: tuple[float, ...], item_knn_neighbors: tuple[KnnNeighbors, ...]
+) -> list[SpecProblem]:
+    out: list[SpecProblem] = []
+    for name, grid in (("ease_lambdas", ease_lambdas), ("item_knn_neighbors", item_knn_neighbors)):
+        if len(set(grid)) != len(grid):
+            out.append(SpecProblem(name, "distinct values", list(grid), True))
+    return out
 
 
 def _variants_given(variant: tuple[VariantSpec, ...]) -> list[SpecProblem]:
@@ -848,6 +870,22 @@ class EvaluationSpec:
     baseline_items: int = _field(2000, _positive_int())
     """ItemKNN and EASE keep only this many most-rated movies (EASE inverts an items x items matrix)."""
 
+    ease_lambdas: tuple[float, ...] = _field(
+        (500.0, 50.0, 100.0, 200.0, 1000.0, 2000.0), (lambda v: v > 0 and math.isfinite(v), "a number > 0")
+    )
+    """EASE's ridge penalties λ to choose from by tune_metric on the validation users (fits without the validation and test users); the first is the default, used when there are too few validation users (tune_min_users) and preferred in a tie. One value fixes λ. See docs/baselines.md."""
+
+    item_knn_neighbors: tuple[KnnNeighbors, ...] = _field(
+        ("all", 10, 20, 50, 100), (lambda v: v == "all" or v > 0, 'an integer > 0 or "all"')
+    )
+    """ItemKNN's neighbourhood sizes to choose from like ease_lambdas ("all": every neighbour); the first is the default."""
+
+    tune_metric: str = "map"
+    """The metric, among those the evaluation reports (k, extended_metrics), that picks each classic baseline's setting and the reference baseline the LLMs are compared with, on the validation users."""
+
+    tune_min_users: int = _field(30, _positive_int())
+    """Fewer validation users with a ground truth than this: nothing is tuned (each grid's first value; the reference baseline is the first of EASE, ItemKNN, MostPopular, Random in baselines) and the report says so."""
+
     resamples: int = _field(10000, _positive_int())
     """Bootstrap resamples for the 95 % confidence intervals of means and paired differences."""
 
@@ -865,6 +903,8 @@ class EvaluationSpec:
 
     def __attrs_post_init__(self) -> None:
         _run_checks(self)
+
+    _checks: ClassVar[tuple[CrossCheck, ...]] = (_tune_metric_reported, _grids_distinct)
 
 
 @attrs.frozen
@@ -1027,6 +1067,13 @@ def make_converter() -> cattrs.Converter:
         raise _TypeProblem(value, 'an integer or "all"')
 
     conv.register_structure_hook(UserCount, user_count_hook)
+
+    def neighbors_hook(value: Any, _: Any) -> Any:
+        if (isinstance(value, int) and not isinstance(value, bool)) or value == "all":
+            return value
+        raise _TypeProblem(value, 'an integer or "all"')
+
+    conv.register_structure_hook_func(lambda hint: hint == KnnNeighbors, neighbors_hook)
 
     def tuple_hook(value: Any, hint: Any) -> Any:
         if not isinstance(value, list):

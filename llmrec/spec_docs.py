@@ -152,6 +152,8 @@ def toml_type(hint: Any) -> str:
     if hint in names:
         return names[hint]
     origin = typing.get_origin(hint)
+    if origin is Literal and len(get_args(hint)) == 1:
+        return format_toml_value(get_args(hint)[0])
     if origin is Literal:
         return "one of " + " | ".join(format_toml_value(c) for c in get_args(hint))
     if origin is tuple:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llmrec.baselines import Baseline, Interactions
+from llmrec.baselines import Interactions
 from llmrec.data import Dataset, Movies, Ratings, day_to_date
 from llmrec.data.synthetic import generate_synthetic
 from llmrec.errors import SpecError
@@ -251,7 +251,7 @@ def test_the_baselines_cache_is_per_cut(dataset):
     truth = truth_stage.compute(index, sample, SPEC, seed=0, variant="global", executor=SerialExecutor())
     sampled = Sampled(sample=sample, splits=np.array([2, 2], dtype=np.int8))
     files = TrainingFiles(members={"train": (), "validation": (), "test": (0,)}, train=b"", validation=b"")
-    cache: dict[tuple[int, int | None], list[Baseline]] = {}
+    cache: dict[tuple[int, int | None], baselines_stage.SeedFits] = {}
     spec = EvaluationSpec(baselines=("popular",))
     for t in (truth, attrs.evolve(truth, cut_day=None)):
         baselines_stage.compute(spec, 3, 0, lambda: dataset, sampled, t, files, cache, lambda k, n: None)

@@ -78,6 +78,12 @@ class _VariantView:
     """How much of the ground truth is plain popularity, as one sentence ("" when unknown)."""
     protocol: str = ""
     """The evaluation protocol and, for the global temporal one, its cut date, as one sentence."""
+    reference: str = ""
+    """Which classic baseline the LLMs are compared with and how it was chosen, as one sentence."""
+    tuning: tuple[tuple[str, str, str, str], ...] = ()
+    """(baseline, setting, validation score, "chosen" / "") per candidate of the validation tuning."""
+    tuning_note: str = ""
+    """How the candidates were fitted and scored, as caption text."""
 
 
 def render_report(
@@ -416,6 +422,64 @@ def _protocol_text(variant: VariantResults) -> str:
     )
 
 
+def _setting_text(label: str, setting: float | int | str | None) -> str:
+    """
+    A classic baseline with its setting: "EASE (λ = 200)", "ItemKNN (50 neighbours)".
+    """
+    if label == "EASE" and isinstance(setting, int | float):
+        return f"EASE (λ = {setting:g})"
+    if label == "ItemKNN" and setting not in (None, ""):
+        return f"ItemKNN ({'all' if setting == 'all' else setting} neighbours)"
+    return label
+
+
+def _reference_text(variant: VariantResults) -> str:
+    tuning = variant.tuning
+    if tuning is None:
+        return ""
+    chosen = _setting_text(tuning.reference, tuning.setting(tuning.reference))
+    others = ", ".join(_setting_text(label, s) for label, s in tuning.settings if label != tuning.reference)
+    fitted = (
+        "tuned and refitted on the training pairs"
+        if tuning.fit == "train_pairs"
+        else "tuned on fits excluding the validation and test users, then refitted without the test users"
+    )
+    if not tuning.tuned:
+        text = (
+            f"Reference baseline: {chosen}, not tuned: {tuning.note}; every classic baseline at its "
+            "default setting and the reference fixed in advance"
+        )
+    else:
+        text = (
+            f"Reference baseline: {chosen}, chosen by validation {metric_label(tuning.metric)} over "
+            f"{tuning.validation_users:,} validation users; {fitted}"
+        )
+    return text + (f" (also {others})." if others and tuning.tuned else ".")
+
+
+def _tuning_rows(variant: VariantResults) -> tuple[tuple[str, str, str, str], ...]:
+    tuning = variant.tuning
+    if tuning is None:
+        return ()
+
+    def mark(label: str, setting: float | int | str) -> str:
+        chosen = tuning.setting(label)
+        if chosen is not None and chosen != setting:
+            return ""
+        marks = ["chosen"] if chosen is not None else []
+        return ", ".join(marks + (["reference"] if label == tuning.reference else []))
+
+    return tuple(
+        (
+            c.label,
+            "" if c.setting == "" else _setting_text(c.label, c.setting).removeprefix(c.label).strip(" ()"),
+            _format_metric(c.score),
+            mark(c.label, c.setting),
+        )
+        for c in tuning.candidates
+    )
+
+
 def _variant_view(number: int, variant: VariantResults, results: Results) -> _VariantView:
     """
     The formatted part of one variant.
@@ -431,6 +495,20 @@ def _variant_view(number: int, variant: VariantResults, results: Results) -> _Va
         holm_family=_holm_family_text(variant.holm_family),
         popularity=_popularity_text(variant),
         protocol=_protocol_text(variant),
+        reference=_reference_text(variant),
+        tuning=_tuning_rows(variant),
+        tuning_note=(
+            f"Each candidate's mean {metric_label(variant.tuning.metric)} on the "
+            f"{variant.tuning.validation_users:,} validation users, fitted on "
+            + (
+                "the training pairs"
+                if variant.tuning.fit == "train_pairs"
+                else "every rating except the validation and test users'"
+            )
+            + "; the test users are not used."
+            if variant.tuning is not None
+            else ""
+        ),
         too_small=variant.too_small,
         test_users=variant.test_users,
         min_test_users=variant.min_test_users,

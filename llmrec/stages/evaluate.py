@@ -28,6 +28,7 @@ from llmrec.results import (
     PREDICTIONS_SCHEMA_VERSION,
     SCHEMA_VERSION,
     STATS,
+    BaselineTuning,
     Comparison,
     Funnel,
     ModelRole,
@@ -301,12 +302,15 @@ def score_seed(
                 counts=tuple(counts.items()),
                 models=tuple(model_scores),
                 funnel=_funnel(truth, v.sampling.max_ground_truth),
-                comparisons=_comparisons(scored, names, spec, seed, v.name),
+                comparisons=_comparisons(
+                    scored, names, spec, seed, v.name, v.baselines.tuning if v.baselines else None
+                ),
                 confidence=evaluation.confidence,
                 min_test_users=evaluation.min_test_users,
                 holm_family=evaluation.holm_family,
                 popularity=popularity,
                 protocol=protocol_of(v.sampling, v.truth.cut_day, ratings),
+                tuning=v.baselines.tuning if v.baselines is not None else None,
             )
         )
     results = Results(
@@ -481,22 +485,26 @@ def _model_scores(
 
 
 def _comparisons(
-    scored: Sequence[_Scored], names: Sequence[str], spec: Spec, seed: int, variant: str
+    scored: Sequence[_Scored],
+    names: Sequence[str],
+    spec: Spec,
+    seed: int,
+    variant: str,
+    tuning: BaselineTuning | None,
 ) -> tuple[Comparison, ...]:
     """
-    Paired comparisons: fine-tuned vs zero-shot, and each LLM vs the best classic baseline (highest
-    mean MAP), each with a bootstrap interval and a sign-flip p-value, Holm-adjusted within
-    ``evaluation.holm_family``: every comparison x metric of the variant ("table") or each pair's
-    metric rows ("comparison").
+    Paired comparisons: fine-tuned vs zero-shot, and each LLM vs the reference classic baseline
+    (``tuning.reference``, chosen on the validation users, never on these test users), each with a
+    bootstrap interval and a sign-flip p-value, Holm-adjusted within ``evaluation.holm_family``: every
+    comparison x metric of the variant ("table") or each pair's metric rows ("comparison").
     """
     by_role = {e.role: e for e in scored if e.role not in ("classic", "ideal")}
-    classics = [e for e in scored if e.role == "classic" and e.rows]
     pairs = [(by_role["finetuned"], by_role["baseline"])]
     if "few_shot" in by_role:
         pairs.append((by_role["few_shot"], by_role["baseline"]))
-    if classics:
-        j = list(names).index("map") if "map" in names else 0
-        best = max(classics, key=lambda e: (float(np.mean([r[j] for r in e.rows])), e.label))
+    reference = tuning.reference if tuning is not None else None
+    best = next((e for e in scored if e.role == "classic" and e.label == reference and e.rows), None)
+    if best is not None:
         pairs += [(by_role[role], best) for role in ("finetuned", "few_shot", "baseline") if role in by_role]
     evaluation = spec.evaluation
     tested: list[tuple[_Scored, _Scored, list[PairedComparison]]] = []
