@@ -1,13 +1,18 @@
 """
 The paths the whole run takes at scale give what the plain recipes give (faster): the baselines'
-top-n pick, the fake's fine-tune state.
+top-n pick; the report's explorer embeds a capped sample of a large run's users.
 """
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pytest
 
 from llmrec.baselines import _top
+from llmrec.report import explorer
+from llmrec.results import Prediction, PredictionItem
 
 
 def _top_by_full_sort(
@@ -38,3 +43,53 @@ def test_top_n_matches_a_full_sort_with_ties() -> None:
         assert _top(scores, items, popularity, profile, n) == _top_by_full_sort(
             scores, items, popularity, profile, n
         )
+
+
+def _prediction(variant: str, user: int, role: str = "baseline") -> Prediction:
+    return Prediction(
+        variant=variant,
+        seed=0,
+        role=role,
+        model="gpt" if role == "baseline" else "Popular",
+        user=user,
+        profile=(1,),
+        ground_truth=(2,),
+        items=(
+            PredictionItem(
+                rank=1,
+                title="B (2000)",
+                text="B (2000)",
+                match="exact",
+                hit=True,
+                movie_ids=(2,),
+                scored_as=2,
+            ),
+        ),
+        ranked=(2,),
+        metrics=(("precision@3", 1 / 3),),
+        profile_titles=("A (1999)",),
+        ground_truth_titles=("B (2000)",),
+    )
+
+
+def test_explorer_embeds_at_most_its_cap_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A variant with more test users than ``EXPLORER_USERS`` embeds that many, evenly spaced over the
+    sorted ids (both models of a shown user kept), and the note names the counts; a small variant
+    embeds every user and needs no note.
+    """
+    monkeypatch.setattr(explorer, "EXPLORER_USERS", 10)
+    big = [_prediction("big", u, role) for u in range(100, 200) for role in ("baseline", "classic")]
+    small = [_prediction("small", u) for u in range(5)]
+    files = explorer.explorer_files([*big, *small])
+    assert tuple(sorted(files)) == explorer.explorer_names([*big, *small])
+    pushed = [json.loads(files[f"explorer/{n}.js"].split("push(", 1)[1].rsplit(");", 1)[0]) for n in (1, 2)]
+    users = [[u[0] for u in data["users"]] for data in pushed]
+    assert users[0] == list(range(100, 200, 10))
+    assert all(len(u[3]) == 2 for u in pushed[0]["users"])
+    assert users[1] == list(range(5))
+    note = explorer.explorer_note([*big, *small])
+    assert note is not None
+    assert "10 of big's 100 test users" in note
+    assert "small" not in note
+    assert explorer.explorer_note(small) is None
