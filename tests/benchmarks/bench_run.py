@@ -124,7 +124,7 @@ def _write_spec(path: Path, data: Path, users: str | None, neighbors: int | None
     if neighbors is not None:
         text, n_neighbors = re.subn(r"(?m)^neighbors = .*$", f"neighbors = {neighbors}", text, count=1)
     if (n_path, n_kind, n_users, n_neighbors) != (1, 1, 1, 1):
-        sys.exit("specs/paper.toml changed shape: cannot find dataset.path, provider.kind or a sampling field")
+        sys.exit("specs/paper.toml changed shape: no dataset.path, provider.kind or sampling field to set")
     path.write_text(text)
     return path
 
