@@ -10,9 +10,11 @@ import json
 import numpy as np
 import pytest
 
-from llmrec.baselines import _top
+from llmrec.baselines import _top, interactions_from_ratings
+from llmrec.data import Ratings
 from llmrec.report import explorer
 from llmrec.results import Prediction, PredictionItem
+from llmrec.stages.evaluate import fit_counts
 
 
 def _top_by_full_sort(
@@ -93,3 +95,28 @@ def test_explorer_embeds_at_most_its_cap_and_says_so(monkeypatch: pytest.MonkeyP
     assert "10 of big's 100 test users" in note
     assert "small" not in note
     assert explorer.explorer_note(small) is None
+
+
+def test_fit_counts_without_test_users_match_the_interactions() -> None:
+    """
+    The evaluate stage's per-movie counts of the baselines' fitting data (every rating but the test
+    users', counted a slice at a time) equal a bincount over ``interactions_from_ratings``, also
+    when the largest movie id is rated only by test users.
+    """
+    rng = np.random.default_rng(3)
+    n = 9_000_000  # more than two slices
+    user = rng.integers(1, 200_000, n).astype(np.int32)
+    movie = rng.integers(1, 3_000, n).astype(np.int16)
+    user[-5:] = 7
+    movie[-5:] = 3_500  # the top movie id, rated only by test user 7
+    ratings = Ratings(user, movie, np.ones(n, dtype=np.int8), np.zeros(n, dtype=np.int16))
+    test_users = np.array([7, *rng.choice(user, 40)], dtype=np.int64)
+    source, counts = fit_counts(
+        "ratings_without_test_users", ratings, test_users=test_users, train_profiles=[], train_truths=[]
+    )
+    expected = np.bincount(
+        interactions_from_ratings(ratings, exclude_users=test_users).movies.astype(np.int64)
+    )
+    assert source == "ratings_without_test_users"
+    assert len(counts) < 3_500
+    np.testing.assert_array_equal(counts, expected)
