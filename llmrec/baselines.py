@@ -700,8 +700,15 @@ def _top(scores: FloatArray, items: IntArray, popularity: FloatArray, profile: I
     The ``n`` best non-profile items by score, then popularity, then smaller id.
     """
     keep = ~np.isin(items, profile)
-    order = np.lexsort((items[keep], -popularity[keep], -scores[keep]))[:n]
-    out: list[int] = items[keep][order].tolist()
+    items, popularity, scores = items[keep], popularity[keep], scores[keep]
+    if len(scores) > 4 * n:
+        # only items scoring at least the n-th best score can be in the list: sort those (all of
+        # them, so ties at the threshold are still broken by popularity, then id)
+        threshold = np.partition(scores, len(scores) - n)[len(scores) - n]
+        near = np.flatnonzero(scores >= threshold)
+        items, popularity, scores = items[near], popularity[near], scores[near]
+    order = np.lexsort((items, -popularity, -scores))[:n]
+    out: list[int] = items[order].tolist()
     return out
 
 

@@ -442,6 +442,7 @@ def _run(args: argparse.Namespace) -> int:
             price=_price_of(spec),
         )
         finished = dt.datetime.now(dt.UTC)
+        writing = time.monotonic()
 
         # write: the report folder (with estimated and actual cost; the estimate reuses stored stages).
         # The manifest holds what the results depend on and each stage's recorded timing, so a rerun
@@ -476,6 +477,9 @@ def _run(args: argparse.Namespace) -> int:
                 for r in outcome.stages
             ],
             "report": str(out),
+            # the manifest, the cost estimate and the report folder, after the stages
+            "report_seconds": round(time.monotonic() - writing, 6),
+            "total_seconds": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 6),
         }
         atomic_write(run_dir / "last-run.json", _json(last_run).encode("utf-8"))
     finally:

@@ -34,11 +34,14 @@ __all__ = [
     "Interval",
     "PairedComparison",
     "bootstrap_ci",
+    "bootstrap_column_means",
     "bootstrap_mean_ci",
     "compare_paired",
     "derive_seed",
     "holm",
+    "percentile_interval",
     "sign_flip_pvalue",
+    "sign_flip_pvalues",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -146,6 +149,107 @@ def _bootstrap(values: FloatArray, resamples: int, level: float, seed: Seed) -> 
     estimate = float(values.mean())
     # rounding in the resample means can put an all-equal sample's bounds a hair off its mean
     return Interval(estimate, min(float(low), estimate), max(float(high), estimate))
+
+
+def _columns(values: npt.ArrayLike, name: str) -> FloatArray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 2:
+        msg = f"{name} must be 2-d (users x columns), got shape {arr.shape}"
+        raise ValueError(msg)
+    if arr.shape[0] == 0:
+        msg = f"{name} has no users"
+        raise ValueError(msg)
+    if not np.all(np.isfinite(arr)):
+        msg = f"{name} holds NaN or infinite values"
+        raise ValueError(msg)
+    return arr
+
+
+def bootstrap_column_means(values: npt.ArrayLike, *, resamples: int = RESAMPLES, seed: Seed) -> FloatArray:
+    """
+    Each column's mean over ``resamples`` bootstrap resamples of the rows, every column resampled with
+    the same draws.
+
+    The rows are users and the columns anything measured on them (several models' metrics): one
+    resample of n users with replacement serves every column, so the difference of two columns'
+    resampled means is the paired bootstrap of their difference (``bootstrap_ci``), and a table of
+    models x metrics costs one draw instead of one per cell. The draws are those of
+    ``bootstrap_mean_ci`` with the same seed (the same chunks of ``integers(0, n)``); each resample
+    is counted into per-user weights and multiplied with the columns, so the cost is the draw plus
+    one matrix product, whatever the number of columns.
+
+    Args:
+        values: a users x columns array of finite values.
+        resamples: bootstrap resamples.
+        seed: an int for ``numpy.random.default_rng`` (see ``derive_seed``) or a Generator.
+
+    Returns:
+        A resamples x columns array of resampled means.
+
+    Raises:
+        ValueError: for values that are not 2-d, have no rows or are not finite, or resamples < 1.
+    """
+    table = _columns(values, "values")
+    _check_count(resamples, "resamples")
+    rng = _generator(seed)
+    n = table.shape[0]
+    out = np.empty((resamples, table.shape[1]), dtype=np.float64)
+    done = 0
+    for size in _chunks(resamples, n):
+        index = rng.integers(0, n, size=(size, n))
+        index += np.arange(0, size * n, n, dtype=np.int64)[:, None]
+        weights = np.bincount(index.reshape(-1), minlength=size * n).reshape(size, n)
+        out[done : done + size] = (weights @ table) / n
+        done += size
+    return out
+
+
+def percentile_interval(estimate: float, resampled: npt.ArrayLike, level: float = LEVEL) -> Interval:
+    """
+    The percentile bootstrap interval around ``estimate`` from resampled estimates (one column of
+    ``bootstrap_column_means``, or a difference of two), as ``bootstrap_mean_ci`` reports it.
+
+    Raises:
+        ValueError: for a level outside (0, 1).
+    """
+    _check_level(level)
+    alpha = 1 - level
+    low, high = np.quantile(np.asarray(resampled, dtype=np.float64), [alpha / 2, 1 - alpha / 2])
+    return Interval(estimate, min(float(low), estimate), max(float(high), estimate))
+
+
+def sign_flip_pvalues(
+    differences: npt.ArrayLike, *, permutations: int = PERMUTATIONS, seed: Seed
+) -> FloatArray:
+    """
+    ``sign_flip_pvalue`` for every column of a users x columns array of paired differences, every
+    column tested with the same random sign vectors (the draws of ``sign_flip_pvalue`` with the same
+    seed), so that a table of comparisons x metrics costs one draw and one matrix product.
+
+    Args:
+        differences: a users x columns array of finite differences a_i - b_i.
+        permutations: random sign vectors drawn.
+        seed: an int for ``numpy.random.default_rng`` (see ``derive_seed``) or a Generator.
+
+    Returns:
+        Each column's p-value, in (0, 1].
+
+    Raises:
+        ValueError: for differences that are not 2-d, have no rows or are not finite, or
+            permutations < 1.
+    """
+    diffs = _columns(differences, "differences")
+    _check_count(permutations, "permutations")
+    rng = _generator(seed)
+    n = diffs.shape[0]
+    observed = np.abs(diffs.sum(axis=0))
+    threshold = observed - 1e-9 * np.abs(diffs).sum(axis=0)
+    count = np.zeros(diffs.shape[1], dtype=np.int64)
+    for size in _chunks(permutations, n):
+        signs = np.where(rng.random((size, n)) < 0.5, -1.0, 1.0)
+        count += np.count_nonzero(np.abs(signs @ diffs) >= threshold, axis=0)
+    pvalues: FloatArray = (count + 1) / (permutations + 1)
+    return pvalues
 
 
 def bootstrap_ci(

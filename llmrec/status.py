@@ -82,4 +82,11 @@ def describe_run(root: Path) -> Iterator[str]:
         folder_name = _SAFE.sub("_", str(name))
         if folder_name not in present:
             yield f"{'missing':<16} {folder_name:<44} {'-':<20} {'-':>9}"
+    last = _json(root / "last-run.json")
+    if isinstance(last, dict) and "total_seconds" in last:
+        yield (
+            f"last run: started {last.get('started', '?')}, {float(last['total_seconds']):.2f} s in all, "
+            f"{float(last.get('report_seconds', 0.0)):.2f} s of them writing the manifest, cost and report "
+            "after the stages"
+        )
     yield f"spend so far: ${total_spend:.4f}"

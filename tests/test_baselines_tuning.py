@@ -359,17 +359,18 @@ def test_comparisons_use_the_validation_reference_not_the_best_on_test() -> None
         entry("classic", "EASE", [0.2, 0.1, 0.1, 0.0]),
     ]
     tuning = not_tuned(spec.evaluation, 0, fit="x")
+    resampled = evaluate_stage._resampled(scored, names, spec, 5, "v")
 
-    out = evaluate_stage._comparisons(scored, names, spec, 5, "v", tuning)
+    out = evaluate_stage._comparisons(scored, resampled, names, spec, 5, "v", tuning)
 
     assert {(c.a, c.b) for c in out} == {
         ("Fine-tuned", "Baseline"),
         ("Fine-tuned", "EASE"),
         ("Baseline", "EASE"),
     }
-    assert {(c.a, c.b) for c in evaluate_stage._comparisons(scored, names, spec, 5, "v", None)} == {
-        ("Fine-tuned", "Baseline")
-    }
+    assert {
+        (c.a, c.b) for c in evaluate_stage._comparisons(scored, resampled, names, spec, 5, "v", None)
+    } == {("Fine-tuned", "Baseline")}
 
 
 def test_results_say_what_was_chosen_and_old_results_still_load() -> None:

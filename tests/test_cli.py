@@ -262,7 +262,7 @@ def test_ground_truth_recomputed_by_brute_force(published):
     assert checked == 8
 
 
-def test_rerun_reuses_stored_answers_and_gives_identical_results(workdir):
+def test_rerun_reuses_stored_answers_and_gives_identical_results(workdir, capsys):
     """A second run answers from runs/<name>/ and rewrites the report folder byte for byte."""
     assert cli.main(["run", "small.toml", "--quiet"]) == 0
     folder = workdir / "reports/small"
@@ -273,6 +273,12 @@ def test_rerun_reuses_stored_answers_and_gives_identical_results(workdir):
     assert {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == first
     assert last_run["answers_reused_from_run_state"] > 0
     assert not any(s["computed"] for s in last_run["stages"] if s["kind"] != "load")
+    summed = sum(s["seconds"] for s in last_run["stages"])
+    assert 0 < last_run["report_seconds"] <= last_run["total_seconds"]
+    assert summed + last_run["report_seconds"] <= last_run["total_seconds"] + 1e-3
+    capsys.readouterr()
+    assert cli.main(["status", "runs/small"]) == 0
+    assert f"{last_run['total_seconds']:.2f} s in all" in capsys.readouterr().out
     assert cli.main(["run", "small.toml", "--quiet", "--fresh", "--out", "again"]) == 0
     assert (workdir / "again/results.json").read_bytes() == first[Path("results.json")]
 

@@ -12,11 +12,14 @@ from hypothesis import strategies as st
 from llmrec.stats import (
     Interval,
     bootstrap_ci,
+    bootstrap_column_means,
     bootstrap_mean_ci,
     compare_paired,
     derive_seed,
     holm,
+    percentile_interval,
     sign_flip_pvalue,
+    sign_flip_pvalues,
 )
 
 P_AT_3 = (0.0, 1 / 3, 2 / 3, 1.0)
@@ -239,3 +242,42 @@ def test_bad_settings_raise() -> None:
         sign_flip_pvalue([0.1], [0.2], permutations=0, seed=0)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         holm([0.1, float("nan")])
+
+
+def test_shared_draws_match_the_one_column_functions(rng: np.random.Generator) -> None:
+    """
+    Every column of the shared-draw functions gives what the one-column function gives with the same
+    seed (same draws), and a difference of two columns' resampled means is the paired bootstrap.
+    """
+    n = 3_000  # more than one chunk of draws at 2,000 resamples
+    table = np.column_stack([_p_at_3(rng, n, w) for w in ((0.4, 0.3, 0.2, 0.1), (0.1, 0.2, 0.3, 0.4))])
+    means = bootstrap_column_means(table, resamples=2_000, seed=11)
+    assert means.shape == (2_000, 2)
+    for j in range(2):
+        alone = bootstrap_mean_ci(table[:, j], resamples=2_000, seed=11)
+        shared = percentile_interval(float(table[:, j].mean()), means[:, j])
+        assert shared == pytest.approx(alone, abs=1e-12)
+    paired = bootstrap_ci(table[:, 1], table[:, 0], resamples=2_000, seed=11)
+    difference = float((table[:, 1] - table[:, 0]).mean())
+    assert percentile_interval(difference, means[:, 1] - means[:, 0]) == pytest.approx(paired, abs=1e-12)
+    assert paired.low > 0  # the second column is clearly better
+    diffs = np.column_stack([table[:, 1] - table[:, 0], np.zeros(n), table[:, 0] - table[:, 0][::-1]])
+    pvalues = sign_flip_pvalues(diffs, permutations=1_000, seed=12)
+    alone_p = [sign_flip_pvalue(diffs[:, j], np.zeros(n), permutations=1_000, seed=12) for j in range(3)]
+    assert pvalues.tolist() == alone_p
+    assert pvalues[0] == pytest.approx(1 / 1_001)
+    assert pvalues[1] == 1.0
+
+
+def test_shared_draws_refuse_bad_input() -> None:
+    """The shared-draw functions want a 2-d users x columns table of finite values."""
+    with pytest.raises(ValueError, match="2-d"):
+        bootstrap_column_means([0.1, 0.2], seed=0)
+    with pytest.raises(ValueError, match="no users"):
+        sign_flip_pvalues(np.zeros((0, 2)), seed=0)
+    with pytest.raises(ValueError, match="NaN"):
+        bootstrap_column_means([[0.1], [float("nan")]], seed=0)
+    with pytest.raises(ValueError, match="resamples"):
+        bootstrap_column_means([[0.1]], resamples=0, seed=0)
+    with pytest.raises(ValueError, match="level"):
+        percentile_interval(0.5, [0.4, 0.6], level=0.0)

@@ -72,6 +72,8 @@ _MADE_UP_2 = ("Orchard", "Signal", "Lantern", "Frontier", "Mirage", "Harbour", "
 _STATUSES: tuple[JobStatus, ...] = ("queued", "running", "succeeded")
 _BATCH_STATUSES: tuple[BatchStatus, ...] = ("validating", "in_progress", "completed")
 _STATE = cattrs.Converter()
+_HIT_RATE_EXAMPLES = 2_000
+"""The most examples a fine-tune's training and validation hit rates are measured on."""
 
 
 def _digest(*parts: str) -> int:
@@ -202,10 +204,21 @@ class FakeProvider(ChatCompleter, FineTuner, BatchChat):
     def _save(self, kind: str, ident: str, data: Any) -> None:
         if self._state_dir is None:
             return
+        state = _STATE.unstructure(data)
+        if kind == "jobs":
+            # a job's request (every training example: megabytes for 10,000 users) never changes:
+            # written once beside the jobs, not again with each poll's state
+            request = state.pop("request")
+            if not (self._state_dir / "requests" / f"{ident}.json").is_file():
+                self._write("requests", ident, request)
+        self._write(kind, ident, state)
+
+    def _write(self, kind: str, ident: str, data: Any) -> None:
+        assert self._state_dir is not None
         folder = self._state_dir / kind
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{ident}.tmp"
-        tmp.write_text(json.dumps(_STATE.unstructure(data), ensure_ascii=False), encoding="utf-8")
+        tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
         tmp.replace(folder / f"{ident}.json")
 
     def _load_job(self, job_id: str) -> _Job | None:
@@ -213,7 +226,11 @@ class FakeProvider(ChatCompleter, FineTuner, BatchChat):
         if found is None and self._state_dir is not None:
             path = self._state_dir / "jobs" / f"{job_id}.json"
             if path.is_file():
-                found = _STATE.structure(json.loads(path.read_text(encoding="utf-8")), _Job)
+                state = json.loads(path.read_text(encoding="utf-8"))
+                if "request" not in state:  # written apart (older state folders hold it inline)
+                    request = self._state_dir / "requests" / f"{job_id}.json"
+                    state["request"] = json.loads(request.read_text(encoding="utf-8"))
+                found = _STATE.structure(state, _Job)
                 self._jobs[job_id] = found
         return found
 
@@ -371,8 +388,10 @@ class FakeProvider(ChatCompleter, FineTuner, BatchChat):
         return model
 
     def _validation_hit_rate(self, model: str, examples: Sequence[FineTuneExample]) -> float | None:
+        # at most _HIT_RATE_EXAMPLES of them, evenly spaced (a hit rate needs no 300,000 answers)
+        step = max(1.0, len(examples) / _HIT_RATE_EXAMPLES)
         rates = []
-        for example in examples:
+        for example in (examples[int(i * step)] for i in range(min(len(examples), _HIT_RATE_EXAMPLES))):
             messages = tuple(m for m in example.messages if m.role != "assistant")
             as_json = any(
                 m.role == "assistant" and m.content.lstrip().startswith("{") for m in example.messages

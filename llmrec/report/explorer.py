@@ -4,7 +4,9 @@ fetch/XHR under ``file://``, but load scripts), each calling ``window.llmrecExpl
 
 Titles are interned in one table (``explorer/titles.js``) and referenced by index; a raw answer is
 stored only when it differs from the numbered list of its items' texts, which the page rebuilds
-otherwise. That keeps the folder under 2 MB (plus plotly.js) at 1,000 test users.
+otherwise. That keeps the folder under 2 MB (plus plotly.js) at 1,000 test users. A variant with more
+than ``EXPLORER_USERS`` test users (``sampling.users = "all"`` has ~47,500) shows that many, evenly
+spaced over its sorted user ids, and the page says so (``explorer_note``); the tables score them all.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from typing import Any
 
 from llmrec.results import Prediction
 
-__all__ = ["explorer_files", "script_json"]
+__all__ = ["EXPLORER_USERS", "explorer_files", "explorer_names", "explorer_note", "script_json"]
+
+EXPLORER_USERS = 2_000
+"""The most test users per variant the explorer embeds (about 2 MB of data per variant)."""
 
 _ROLE_ORDER = {"baseline": 0, "finetuned": 1, "few_shot": 2, "classic": 3, "ideal": 4}
 
@@ -38,6 +43,53 @@ def _rebuilt(prediction: Prediction) -> str:
     return "\n".join(f"{item.rank}. {item.text}" for item in prediction.items)
 
 
+def _first_seed(predictions: Sequence[Prediction]) -> dict[str, list[Prediction]]:
+    seed = predictions[0].seed if predictions else 0
+    by_variant: dict[str, list[Prediction]] = {}
+    for p in predictions:
+        if p.seed == seed:
+            by_variant.setdefault(p.variant, []).append(p)
+    return by_variant
+
+
+def _shown(users: set[int]) -> set[int]:
+    """
+    The users the explorer embeds: all, or ``EXPLORER_USERS`` evenly spaced over the sorted ids.
+    """
+    if len(users) <= EXPLORER_USERS:
+        return users
+    ordered = sorted(users)
+    step = len(ordered) / EXPLORER_USERS
+    return {ordered[int(i * step)] for i in range(EXPLORER_USERS)}
+
+
+def explorer_names(predictions: Sequence[Prediction]) -> tuple[str, ...]:
+    """
+    The names of the files ``explorer_files`` writes, sorted, without building them.
+    """
+    if not predictions:
+        return ()
+    count = len(_first_seed(predictions))
+    return tuple(sorted([*(f"explorer/{n}.js" for n in range(1, count + 1)), "explorer/titles.js"]))
+
+
+def explorer_note(predictions: Sequence[Prediction]) -> str | None:
+    """
+    What the page says when a variant has more test users than the explorer embeds, else None.
+    """
+    capped = []
+    for variant, preds in _first_seed(predictions).items():
+        users = len({p.user for p in preds})
+        if users > EXPLORER_USERS:
+            capped.append(f"{EXPLORER_USERS:,} of {variant}'s {users:,}")
+    if not capped:
+        return None
+    return (
+        f"The explorer shows {'; '.join(capped)} test users, evenly spaced over the sorted user ids "
+        "(the tables and charts score every test user)."
+    )
+
+
 def explorer_files(predictions: Sequence[Prediction]) -> dict[str, str]:
     """
     The explorer's data files by name (``explorer/<n>.js``, one per variant in first-seen order).
@@ -48,14 +100,11 @@ def explorer_files(predictions: Sequence[Prediction]) -> dict[str, str]:
     a user is ``[id, profile title indexes, ground-truth title indexes, lists]`` and a list is
     ``[model index, items, raw answer or null or 0, parse failure or null]`` with items
     ``[title index, hit 0/1, match kind]``; raw 0 means "the numbered item texts", null "none".
+    At most ``EXPLORER_USERS`` users per variant (see ``explorer_note``).
     """
     if not predictions:
         return {}
-    seed = predictions[0].seed
-    by_variant: dict[str, list[Prediction]] = {}
-    for p in predictions:
-        if p.seed == seed:
-            by_variant.setdefault(p.variant, []).append(p)
+    by_variant = _first_seed(predictions)
     files: dict[str, str] = {}
     titles: dict[str, int] = {}
 
@@ -70,8 +119,9 @@ def explorer_files(predictions: Sequence[Prediction]) -> dict[str, str]:
                 models[p.model] = len(models)
                 roles[p.model] = p.role
         users: dict[int, list[Any]] = {}
+        shown = _shown({p.user for p in preds})
         for p in preds:
-            if p.model not in models:
+            if p.model not in models or p.user not in shown:
                 continue
             entry = users.get(p.user)
             if entry is None:

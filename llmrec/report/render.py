@@ -27,7 +27,7 @@ from llmrec.report.charts import (
     popularity_html,
     training_curves_html,
 )
-from llmrec.report.explorer import explorer_files, script_json
+from llmrec.report.explorer import explorer_files, explorer_names, explorer_note, script_json
 from llmrec.report.tables import ALPHA, MetricTable, letters_of, metric_table, table_csv, table_latex
 from llmrec.results import Funnel, ModelScores, Prediction, Results, VariantResults, metric_label
 
@@ -115,7 +115,7 @@ def render_report(
     template = _environment().get_template("report.html.j2")
     spec_text, details = _manifest_view(manifest)
     variants = tuple(_variant_view(i + _FIRST_TABLE, v, results) for i, v in enumerate(results.variants))
-    explorer = tuple(sorted(explorer_files(predictions)))
+    explorer = explorer_names(predictions)
     return template.render(
         title=results.title,
         experiment=results.experiment,
@@ -145,6 +145,7 @@ def render_report(
         training_chart=Markup(training_curves_html(manifest)),
         jobs=_jobs(manifest),
         explorer_scripts=explorer,
+        explorer_note=explorer_note(predictions),
         alpha=ALPHA,
         results_json=Markup(script_json(_finite(results.to_dict()))),
     )

@@ -16,10 +16,9 @@ from typing import Any
 import attrs
 import numpy as np
 
-from llmrec.baselines import interactions_from_pairs, interactions_from_ratings
+from llmrec.baselines import interactions_from_pairs
 from llmrec.codec import CONVERTER, check_schema
 from llmrec.data import Movies, Ratings, day_to_date
-from llmrec.ground_truth import ratings_before
 from llmrec.keys import stage_key
 from llmrec.metrics import hits, ideal_scores, score_list
 from llmrec.parsing import AnswerFlags, TitleMatcher, answer_flags, parse_recommendations
@@ -49,7 +48,14 @@ from llmrec.stages.ground_truth import Truth
 from llmrec.stages.infer import fingerprint
 from llmrec.stages.sample import SPLITS, Sampled
 from llmrec.stages.training_files import TrainingFiles
-from llmrec.stats import PairedComparison, bootstrap_mean_ci, compare_paired, derive_seed, holm
+from llmrec.stats import (
+    PairedComparison,
+    bootstrap_column_means,
+    derive_seed,
+    holm,
+    percentile_interval,
+    sign_flip_pvalues,
+)
 from llmrec.store import StageDir
 from llmrec.text import safe_text
 
@@ -284,10 +290,12 @@ def score_seed(
         ideal = _Scored("ideal", "Ideal", "best achievable", None)
         for i in test_rows:
             ideal.add(ideal_scores(names, len(truth.movies[i]), n), [])
-        model_scores = [_model_scores(e, names, spec, seed, v.name, percentiles, len(movies)) for e in scored]
-        model_scores.append(
-            _model_scores(ideal, names, spec, seed, v.name, percentiles, len(movies), intervals=False)
-        )
+        resampled = _resampled(scored, names, spec, seed, v.name)
+        model_scores = [
+            _model_scores(e, names, spec, percentiles, len(movies), resampled.get(k))
+            for k, e in enumerate(scored)
+        ]
+        model_scores.append(_model_scores(ideal, names, spec, percentiles, len(movies), None))
         members = v.files.members
         counts = {
             "eligible_users": v.sampled.sample.eligible,
@@ -303,7 +311,7 @@ def score_seed(
                 models=tuple(model_scores),
                 funnel=_funnel(truth, v.sampling.max_ground_truth),
                 comparisons=_comparisons(
-                    scored, names, spec, seed, v.name, v.baselines.tuning if v.baselines else None
+                    scored, resampled, names, spec, seed, v.name, v.baselines.tuning if v.baselines else None
                 ),
                 confidence=evaluation.confidence,
                 min_test_users=evaluation.min_test_users,
@@ -347,6 +355,10 @@ def combine_seeds(seeds: Sequence[int], runs: Sequence[Evaluated]) -> Evaluated:
     )
 
 
+_SLICE = 1 << 22
+"""Ratings per slice in whole-column passes, so temporaries stay small."""
+
+
 def fit_counts(
     baseline_fit: str,
     ratings: Ratings,
@@ -365,9 +377,22 @@ def fit_counts(
     """
     if baseline_fit == "train_pairs":
         fitted = interactions_from_pairs(train_profiles, train_truths)
-    else:
-        fitted = interactions_from_ratings(ratings_before(ratings, cut_day), exclude_users=test_users)
-    return str(fitted.source), np.bincount(fitted.movies.astype(np.int64))
+        return str(fitted.source), np.bincount(fitted.movies.astype(np.int64))
+    # every rating minus the test users' ones, counted a slice at a time (no copy of the columns,
+    # which interactions_from_ratings(...).movies would make: 100M ratings are 0.6 GB of it)
+    excluded = np.unique(np.asarray(test_users, dtype=np.int64))
+    counts = np.zeros(0, dtype=np.int64)
+    for a in range(0, len(ratings), _SLICE):
+        movie = ratings.movie[a : a + _SLICE]
+        keep = ~np.isin(ratings.user[a : a + _SLICE], excluded)
+        if cut_day is not None:  # the global protocol fits only the ratings before its cut
+            keep &= ratings.day[a : a + _SLICE] < cut_day
+        kept = movie[keep]
+        piece = np.bincount(kept.astype(np.int64), minlength=len(counts))
+        piece[: len(counts)] += counts
+        counts = piece
+    last = np.flatnonzero(counts)
+    return "ratings_without_test_users", counts[: int(last[-1]) + 1 if len(last) else 0]
 
 
 def protocol_of(sampling: SamplingSpec, cut_day: int | None, ratings: Ratings | None = None) -> Protocol:
@@ -442,32 +467,46 @@ def _means(rows: Sequence[tuple[float, ...]], names: Sequence[str]) -> tuple[tup
     return tuple((n, float(values[:, j].mean()) if len(values) else math.nan) for j, n in enumerate(names))
 
 
+def _resampled(
+    scored: Sequence[_Scored], names: Sequence[str], spec: Spec, seed: int, variant: str
+) -> dict[int, np.ndarray[Any, np.dtype[np.float64]]]:
+    """
+    Every scored model's bootstrap means (resamples x metrics), by its position in ``scored``: one
+    draw of test users for the whole variant (``derive_seed(seed, f"{variant}/bootstrap")``), shared
+    by every model and metric, so a model's interval and a paired difference's come from the same
+    resamples. Models with fewer than two users have none.
+    """
+    tested = [k for k, e in enumerate(scored) if len(e.rows) >= 2]
+    if not tested:
+        return {}
+    users = {len(scored[k].rows) for k in tested}
+    assert len(users) == 1, "every model of a variant scores the same test users"
+    m = len(names)
+    table = np.hstack([np.array(scored[k].rows, dtype=np.float64).reshape(-1, m) for k in tested])
+    means = bootstrap_column_means(
+        table, resamples=spec.evaluation.resamples, seed=derive_seed(seed, f"{variant}/bootstrap")
+    )
+    return {k: means[:, j * m : (j + 1) * m] for j, k in enumerate(tested)}
+
+
 def _model_scores(
     entry: _Scored,
     names: Sequence[str],
     spec: Spec,
-    seed: int,
-    variant: str,
     percentiles: np.ndarray[Any, np.dtype[np.float64]],
     catalogue_size: int,
-    *,
-    intervals: bool = True,
+    resampled: np.ndarray[Any, np.dtype[np.float64]] | None,
 ) -> ModelScores:
     """
-    Means, bootstrap intervals, answer rates, matching sensitivity and coverage of one model.
+    Means, bootstrap intervals (from the variant's shared resamples, when given), answer rates,
+    matching sensitivity and coverage of one model.
     """
     evaluation = spec.evaluation
-    values = np.array(entry.rows, dtype=np.float64).reshape(len(entry.rows), len(names))
     means = _means(entry.rows, names)
     found: list[tuple[str, float, float]] = []
-    if intervals and len(values) >= 2:
-        for j, n in enumerate(names):
-            ci = bootstrap_mean_ci(
-                values[:, j],
-                resamples=evaluation.resamples,
-                level=evaluation.confidence,
-                seed=derive_seed(seed, f"{variant}/{entry.label}/{n}/mean"),
-            )
+    if resampled is not None:
+        for j, (n, mean) in enumerate(means):
+            ci = percentile_interval(mean, resampled[:, j], evaluation.confidence)
             found.append((n, float(ci.low), float(ci.high)))
     return ModelScores(
         role=entry.role,
@@ -486,6 +525,7 @@ def _model_scores(
 
 def _comparisons(
     scored: Sequence[_Scored],
+    resampled: Mapping[int, np.ndarray[Any, np.dtype[np.float64]]],
     names: Sequence[str],
     spec: Spec,
     seed: int,
@@ -495,9 +535,12 @@ def _comparisons(
     """
     Paired comparisons: fine-tuned vs zero-shot, and each LLM vs the reference classic baseline
     (``tuning.reference``, chosen on the validation users, never on these test users), each with a
-    bootstrap interval and a sign-flip p-value, Holm-adjusted within ``evaluation.holm_family``: every
-    comparison x metric of the variant ("table") or each pair's metric rows ("comparison").
+    bootstrap interval (the difference of the two models' shared resampled means) and a sign-flip
+    p-value (one set of sign vectors for the whole variant, ``derive_seed(seed, f"{variant}/sign-flip")``),
+    Holm-adjusted within ``evaluation.holm_family``: every comparison x metric of the variant
+    ("table") or each pair's metric rows ("comparison").
     """
+    at = {id(e): k for k, e in enumerate(scored)}
     by_role = {e.role: e for e in scored if e.role not in ("classic", "ideal")}
     pairs = [(by_role["finetuned"], by_role["baseline"])]
     if "few_shot" in by_role:
@@ -507,24 +550,37 @@ def _comparisons(
     if best is not None:
         pairs += [(by_role[role], best) for role in ("finetuned", "few_shot", "baseline") if role in by_role]
     evaluation = spec.evaluation
+    pairs = [(a, b) for a, b in pairs if len(a.rows) >= 2]
+    m = len(names)
+    values = [
+        (np.array(a.rows, dtype=np.float64).reshape(-1, m), np.array(b.rows, dtype=np.float64).reshape(-1, m))
+        for a, b in pairs
+    ]
+    pvalues = (
+        sign_flip_pvalues(
+            np.hstack([va - vb for va, vb in values]),
+            permutations=evaluation.permutations,
+            seed=derive_seed(seed, f"{variant}/sign-flip"),
+        )
+        if pairs
+        else np.zeros(0)
+    )
     tested: list[tuple[_Scored, _Scored, list[PairedComparison]]] = []
-    for a, b in pairs:
-        if len(a.rows) < 2:
-            continue
-        va = np.array(a.rows, dtype=np.float64)
-        vb = np.array(b.rows, dtype=np.float64)
-        found = [
-            compare_paired(
-                va[:, j],
-                vb[:, j],
-                seed=seed,
-                label=f"{variant}/{a.label}-vs-{b.label}/{n}",
-                resamples=evaluation.resamples,
-                permutations=evaluation.permutations,
-                level=evaluation.confidence,
+    for p, ((a, b), (va, vb)) in enumerate(zip(pairs, values, strict=True)):
+        ra, rb = resampled[at[id(a)]], resampled[at[id(b)]]
+        found = []
+        for j, n in enumerate(names):
+            difference = float((va[:, j] - vb[:, j]).mean())
+            found.append(
+                PairedComparison(
+                    label=f"{variant}/{a.label}-vs-{b.label}/{n}",
+                    users=len(va),
+                    mean_a=float(va[:, j].mean()),
+                    mean_b=float(vb[:, j].mean()),
+                    difference=percentile_interval(difference, ra[:, j] - rb[:, j], evaluation.confidence),
+                    p_value=float(pvalues[p * m + j]),
+                )
             )
-            for j, n in enumerate(names)
-        ]
         tested.append((a, b, found))
     if evaluation.holm_family == "table":
         flat = holm([c.p_value for _, _, found in tested for c in found]).tolist()
