@@ -67,6 +67,12 @@ from llmrec.sampling import (
 )
 from llmrec.spec import SamplingSpec, SyntheticSpec
 
+_ROOT = Path(__file__).resolve().parents[2]
+if str(_ROOT) not in sys.path:  # run as a script: the repository root holds the tests package
+    sys.path.insert(0, str(_ROOT))
+
+from tests.benchmarks.memory import process_tree, pss  # noqa: E402
+
 TARGET_SECONDS = 40.0
 """10,000 users: index, sample and both variants."""
 TARGET_ALL_SECONDS = 30 * 60.0
@@ -229,29 +235,8 @@ class _PssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, sum(_pss(pid) for pid in [os.getpid(), *_children(os.getpid())]))
+            self.peak = max(self.peak, sum(pss(pid) for pid in process_tree(os.getpid())))
             self._stop.wait(self._every)
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return out
-
-
-def _pss(pid: int) -> int:
-    try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:
-        return 0
-    for line in text.splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def _maxrss(who: int) -> int:

@@ -47,6 +47,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # run as a script: the repository root holds the tests package
+    sys.path.insert(0, str(ROOT))
+
+from tests.benchmarks.memory import process_tree, pss  # noqa: E402
+
 NETFLIX_RATINGS = 100_480_507
 FULL_SIZE = 100_000_000
 TARGET_SECONDS = 120.0
@@ -133,33 +138,6 @@ def _write_spec(path: Path, data: Path, users: str | None, neighbors: int | None
 # --- the run, and its memory -----------------------------------------------------------------------
 
 
-def _tree(root: int) -> list[int]:
-    """
-    ``root`` and every process descended from it (through each thread's children list).
-    """
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            try:
-                todo += [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                continue
-    return out
-
-
-def _pss(pid: int) -> int:
-    try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:
-        return 0
-    for line in text.splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def _run_llmrec(spec: Path, work: Path, workers: int) -> dict[str, Any]:
     command = [
         str(Path(sys.executable).parent / "llmrec"),
@@ -181,7 +159,7 @@ def _run_llmrec(spec: Path, work: Path, workers: int) -> dict[str, Any]:
 
     def sample() -> None:
         while not stop.is_set():
-            total = sum(_pss(pid) for pid in _tree(proc.pid))
+            total = sum(pss(pid) for pid in process_tree(proc.pid))
             peak["samples"] += 1
             if total > peak["bytes"]:
                 peak["bytes"], peak["at"] = total, time.perf_counter() - started
