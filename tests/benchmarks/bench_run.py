@@ -80,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
 
     data = _ensure_data(Path(args.data_dir), args.ratings, args.seed)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="llmrec-bench-run-"))
-    if work.exists() and args.keep:
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
+    if args.keep:
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
     try:
         spec = _write_spec(work / "spec.toml", data, args.users, args.neighbors)
         load_before = os.getloadavg()
