@@ -42,6 +42,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from llmrec import index_kernels
 from llmrec import neighbour_kernels as kernels
 from llmrec.data import Ratings
 from llmrec.executor import Executor, executor_for
@@ -78,6 +79,8 @@ _MAX_TASK_USERS = 2000
 """At most this many users per piece, so that progress moves every few seconds on any sample."""
 _NARROW_MOVIES = 1 << 16
 """Movie ids below this are counted from a uint16 copy of user_movies."""
+_MAX_BUCKETS = 1 << 24
+"""At most this many (movie, stars) buckets are counted by ``_arrange_by_scatter`` (else: sorted keys)."""
 _TRUTH_BATCH = 256
 """Users whose candidates, and then watch counts, are found by one compiled call."""
 
@@ -129,29 +132,32 @@ def build_index(ratings: Ratings) -> RatingIndex:
     """
     Arrange ratings by user and by movie.
 
-    User ids are mapped to dense indices by counting over their range, and each arrangement is one
-    sort of packed 64-bit keys (two threads, one per half); keys are packed and unpacked a million
-    ratings at a time, so temporaries stay small. Value ranges too wide to pack fall back to
-    ``np.lexsort``.
+    User ids are mapped to dense indices by counting over their range, and both arrangements are
+    counting sorts in compiled loops (``llmrec.index_kernels``): each rating is written straight to
+    its place in its user's row and in its movie's list, on two threads, one per half. Ids too
+    sparse to count over are mapped by a sort, and each arrangement is then one sort of packed 64-bit
+    keys (packed and unpacked a million ratings at a time, so temporaries stay small); value ranges
+    too wide to pack fall back to ``np.lexsort``.
 
     Raises:
         ValueError: when a user rated the same movie twice, or a movie id is negative.
     """
     n = len(ratings)
-    user_ids, user_counts, dense_of = _user_map(ratings.user)
+    user_ids, user_counts, dense_of, table = _user_map(ratings.user)
     n_users = len(user_ids)
     if n and int(ratings.movie.min()) < 0:
         msg = "movie ids must not be negative"
         raise ValueError(msg)
     n_movies = int(ratings.movie.max()) + 1 if n else 1
-    movie_counts = np.zeros(n_movies, dtype=np.int64)
-    for a in range(0, n, _CHUNK):
-        movie_counts += np.bincount(ratings.movie[a : a + _CHUNK], minlength=n_movies)
+    movie_counts = index_kernels.count_values(ratings.movie, 0, n_movies)
     user_start = _starts(user_counts)
     movie_start = _starts(movie_counts)
 
     layout = _Layout.of(ratings, n_users, n_movies)
-    if layout.bits > _KEY_BITS:
+    levels = layout.star_hi - layout.star_lo + 1
+    if table is not None and n_movies * levels <= _MAX_BUCKETS:
+        by_user, by_movie = _arrange_by_scatter(ratings, table, user_ids, user_start, movie_start, layout)
+    elif layout.bits > _KEY_BITS:
         by_user, by_movie = _arrange_by_lexsort(ratings, dense_of, user_ids)
     else:
         keys = np.empty(n, dtype=np.int64)  # one buffer for both sorts
@@ -182,16 +188,19 @@ def _starts(counts: IntArray) -> IntArray:
     return out
 
 
-def _user_map(user: npt.NDArray[np.int32]) -> tuple[npt.NDArray[np.int32], IntArray, _DenseOf]:
+def _user_map(
+    user: npt.NDArray[np.int32],
+) -> tuple[npt.NDArray[np.int32], IntArray, _DenseOf, _IdTable | None]:
     """
-    Sorted distinct user ids, ratings per user, and a function giving the dense indices of ratings a:b.
+    Sorted distinct user ids, ratings per user, a function giving the dense indices of ratings a:b,
+    and the lookup table behind it when there is one.
 
     Ids spanning a modest range (Netflix's reach 2,649,429) are counted into a table over the range,
-    which costs one pass; others fall back to a sort.
+    which costs one pass; others fall back to a sort (and no table).
     """
     n = len(user)
     if n == 0:
-        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64), _no_dense
+        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64), _no_dense, None
     lo, hi = int(user.min()), int(user.max())
     span = hi - lo + 1
     if span > max(2 * n, _DENSE_ID_SPAN):
@@ -201,11 +210,8 @@ def _user_map(user: npt.NDArray[np.int32]) -> tuple[npt.NDArray[np.int32], IntAr
             out: IntArray = np.searchsorted(ids, user[a:b]).astype(np.int64)
             return out
 
-        return ids.astype(np.int32), counts.astype(np.int64), by_search
-    table = np.zeros(span, dtype=np.int64)
-    step = max(_CHUNK, span)  # each piece's counts are as long as the table
-    for a in range(0, n, step):
-        table += np.bincount(np.subtract(user[a : a + step], lo, dtype=np.int64), minlength=span)
+        return ids.astype(np.int32), counts.astype(np.int64), by_search, None
+    table = index_kernels.count_values(user, lo, span)
     present = table > 0
     counts = table[present]
     ids = (np.flatnonzero(present) + lo).astype(np.int32)
@@ -214,11 +220,96 @@ def _user_map(user: npt.NDArray[np.int32]) -> tuple[npt.NDArray[np.int32], IntAr
     def by_table(a: int, b: int) -> npt.NDArray[np.int32]:
         return lookup[np.subtract(user[a:b], lo, dtype=np.int64)]
 
-    return ids, counts, by_table
+    return ids, counts, by_table, _IdTable(lookup, lo)
 
 
 def _no_dense(a: int, b: int) -> IntArray:
     return np.zeros(0, dtype=np.int64)
+
+
+@attrs.frozen(eq=False)
+class _IdTable:
+    """
+    Dense user index of user id ``i`` at ``lookup[i - lo]``.
+    """
+
+    lookup: npt.NDArray[np.int32]
+    lo: int
+
+
+def _arrange_by_scatter(
+    ratings: Ratings,
+    table: _IdTable,
+    user_ids: npt.NDArray[np.int32],
+    user_start: IntArray,
+    movie_start: IntArray,
+    layout: _Layout,
+) -> tuple[_ByUser, _ByMovie]:
+    """
+    Both arrangements by counting sorts: ratings read in movie order are written to their users'
+    rows (which come out sorted by movie), then the rows, read user by user, to their movies' (stars,
+    highest first) buckets (whose raters come out ascending). Two threads each write one half of the
+    users, then of the movies; the compiled loops release the GIL.
+
+    Raises:
+        ValueError: naming the first (user, movie) pair, in that order, that occurs twice.
+    """
+    n = len(ratings)
+    movie = ratings.movie
+    if index_kernels.is_non_decreasing(movie):
+        order = np.zeros(0, dtype=np.int32)
+    else:
+        order = np.empty(n, dtype=np.int32 if n < 2**31 else np.int64)
+        index_kernels.movie_order(movie, movie_start, order)
+    movies = np.empty(n, dtype=np.int32)
+    stars = np.empty(n, dtype=np.int8)
+    days = np.empty(n, dtype=np.int16)
+    n_users = len(user_ids)
+    user_half = int(np.searchsorted(user_start, n // 2))
+    _on_two_threads(
+        index_kernels.scatter_by_user,
+        ((0, user_half), (user_half, n_users)),
+        (ratings.user, movie, ratings.stars, ratings.day, table.lookup, table.lo, user_start, order),
+        (movies, stars, days),
+    )
+    del order
+    repeated = int(index_kernels.first_repeated_pair(user_start, movies))
+    if repeated >= 0:
+        row = movies[user_start[repeated] : user_start[repeated + 1]]
+        twice = int(row[int(np.flatnonzero(row[1:] == row[:-1])[0])])
+        msg = f"user {int(user_ids[repeated])} rated movie {twice} twice"
+        raise ValueError(msg)
+
+    levels = layout.star_hi - layout.star_lo + 1
+    n_movies = len(movie_start) - 1
+    counts = index_kernels.bucket_counts(movies, stars, layout.star_hi, levels, n_movies * levels)
+    bucket_start = _starts(counts)
+    movie_users = np.empty(n, dtype=np.int32)
+    movie_stars = np.empty(n, dtype=np.int8)
+    movie_half = int(np.searchsorted(movie_start, n // 2))
+    _on_two_threads(
+        index_kernels.scatter_by_movie,
+        ((0, movie_half), (movie_half, n_movies)),
+        (user_start, movies, stars, bucket_start, layout.star_hi, levels),
+        (movie_users, movie_stars),
+    )
+    return (movies, stars, days), (movie_users, movie_stars)
+
+
+def _on_two_threads(
+    kernel: Callable[..., None],
+    halves: tuple[tuple[int, int], ...],
+    inputs: tuple[Any, ...],
+    outputs: tuple[npt.NDArray[Any], ...],
+) -> None:
+    """
+    ``kernel(a, b, *inputs, *outputs)`` for each half ``(a, b)``, each on its own thread.
+    """
+    threads = [threading.Thread(target=kernel, args=(*half, *inputs, *outputs)) for half in halves]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 @attrs.frozen

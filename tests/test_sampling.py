@@ -444,10 +444,18 @@ def _index_lists(index: RatingIndex) -> dict[str, list[Any]]:
     return {name: getattr(index, name).tolist() for name in _plain_index(Ratings([1], [1], [1], [1]))}
 
 
-@pytest.mark.parametrize("path", ["packed", "chunked", "lexsort", "sparse_ids"])
+@pytest.mark.parametrize("path", ["scatter", "scatter_grouped", "packed", "chunked", "lexsort", "sparse_ids"])
 def test_index_layout_on_every_path(rng, monkeypatch, path):
-    """Packed keys (whole or in small pieces), the lexsort fallback and sparse ids all give the same index."""
+    """
+    The counting sorts (ratings in any order, or grouped by movie as Netflix files are), packed keys
+    (whole or in small pieces), the lexsort fallback and sparse ids all give the same index.
+    """
     ratings = _random_ratings(rng, star_scale=2, n_users=90)
+    assert not np.all(np.diff(ratings.movie) >= 0)  # the scatter path reads through a movie order
+    if path == "scatter_grouped":
+        ratings = ratings.take(np.argsort(ratings.movie, kind="stable"))
+    if path in ("packed", "chunked", "lexsort"):
+        monkeypatch.setattr(sampling, "_MAX_BUCKETS", 0)
     if path == "chunked":
         monkeypatch.setattr(sampling, "_CHUNK", 7)
     if path == "lexsort":
@@ -461,9 +469,11 @@ def test_index_layout_on_every_path(rng, monkeypatch, path):
     assert index.star_scale == 2
 
 
-@pytest.mark.parametrize("path", ["packed", "chunked", "lexsort"])
+@pytest.mark.parametrize("path", ["scatter", "scatter_grouped", "packed", "chunked", "lexsort"])
 def test_first_duplicate_is_named_on_every_path(monkeypatch, path):
     """The first (user, movie) pair rated twice is reported, even across the pieces keys are packed in."""
+    if path in ("packed", "chunked", "lexsort"):
+        monkeypatch.setattr(sampling, "_MAX_BUCKETS", 0)
     if path == "chunked":
         monkeypatch.setattr(sampling, "_CHUNK", 2)
     if path == "lexsort":
@@ -471,6 +481,8 @@ def test_first_duplicate_is_named_on_every_path(monkeypatch, path):
     ratings = Ratings(
         user=[7, 3, 3, 5, 5, 3, 7], movie=[2, 1, 4, 9, 9, 4, 2], stars=[5, 4, 3, 2, 1, 5, 5], day=[0] * 7
     )
+    if path == "scatter_grouped":
+        ratings = ratings.take(np.argsort(ratings.movie, kind="stable"))
 
     with pytest.raises(ValueError, match="user 3 rated movie 4 twice"):
         build_index(ratings)

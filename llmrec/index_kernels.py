@@ -1,0 +1,176 @@
+"""
+Compiled loops (numba) that arrange the ratings by user and by movie for ``build_index``.
+
+Both arrangements are counting sorts: the number of ratings per user and per movie is known before
+anything moves, so each rating can be written straight to its final place (a scatter through one
+cursor per bucket) instead of sorting 64-bit keys. A scatter is stable, so the order within a bucket
+is the order the ratings are read in:
+
+- ``scatter_by_user`` reads the ratings in movie order (the files' own order when they are grouped
+  by movie, as Netflix's are; otherwise the order ``movie_order`` gives) and writes each to its
+  user's row, so that every row comes out sorted by movie;
+- ``scatter_by_movie`` reads those rows user by user and writes each rating to the bucket of its
+  (movie, stars) pair, stars highest first, so that every movie's raters come out by stars, then
+  by dense user index.
+
+Both run without the GIL, so a caller can run two halves of either arrangement on two threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+# numba ships no type information; the jitted functions keep the types of their Python originals
+import numba
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "bucket_counts",
+    "count_values",
+    "first_repeated_pair",
+    "is_non_decreasing",
+    "movie_order",
+    "scatter_by_movie",
+    "scatter_by_user",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _jit(function: F) -> F:
+    # nogil: halves of an arrangement run on threads; cache: compiled once per machine, not per process
+    return cast("F", numba.njit(cache=True, nogil=True)(function))
+
+
+@_jit
+def count_values(values: npt.NDArray[np.integer[Any]], lo: int, span: int) -> npt.NDArray[np.int64]:
+    """
+    How often each of ``lo, lo + 1, ..., lo + span - 1`` occurs in ``values`` (all within that range).
+    """
+    counts = np.zeros(span, dtype=np.int64)
+    for v in values:
+        counts[v - lo] += 1
+    return counts
+
+
+@_jit
+def is_non_decreasing(values: npt.NDArray[Any]) -> bool:
+    """
+    Whether ``values`` never goes down (ratings already grouped by movie in ascending order).
+    """
+    for i in range(1, len(values)):  # noqa: SIM110 (a compiled loop, not a generator)
+        if values[i] < values[i - 1]:
+            return False
+    return True
+
+
+@_jit
+def movie_order(
+    movie: npt.NDArray[np.integer[Any]], movie_start: npt.NDArray[np.int64], order: npt.NDArray[Any]
+) -> None:
+    """
+    Fill ``order`` with the positions of the ratings sorted by movie, stably (a counting sort).
+    """
+    cursor = movie_start[:-1].copy()
+    for i in range(len(movie)):
+        m = movie[i]
+        order[cursor[m]] = i
+        cursor[m] += 1
+
+
+@_jit
+def scatter_by_user(
+    dense_from: int,
+    dense_to: int,
+    user: npt.NDArray[np.int32],
+    movie: npt.NDArray[np.integer[Any]],
+    stars: npt.NDArray[np.int8],
+    day: npt.NDArray[np.int16],
+    lookup: npt.NDArray[np.int32],
+    user_lo: int,
+    user_start: npt.NDArray[np.int64],
+    order: npt.NDArray[Any],
+    movies_out: npt.NDArray[np.int32],
+    stars_out: npt.NDArray[np.int8],
+    days_out: npt.NDArray[np.int16],
+) -> None:
+    """
+    Write every rating of the users with dense index in ``[dense_from, dense_to)`` to its user's row.
+
+    Ratings are read at ``order``'s positions, or in place when ``order`` is empty; ``lookup[id -
+    user_lo]`` is a user id's dense index. Rows come out in reading order, so reading by movie gives
+    rows sorted by movie.
+    """
+    cursor = user_start[:-1].copy()
+    ordered = len(order) > 0
+    for k in range(len(user)):
+        i = order[k] if ordered else k
+        u = lookup[user[i] - user_lo]
+        if u < dense_from or u >= dense_to:
+            continue
+        p = cursor[u]
+        cursor[u] = p + 1
+        movies_out[p] = movie[i]
+        stars_out[p] = stars[i]
+        days_out[p] = day[i]
+
+
+@_jit
+def first_repeated_pair(user_start: npt.NDArray[np.int64], movies: npt.NDArray[np.int32]) -> int:
+    """
+    The dense index of the first user (by index) whose sorted row holds a movie twice, or -1.
+
+    The movie is the first repeated one in that row.
+    """
+    for u in range(len(user_start) - 1):
+        for p in range(user_start[u] + 1, user_start[u + 1]):
+            if movies[p] == movies[p - 1]:
+                return u
+    return -1
+
+
+@_jit
+def scatter_by_movie(
+    movie_from: int,
+    movie_to: int,
+    user_start: npt.NDArray[np.int64],
+    movies: npt.NDArray[np.int32],
+    stars: npt.NDArray[np.int8],
+    bucket_start: npt.NDArray[np.int64],
+    star_hi: int,
+    levels: int,
+    users_out: npt.NDArray[np.int32],
+    stars_out: npt.NDArray[np.int8],
+) -> None:
+    """
+    Write every rating of the movies in ``[movie_from, movie_to)`` to its (movie, stars) bucket.
+
+    Bucket ``movie * levels + (star_hi - stars)`` starts at ``bucket_start[bucket]``; users are read
+    in dense order, so each bucket holds its raters ascending.
+    """
+    cursor = bucket_start[:-1].copy()
+    for u in range(len(user_start) - 1):
+        for p in range(user_start[u], user_start[u + 1]):
+            m = movies[p]
+            if m < movie_from or m >= movie_to:
+                continue
+            b = m * levels + (star_hi - stars[p])
+            q = cursor[b]
+            cursor[b] = q + 1
+            users_out[q] = u
+            stars_out[q] = stars[p]
+
+
+@_jit
+def bucket_counts(
+    movies: npt.NDArray[np.int32], stars: npt.NDArray[np.int8], star_hi: int, levels: int, n_buckets: int
+) -> npt.NDArray[np.int64]:
+    """
+    Ratings per (movie, stars) bucket, bucket ``movie * levels + (star_hi - stars)``.
+    """
+    counts = np.zeros(n_buckets, dtype=np.int64)
+    for p in range(len(movies)):
+        counts[movies[p] * levels + (star_hi - stars[p])] += 1
+    return counts
