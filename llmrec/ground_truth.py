@@ -27,13 +27,16 @@ Each returns a ``Sample``-aligned ``GroundTruth`` and the profiles to prompt wit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import attrs
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp  # type: ignore[import-untyped,unused-ignore]
 
 from llmrec.data import Ratings
+from llmrec.executor import Executor, SerialExecutor
 from llmrec.ragged import Ragged
 from llmrec.sampling import GroundTruth, RatingIndex, Sample
 from llmrec.spec import SamplingSpec
@@ -255,7 +258,13 @@ def future_global_ground_truth(
 
 
 def knn_ground_truth(
-    index: RatingIndex, sample: Sample, spec: SamplingSpec, *, variant: str = "knn"
+    index: RatingIndex,
+    sample: Sample,
+    spec: SamplingSpec,
+    *,
+    variant: str = "knn",
+    executor: Executor | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Profiles, GroundTruth]:
     """
     Ground truth from the most similar users by cosine similarity of binary rating vectors.
@@ -265,7 +274,8 @@ def knn_ground_truth(
     of the raters of its other movies; the neighbours are picked from a short list of candidates, so
     no user sorts every other user. Results are bit for bit those of the per-user recipe
     (tests/reference_knn.py): similarities are the same float64 quotients, votes are summed in the
-    same order, and ties go to the lower user id and then the lower movie id.
+    same order, and ties go to the lower user id and then the lower movie id. Ranges of whole batches
+    are the tasks of ``executor`` (in this process without one); results never depend on it.
 
     Args:
         index: the dataset, arranged by ``build_index``.
@@ -273,58 +283,117 @@ def knn_ground_truth(
         spec: the variant's sampling rules (knn_neighbors, watched_min_stars, ground_truth_excludes,
             max_ground_truth).
         variant: the variant's name.
+        executor: where the tasks run (``llmrec.executor``); None: in this process.
+        progress: called with (users done, users) as tasks finish.
 
     Returns:
         The profiles (unchanged) and the ground truth, aligned with ``sample.users``. ``shares`` holds
         each movie's summed similarity divided by the summed similarity of all the neighbours.
     """
-    n_users = len(index.user_ids)
-    norms = np.sqrt(np.diff(index.user_start).astype(np.float64))
-    dense_users = index.dense(sample.users)
-    common = _KnnCommonMovies.of(index)
-    movies_out: list[npt.NDArray[np.int32]] = []
-    shares: list[npt.NDArray[np.float64]] = []
-    found = np.zeros(len(dense_users), dtype=np.int64)
-    min_stars = spec.watched_min_stars * index.star_scale
-    step = _knn_batch(n_users)
-    block = np.empty((step, n_users), dtype=np.float32)  # overlaps: exact below 2^24 ratings a user
-    rest = np.empty((1, n_users), dtype=np.float32)
-    scaled = np.empty(n_users, dtype=np.float32)
-    inverse_norms = (1.0 / norms).astype(np.float32)
-    for a in range(0, len(dense_users), step):
-        batch = dense_users[a : a + step]
-        overlaps = common.overlaps(index, batch, block)
-        for j, dense in enumerate(batch.tolist()):
-            i = a + j
-            mine = index.movies_of(dense)
-            overlap = overlaps[j]
-            if _knn_rest_counts(index, common, mine, rest):
-                overlap += rest[0]
-            overlap[dense] = 0.0
-            neighbours, weight = _knn_top_users(
-                overlap, norms, float(norms[dense]), inverse_norms, scaled, spec.knn_neighbors
-            )
-            found[i] = len(neighbours)
-            if len(neighbours) == 0:
-                movies_out.append(np.zeros(0, dtype=np.int32))
-                shares.append(np.zeros(0, dtype=np.float64))
-                continue
-            score = _knn_votes(index, neighbours, weight, min_stars)
-            excluded = mine if spec.ground_truth_excludes == "rated" else sample.profiles[i]
-            score[excluded] = 0.0
-            ranked = _knn_top_movies(score, spec.max_ground_truth)
-            movies_out.append(ranked.astype(np.int32))
-            shares.append(score[ranked] / float(weight.sum()))
+    job = _KnnJob.of(index, sample, spec)
+    runner = executor if executor is not None else SerialExecutor()
+    n = len(job.dense_users)
+    step = _knn_batch(len(index.user_ids))
+    per_task = step * max(1, -(-n // (step * runner.parallelism * _KNN_TASKS_PER_WORKER)))
+    tasks = [(a, min(n, a + per_task)) for a in range(0, n, per_task)]
+
+    def done(finished: int) -> None:
+        if progress is not None:
+            progress(min(n, finished * per_task), n)
+
+    if progress is not None:
+        progress(0, n)
+    parts = runner.map(_run_knn_task, job, tasks, done=done)
+    found = np.concatenate([np.zeros(0, dtype=np.int64), *(part[2] for part in parts)])
     truth = GroundTruth(
         variant=variant,
-        movies=Ragged.from_rows(movies_out, np.int32),
-        shares=Ragged.from_rows(shares, np.float64),
+        movies=Ragged.from_rows([row for part in parts for row in part[0]], np.int32),
+        shares=Ragged.from_rows([row for part in parts for row in part[1]], np.float64),
         candidates=found,
         drawn=found.copy(),
     )
     return sample.profiles, truth
 
 
+_KnnPart = tuple[list[npt.NDArray[np.int32]], list[npt.NDArray[np.float64]], npt.NDArray[np.int64]]
+
+
+@attrs.frozen(eq=False)
+class _KnnJob:
+    """
+    What every kNN task reads, prepared once and shared with the executor's workers.
+    """
+
+    index: RatingIndex
+    sample: Sample
+    spec: SamplingSpec
+    dense_users: npt.NDArray[np.int64]
+    norms: npt.NDArray[np.float64]
+    inverse_norms: npt.NDArray[np.float32]
+    common: _KnnCommonMovies
+
+    @classmethod
+    def of(cls, index: RatingIndex, sample: Sample, spec: SamplingSpec) -> _KnnJob:
+        norms = np.sqrt(np.diff(index.user_start).astype(np.float64))
+        return cls(
+            index=index,
+            sample=sample,
+            spec=spec,
+            dense_users=index.dense(sample.users),
+            norms=norms,
+            inverse_norms=(1.0 / norms).astype(np.float32),
+            common=_KnnCommonMovies.of(index),
+        )
+
+    def run(self, bounds: tuple[int, int]) -> _KnnPart:
+        """
+        The ground truth of the sampled users in ``bounds``: movies, shares and neighbours found.
+        """
+        index, spec, norms = self.index, self.spec, self.norms
+        n_users = len(index.user_ids)
+        first, last = bounds
+        movies_out: list[npt.NDArray[np.int32]] = []
+        shares: list[npt.NDArray[np.float64]] = []
+        found = np.zeros(last - first, dtype=np.int64)
+        min_stars = spec.watched_min_stars * index.star_scale
+        step = _knn_batch(n_users)
+        block = np.empty((min(step, last - first), n_users), dtype=np.float32)  # exact below 2^24
+        rest = np.empty((1, n_users), dtype=np.float32)
+        scaled = np.empty(n_users, dtype=np.float32)
+        for a in range(first, last, step):
+            batch = self.dense_users[a : min(last, a + step)]
+            overlaps = self.common.overlaps(index, batch, block)
+            for j, dense in enumerate(batch.tolist()):
+                i = a + j
+                mine = index.movies_of(dense)
+                overlap = overlaps[j]
+                if _knn_rest_counts(index, self.common, mine, rest):
+                    overlap += rest[0]
+                overlap[dense] = 0.0
+                neighbours, weight = _knn_top_users(
+                    overlap, norms, float(norms[dense]), self.inverse_norms, scaled, spec.knn_neighbors
+                )
+                found[i - first] = len(neighbours)
+                if len(neighbours) == 0:
+                    movies_out.append(np.zeros(0, dtype=np.int32))
+                    shares.append(np.zeros(0, dtype=np.float64))
+                    continue
+                score = _knn_votes(index, neighbours, weight, min_stars)
+                excluded = mine if spec.ground_truth_excludes == "rated" else self.sample.profiles[i]
+                score[excluded] = 0.0
+                ranked = _knn_top_movies(score, spec.max_ground_truth)
+                movies_out.append(ranked.astype(np.int32))
+                shares.append(score[ranked] / float(weight.sum()))
+        return movies_out, shares, found
+
+
+def _run_knn_task(job: _KnnJob, bounds: tuple[int, int]) -> _KnnPart:
+    """One executor task: the kNN ground truth of the sampled users in ``bounds``."""
+    return job.run(bounds)
+
+
+_KNN_TASKS_PER_WORKER = 4
+"""Users are handed out in about this many ranges of whole batches per worker."""
 _KNN_BATCH_BYTES = 256 * 2**20
 """Memory for one batch's float32 products with every user (batch x users x 4 bytes)."""
 _KNN_MAX_BATCH = 1024

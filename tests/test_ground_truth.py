@@ -13,6 +13,7 @@ import pytest
 
 from llmrec import ground_truth
 from llmrec.data import Ratings
+from llmrec.executor import executor_for
 from llmrec.ground_truth import future_ground_truth, knn_ground_truth
 from llmrec.sampling import build_index, sample_users
 from llmrec.spec import GroundTruthExclusion, SamplingSpec
@@ -155,3 +156,41 @@ def test_knn_ties_go_to_the_lower_user_id_and_movie_id():
     assert sample.users.tolist() == [1, 2, 3]
     assert truth.movies[0].tolist() == [3, 4]
     assert truth.candidates.tolist() == [1, 1, 1]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_knn_runs_as_tasks_of_an_executor_with_the_same_result(rng, monkeypatch, workers):
+    """
+    Batches of 3 users, handed out as several tasks to a process pool (or run here): the reference's
+    result, progress up to every user, and more than one task per worker.
+    """
+    ratings = _tied_ratings(rng, n_users=300, n_movies=60)
+    index = build_index(ratings)
+    monkeypatch.setattr(ground_truth, "_KNN_BATCH_BYTES", 4 * len(index.user_ids) * 3)
+    spec = SamplingSpec(
+        users=10**6, min_five_star_ratings=1, profile_size=3, ground_truth="knn", knn_neighbors=5
+    )
+    sample = sample_users(index, spec, seed=1)
+    executor = executor_for(workers)
+    tasks: list[int] = []
+    map_tasks = executor.map
+
+    def counted(fn, shared, items, done=None):
+        tasks.append(len(items))
+        return map_tasks(fn, shared, items, done=done)
+
+    monkeypatch.setattr(executor, "map", counted)
+    seen: list[tuple[int, int]] = []
+
+    _, truth = knn_ground_truth(
+        index, sample, spec, executor=executor, progress=lambda d, n: seen.append((d, n))
+    )
+    _, want = knn_ground_truth_reference(index, sample, spec)
+
+    assert tasks
+    assert tasks[0] >= 2 * workers
+    assert seen[0] == (0, len(sample.users))
+    assert seen[-1] == (len(sample.users), len(sample.users))
+    assert truth.candidates.tolist() == want.candidates.tolist()
+    assert [m.tolist() for m in truth.movies] == [m.tolist() for m in want.movies]
+    assert all(np.array_equal(a, b) for a, b in zip(truth.shares, want.shares, strict=True))

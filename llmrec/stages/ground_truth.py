@@ -76,7 +76,9 @@ def compute(
         cut = global_cut_day(index.user_days, sampling.cut_quantile)
         profiles, truth = future_global_ground_truth(index, sample, sampling, cut, variant=variant)
     elif sampling.ground_truth == "knn":
-        profiles, truth = knn_ground_truth(index, sample, sampling, variant=variant)
+        profiles, truth = knn_ground_truth(
+            index, sample, sampling, variant=variant, executor=executor, progress=progress
+        )
     else:
         profiles = sample.profiles
         truth = derive_ground_truth(
