@@ -303,19 +303,22 @@ def test_nu_html_checker_reports_no_errors(folder: Path, tmp_path: Path) -> None
 
 def test_committed_demo_report_opens_cleanly(browser: Any) -> None:
     """reports/demo/index.html as committed: no console error, Figure 2 drawn; its top is docs/report.png."""
-    context = browser.new_context(viewport={"width": 1280, "height": 1500})
+    # tall enough for the header, the verdict and all of Figure 2 (docs/report.png shows them)
+    context = browser.new_context(viewport={"width": 1280, "height": 1900})
     tab = context.new_page()
     problems: list[str] = []
     tab.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
     tab.on("pageerror", lambda e: problems.append(str(e)))
     tab.goto((DEMO / "index.html").as_uri())
     tab.wait_for_function("document.querySelector('#figure-2 .main-svg')")
-    tab.wait_for_timeout(300)
+    tab.wait_for_timeout(1500)  # plotly redraws once more for the responsive layout; picture the final one
+    bottom = tab.evaluate("document.querySelector('#figures figcaption').getBoundingClientRect().bottom")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     tab.screenshot(path=str(ARTIFACTS / "demo-top.png"))  # cp to docs/report.png to refresh the docs
     context.close()
 
     assert problems == []
+    assert bottom <= 1900  # the picture holds Figure 2 with its caption
 
 
 def test_index_page_has_no_wcag_violations(browser: Any, tmp_path: Path) -> None:
