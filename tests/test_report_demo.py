@@ -26,6 +26,11 @@ neighbors = 60
 
 [finetune]
 base_model = "fake-llm"
+
+[[variant]]
+name = "mine"
+watch_factor = 0.6
+paper_table = 3
 """
 
 
@@ -48,6 +53,8 @@ def test_a_fresh_run_with_the_same_results_leaves_the_folder_byte_identical(
     manifest = json.loads(first["manifest.json"])
     assert {"index.html", "results.json", "predictions.jsonl", "manifest.json", "plotly.min.js"} <= set(first)
     assert f"{out}: rewritten" in capsys.readouterr().out
+    assert json.loads(first["results.json"])["variants"][0]["paper_table"] == 3  # spec -> results -> page
+    assert b"Paper Fine-tuned" in first["index.html"]
 
     assert main(["tiny.toml", str(out)]) == 0  # a fresh run store: new stage timings, same results
     assert f"{out}: unchanged" in capsys.readouterr().out

@@ -562,3 +562,24 @@ def test_demo_explorer_scaled_to_1000_test_users_stays_under_two_megabytes(
 
     assert users > 300
     assert explorer / users * 1000 + rest < 2_000_000, (explorer, users, rest)
+
+
+def test_the_spec_names_the_paper_table_a_variant_reproduces() -> None:
+    """variant.paper_table picks the paper's table whatever the name (0: none); results.json keeps it."""
+    named = attrs.evolve(_variant(name="rated-any"), paper_table=2)
+    table = metric_table(2, named, NAMES)
+    page = render_report(_results(named))
+
+    assert table.paper is not None
+    assert table.paper.number == 2
+    assert dict(table.rows)["Precision@3"][-1].value == "0.4284"
+    assert "the published Table 2 (the spec's variant.paper_table)" in page
+    assert metric_table(2, attrs.evolve(_variant(), paper_table=0), NAMES).paper is None
+    three = metric_table(3, attrs.evolve(_variant(), paper_table=3), NAMES).paper
+    assert three is not None
+    assert three.number == 3
+    assert "matched by the variant name profileData50" in render_report(_results())
+    data = _results(named).to_dict()
+    assert data["variants"][0]["paper_table"] == 2
+    assert "paper_table" not in _results().to_dict()["variants"][0]  # older files rewrite unchanged
+    assert Results.from_dict(data).variants[0].paper_table == 2

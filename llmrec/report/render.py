@@ -84,6 +84,8 @@ class _VariantView:
     """(baseline, setting, validation score, "chosen" / "") per candidate of the validation tuning."""
     tuning_note: str = ""
     """How the candidates were fitted and scored, as caption text."""
+    paper_by_spec: bool = False
+    """Whether the spec named the paper table (``variant.paper_table``) rather than the variant's name."""
 
 
 def render_report(
@@ -514,6 +516,7 @@ def _variant_view(number: int, variant: VariantResults, results: Results) -> _Va
             if variant.tuning is not None
             else ""
         ),
+        paper_by_spec=variant.paper_table is not None,
         too_small=variant.too_small,
         test_users=variant.test_users,
         min_test_users=variant.min_test_users,
