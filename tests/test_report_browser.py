@@ -347,3 +347,46 @@ def test_index_page_has_no_wcag_violations(browser: Any, tmp_path: Path) -> None
     assert violations == []
     assert problems == []
     assert rows == sum(1 for v in results.variants for m in v.models if m.role != "ideal")
+
+
+@pytest.mark.parametrize("width", [1280, 820])
+def test_bar_value_labels_fit_with_two_columns(browser: Any, tmp_path: Path, width: int) -> None:
+    """Two columns, no whiskers: bars carry their values, readable, inside the figure, clear of the rest."""
+    results = Results.from_dict(json.loads((DEMO / "results.json").read_text(encoding="utf-8")))
+    two = attrs.evolve(
+        results,
+        variants=tuple(
+            attrs.evolve(
+                v,
+                models=tuple(
+                    attrs.evolve(m, intervals=()) for m in v.models if m.role in ("baseline", "finetuned")
+                ),
+            )
+            for v in results.variants
+        ),
+    )
+    for name, text in report_files(two).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    tab = context.new_page()
+    tab.goto((tmp_path / "index.html").as_uri())
+    tab.wait_for_function("document.querySelector('#figure-2 .main-svg')")
+    tab.wait_for_timeout(500)
+    b = _boxes(tab, "figure-2")
+    labels = tab.evaluate(
+        "[...document.querySelectorAll('#figure-2 text.bartext')].map(e => {"
+        " const r = e.getBoundingClientRect();"
+        " return [r.left, r.top, r.right, r.bottom, parseFloat(getComputedStyle(e).fontSize)]; })"
+    )
+    _shot(tab, f"figure-2-two-columns-{width}.png", "#figure-2")
+    context.close()
+
+    shown = [x for x in labels if x[2] > x[0]]  # a hidden label has an empty box
+    if width == 1280:
+        assert len(shown) == 2 * 6 * len(two.variants)  # two columns, P/R/F1 at 3 and 5, per panel
+    for *label, size in shown:
+        assert size >= 10, size  # too small to fit a bar: hidden (uniformtext), never shrunk
+        assert _inside(label, b["figure"]), label
+        for other in (b["legend"], b["modebar"], *b["titles"]):
+            assert not _overlap(label, other), (label, other)
