@@ -53,7 +53,12 @@ def make_converter() -> cattrs.Converter:
 
     conv.register_unstructure_hook(
         VariantResults,
-        make_dict_unstructure_fn(VariantResults, conv, tuning=override(omit_if_default=True)),
+        make_dict_unstructure_fn(
+            VariantResults,
+            conv,
+            tuning=override(omit_if_default=True),
+            paper_table=override(omit_if_default=True),
+        ),
     )
     return conv
 

