@@ -325,7 +325,10 @@ def test_training_is_seeded(tmp_path: Path, tiny_model: Path, examples: list[Any
 
     def train(folder: str, seed: int) -> tuple[list[float | None], bytes]:
         tuner = LocalFineTuner(tmp_path / folder, LORA, SETTINGS)
-        job = tuner.submit_finetune(_request(tiny_model, examples, hyperparameters=hyper, seed=seed))
+        request = _request(
+            tiny_model, examples, training=tuple(examples[:16]), hyperparameters=hyper, seed=seed
+        )
+        job = tuner.submit_finetune(request)
         state = tuner.wait(job, timeout=300)
         assert state.status == "succeeded", state.error
         assert tuner.trainings == 1
@@ -335,7 +338,7 @@ def test_training_is_seeded(tmp_path: Path, tiny_model: Path, examples: list[Any
 
     first, again, other = train("a", 11), train("b", 11), train("c", 12)
 
-    assert len(first[0]) == 4
+    assert len(first[0]) == 2  # 16 examples, batch 8, one epoch
     assert first == again
     assert other[0] != first[0]
     assert other[1] != first[1]
@@ -530,7 +533,10 @@ def served(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     cli = Path(sys.executable).parent / "transformers"
     port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    # an empty hub cache of its own: transformers 5.17's GET /v1/models scans the cache and fails with
+    # 500 where there is none
+    cache = tmp_path_factory.mktemp("hub-cache")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "HF_HUB_CACHE": str(cache)}
     command = [
         str(cli),
         "serve",
@@ -602,11 +608,18 @@ def test_transformers_serve_through_the_openai_compatible_provider(
     ]
     over_http = {r.key: r for r in remote.complete(requests)}
     here = {r.key: r for r in LocalChat(str(tiny_model), SETTINGS).complete(requests)}
+    # llmrec sends max_completion_tokens, which transformers 5.17's server ignores (it generates on to its
+    # own limit); 5.24 reads it
+    honoured = all(r.usage.completion_tokens <= 16 for r in over_http.values())
 
-    assert {k: r.text for k, r in over_http.items()} == {k: r.text for k, r in here.items()}
+    assert over_http.keys() == here.keys()
     assert {k: r.usage.prompt_tokens for k, r in over_http.items()} == {
         k: r.usage.prompt_tokens for k, r in here.items()
     }
+    if honoured:
+        assert {k: r.text for k, r in over_http.items()} == {k: r.text for k, r in here.items()}
+    else:
+        assert all(over_http[k].text.startswith(here[k].text) for k in here)
 
 
 SERVED_SPEC = """
