@@ -706,6 +706,27 @@ def test_cancel_stops_training_and_saves_nothing(tmp_path: Path, tiny_model: Pat
     assert tuner.find_finetune(KEY) is None
 
 
+def test_a_model_without_a_chat_template_is_refused(tmp_path: Path, tiny_model: Path, examples: list[Any]):
+    """The prompts come from the tokenizer's chat template: a model folder without one is refused by
+    training and by generation, with a ProviderError naming the model."""
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_model, bare)
+    (bare / "chat_template.jinja").unlink()
+    config = json.loads((bare / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (bare / "tokenizer_config.json").write_text(json.dumps(config))
+    tuner = LocalFineTuner(tmp_path / "runs", LORA, SETTINGS)
+    request = ChatRequest(key="k", model=str(bare), messages=examples[0].messages[:-1], max_tokens=4)
+
+    with pytest.raises(ProviderError, match="has no chat template"):
+        tuner.submit_finetune(_request(bare, examples))
+    with pytest.raises(ProviderError, match="has no chat template"):
+        list(LocalChat(str(bare), SETTINGS).complete([request]))
+    assert tuner.trainings == 0
+
+
 def test_unknown_base_model_is_a_provider_error(tmp_path: Path, torch_one_thread: Any, examples: list[Any]):
     """A base model folder that does not exist is refused at submission with a ProviderError naming it."""
     tuner = LocalFineTuner(tmp_path, LORA, SETTINGS)
