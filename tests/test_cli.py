@@ -351,7 +351,8 @@ def test_local_provider_without_its_extra_says_how_to_install(workdir, capsys, m
     err = capsys.readouterr().err
 
     assert code == 1
-    assert "llmrec[local]" in err
+    assert "pip install 'llmrec[local]'" in err
+    assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
 
 

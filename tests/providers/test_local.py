@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import llmrec.providers.local as local
-from llmrec.errors import ProviderError
+from llmrec.errors import ProviderError, SpecError
 from llmrec.providers.base import (
     ChatCompleter,
     ChatRequest,
@@ -31,8 +31,8 @@ from llmrec.providers.base import (
     Hyperparameters,
 )
 from llmrec.providers.local import LocalChat, LocalFineTuner, make_local_backend, micro_batch_size
-from llmrec.providers.local_train import lora_config, sft_config, to_record
-from llmrec.spec import FinetuneSpec, LocalProviderSpec, LoraSpec
+from llmrec.providers.local_train import lora_config, sequence_lengths, sft_config, to_record
+from llmrec.spec import FinetuneSpec, LocalProviderSpec, LoraSpec, parse_spec
 from tests.providers.local_tiny_lm import build_tiny_model, demo_examples, tokenizer_texts
 
 # transformers, peft and trl deprecate each other's names from one release to the next (FutureWarning);
@@ -135,6 +135,79 @@ def test_micro_batch_is_the_largest_divisor_up_to_eight():
     assert micro_batch_size(32, LocalProviderSpec(micro_batch_size=4)) == 4
     with pytest.raises(ProviderError, match="does not divide"):
         micro_batch_size(32, LocalProviderSpec(micro_batch_size=5))
+
+
+def test_spec_with_the_lr_multiplier_for_a_local_run_is_refused():
+    """A local spec that sets the OpenAI-only LR multiplier is a SpecError naming both settings."""
+    text = (
+        '[finetune]\nbase_model = "some/model"\nlearning_rate_multiplier = 1.0\n[provider]\nkind = "local"\n'
+    )
+
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, source="local.toml")
+    fixed = parse_spec(text.replace("learning_rate_multiplier = 1.0", "learning_rate = 1e-4"))
+    message = str(info.value)
+
+    assert fixed.finetune.learning_rate == 1e-4
+    assert "finetune.learning_rate_multiplier" in message
+    assert "OpenAI-only" in message
+    assert "set finetune.learning_rate instead" in message
+
+
+class _FakeCuda:
+    def __init__(self, available: bool, bf16: bool) -> None:
+        self._available, self._bf16 = available, bf16
+
+    def is_available(self) -> bool:
+        return self._available
+
+    def is_bf16_supported(self) -> bool:
+        return self._bf16
+
+
+def _fake_libs(*, cuda: bool, bf16: bool = True, config: Any = None) -> local.LocalLibraries:
+    from types import SimpleNamespace
+
+    torch = SimpleNamespace(cuda=_FakeCuda(cuda, bf16))
+    return local.LocalLibraries(
+        torch=torch, transformers=None, peft=None, trl=SimpleNamespace(SFTConfig=config), datasets=None
+    )
+
+
+def test_bf16_on_a_gpu_float32_on_cpu():
+    """Device "auto" takes a GPU in bf16 where it has bf16, else float32; "cuda" without a GPU is refused."""
+    assert local.resolve_device("auto", _fake_libs(cuda=True)) == ("cuda", "bfloat16")
+    assert local.resolve_device("cuda", _fake_libs(cuda=True)) == ("cuda", "bfloat16")
+    assert local.resolve_device("auto", _fake_libs(cuda=True, bf16=False)) == ("cuda", "float32")
+    assert local.resolve_device("auto", _fake_libs(cuda=False)) == ("cpu", "float32")
+    assert local.resolve_device("cpu", _fake_libs(cuda=True)) == ("cpu", "float32")
+    with pytest.raises(ProviderError, match="no CUDA device"):
+        local.resolve_device("cuda", _fake_libs(cuda=False))
+
+
+def test_trainer_config_follows_device_dtype_and_batch():
+    """SFTConfig gets bf16 mixed precision and checkpointing on a GPU, neither on CPU; batch 32 by
+    accumulation; the given learning rate, epochs, seed and data-derived length; completion-only loss."""
+    seen: list[dict[str, Any]] = []
+
+    def config(**kwargs: Any) -> dict[str, Any]:
+        seen.append(kwargs)
+        return kwargs
+
+    libs = _fake_libs(cuda=True, config=config)
+    common: dict[str, Any] = {"output_dir": "o", "batch_size": 32, "micro_batch": 4, "epochs": 2}
+    common["learning_rate"] = 3e-4
+    sft_config(libs, **common, max_length=377, device="cuda", dtype="bfloat16", seed=5, evaluate=True)
+    sft_config(libs, **common, max_length=377, device="cpu", dtype="float32", seed=5, evaluate=False)
+    gpu, cpu = seen
+
+    assert (gpu["bf16"], gpu["use_cpu"], gpu["gradient_checkpointing"]) == (True, False, True)
+    assert (cpu["bf16"], cpu["use_cpu"], cpu["gradient_checkpointing"]) == (False, True, False)
+    for c in (gpu, cpu):
+        assert (c["per_device_train_batch_size"], c["gradient_accumulation_steps"]) == (4, 8)
+        assert (c["num_train_epochs"], c["learning_rate"], c["max_length"]) == (2, 3e-4, 377)
+        assert (c["seed"], c["data_seed"], c["completion_only_loss"], c["packing"]) == (5, 5, True, False)
+    assert (gpu["eval_strategy"], cpu["eval_strategy"]) == ("epoch", "no")
 
 
 # -- training -----------------------------------------------------------------------------------------
@@ -243,6 +316,45 @@ def test_learning_rate_multiplier_is_refused(tmp_path: Path, tiny_model: Path, e
 
     with pytest.raises(ProviderError, match=r"finetune\.learning_rate"):
         tuner.submit_finetune(_request(tiny_model, examples, hyperparameters=hyper))
+
+
+def test_training_is_seeded(tmp_path: Path, tiny_model: Path, examples: list[Any]):
+    """In a fresh folder the same request and seed train the same losses and adapter bytes; another seed
+    trains others."""
+    hyper = Hyperparameters(batch_size=8, epochs=1, learning_rate=2e-2)
+
+    def train(folder: str, seed: int) -> tuple[list[float | None], bytes]:
+        tuner = LocalFineTuner(tmp_path / folder, LORA, SETTINGS)
+        request = _request(
+            tiny_model, examples, training=tuple(examples[:16]), hyperparameters=hyper, seed=seed
+        )
+        job = tuner.submit_finetune(request)
+        state = tuner.wait(job, timeout=300)
+        assert state.status == "succeeded", state.error
+        assert tuner.trainings == 1
+        losses = [e.metric("train_loss") for e in tuner.finetune_events(job) if e.metric("train_loss")]
+        weights = local.adapter_path(state.model or "") / "adapter_model.safetensors"  # type: ignore[operator]
+        return losses, weights.read_bytes()
+
+    first, again, other = train("a", 11), train("b", 11), train("c", 12)
+
+    assert len(first[0]) == 2  # 16 examples, batch 8, one epoch
+    assert first == again
+    assert other[0] != first[0]
+    assert other[1] != first[1]
+
+
+def test_sequence_length_is_the_longest_example(
+    trained: tuple[LocalFineTuner, FineTuneJob, Path], sft: Any, examples: list[Any]
+):
+    """llmrec counts each example's tokens as TRL tokenizes it, and trains with the longest as max_length
+    (so nothing is cut)."""
+    tokenizer = sft.processing_class
+    tuner, job, _ = trained
+    longest = max(sequence_lengths(tokenizer, examples[:40]))  # the job's training + validation examples
+
+    assert [len(r["input_ids"]) for r in sft.train_dataset] == sequence_lengths(tokenizer, examples[:16])
+    assert any(f"sequences up to {longest} tokens" in e.message for e in tuner.finetune_events(job))
 
 
 # -- the label mask and the saved adapter -----------------------------------------------------------------
@@ -385,6 +497,22 @@ def test_sampling_follows_the_seed(tiny_model: Path, examples: list[Any]):
     assert ask(1) != ask(2)
 
 
+def test_batched_answers_equal_answers_one_at_a_time(tiny_model: Path, examples: list[Any]):
+    """Left padding changes no greedy answer: batches of 8 give what batches of 1 give."""
+    batched = LocalChat(str(tiny_model), SETTINGS)
+    single = LocalChat(str(tiny_model), LocalProviderSpec(device="cpu", generation_batch_size=1))
+    requests = [
+        ChatRequest(key=f"b{i}", model=str(tiny_model), messages=e.messages[:-1], max_tokens=12)
+        for i, e in enumerate(examples[40:52])
+    ]
+    lengths = {len(r.messages[-1].content) for r in requests}
+
+    assert len(lengths) > 1  # prompts of several lengths, so some rows are padded
+    assert {r.key: r.text for r in batched.complete(requests)} == {
+        r.key: r.text for r in single.complete(requests)
+    }
+
+
 # -- the same folder behind an OpenAI-compatible server llmrec did not write ----------------------------
 
 
@@ -405,7 +533,10 @@ def served(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     cli = Path(sys.executable).parent / "transformers"
     port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    # an empty hub cache of its own: transformers 5.17's GET /v1/models scans the cache and fails with
+    # 500 where there is none
+    cache = tmp_path_factory.mktemp("hub-cache")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "HF_HUB_CACHE": str(cache)}
     command = [
         str(cli),
         "serve",
@@ -460,6 +591,107 @@ def test_transformers_serve_answers_like_local_chat(served: str, tiny_model: Pat
     assert response.usage.prompt_tokens == local_answer.usage.prompt_tokens
 
 
+def test_transformers_serve_through_the_openai_compatible_provider(
+    served: str, tiny_model: Path, examples: list[Any]
+):
+    """llmrec's OpenAI-compatible provider (OpenAIChat at the server's base URL) gets the greedy answers
+    LocalChat gives, for several test users at once."""
+    from llmrec.providers.openai import OpenAIChat
+    from llmrec.spec import OpenAIProviderSpec
+
+    remote = OpenAIChat(
+        OpenAIProviderSpec(concurrency=2, max_retries=0, timeout_s=60), api_key="unused", base_url=served
+    )
+    requests = [
+        ChatRequest(key=f"u{i}", model=str(tiny_model), messages=e.messages[:-1], max_tokens=16)
+        for i, e in enumerate(examples[40:46])
+    ]
+    over_http = {r.key: r for r in remote.complete(requests)}
+    here = {r.key: r for r in LocalChat(str(tiny_model), SETTINGS).complete(requests)}
+    # llmrec sends max_completion_tokens, which transformers 5.17's server ignores (it generates on to its
+    # own limit); 5.24 reads it
+    honoured = all(r.usage.completion_tokens <= 16 for r in over_http.values())
+
+    assert over_http.keys() == here.keys()
+    assert {k: r.usage.prompt_tokens for k, r in over_http.items()} == {
+        k: r.usage.prompt_tokens for k, r in here.items()
+    }
+    if honoured:
+        assert {k: r.text for k, r in over_http.items()} == {k: r.text for k, r in here.items()}
+    else:
+        assert all(over_http[k].text.startswith(here[k].text) for k in here)
+
+
+SERVED_SPEC = """
+[experiment]
+name = "served"
+seed = 7
+
+[dataset.synthetic]
+users = 3000
+movies = 400
+mean_ratings = 60
+tastes = 8
+
+[sampling]
+users = 120
+
+[[variant]]
+name = "profileData50"
+watch_factor = 0.5
+neighbor_min_stars = 5
+model = "{model}"
+
+[finetune]
+base_model = "{model}"
+
+[provider]
+kind = "openai"
+
+[provider.openai]
+base_url = "{url}"
+concurrency = 2
+max_retries = 1
+
+[inference]
+max_completion_tokens = 24
+
+[evaluation]
+baselines = []
+resamples = 20
+permutations = 20
+"""
+
+
+def test_llmrec_run_zero_shot_against_transformers_serve(served: str, tiny_model: Path, tmp_path: Path):
+    """`llmrec run` with the OpenAI-compatible provider at `transformers serve`: the tiny model's zero-shot
+    answers for every test user, parsed and scored into a report (the server offers no fine-tuning)."""
+    spec = SERVED_SPEC.replace("{model}", str(tiny_model)).replace("{url}", served)
+    (tmp_path / "spec.toml").write_text(spec, encoding="utf-8")
+    env = {**os.environ, "OPENAI_API_KEY": "unused", "OMP_NUM_THREADS": "1"}
+    env.pop("OPENAI_BASE_URL", None)
+    # --allow-small: 14 test users, and a run against a compatible server counts as paid
+    args = [sys.executable, "-m", "llmrec.cli", "run", "spec.toml", "--runs", "runs", "--out", "out"]
+    args += ["--quiet", "--allow-small"]
+
+    done = subprocess.run(
+        args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    baseline = [r for r in records if r["role"] == "baseline"]
+    assert len(baseline) >= 10
+    assert all(r["raw_text"] for r in baseline)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["provider"] == "openai"
+    assert served in manifest["backend"]
+    assert manifest["usage"]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results
+    assert (tmp_path / "out" / "index.html").exists()
+
+
 def test_cancel_stops_training_and_saves_nothing(tmp_path: Path, tiny_model: Path, examples: list[Any]):
     """A cancelled job stops at the next step, saves no adapter, and a rerun does not reuse it."""
     tuner = LocalFineTuner(tmp_path, LORA, SETTINGS)
@@ -472,6 +704,27 @@ def test_cancel_stops_training_and_saves_nothing(tmp_path: Path, tiny_model: Pat
     assert state.model is None
     assert not tuner.job_folder(job).adapter_dir.exists()
     assert tuner.find_finetune(KEY) is None
+
+
+def test_a_model_without_a_chat_template_is_refused(tmp_path: Path, tiny_model: Path, examples: list[Any]):
+    """The prompts come from the tokenizer's chat template: a model folder without one is refused by
+    training and by generation, with a ProviderError naming the model."""
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_model, bare)
+    (bare / "chat_template.jinja").unlink()
+    config = json.loads((bare / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (bare / "tokenizer_config.json").write_text(json.dumps(config))
+    tuner = LocalFineTuner(tmp_path / "runs", LORA, SETTINGS)
+    request = ChatRequest(key="k", model=str(bare), messages=examples[0].messages[:-1], max_tokens=4)
+
+    with pytest.raises(ProviderError, match="has no chat template"):
+        tuner.submit_finetune(_request(bare, examples))
+    with pytest.raises(ProviderError, match="has no chat template"):
+        list(LocalChat(str(bare), SETTINGS).complete([request]))
+    assert tuner.trainings == 0
 
 
 def test_unknown_base_model_is_a_provider_error(tmp_path: Path, torch_one_thread: Any, examples: list[Any]):

@@ -93,6 +93,17 @@ def test_local_run_end_to_end(tmp_path: Path):
     assert len(differ) >= 10
     assert sum(differ) >= 0.9 * len(differ)
     assert (tmp_path / "out" / "index.html").exists()
+    # the job events' losses are the report's training curves: a training loss per optimizer step and a
+    # validation loss per epoch (epochs = 1), for each variant
+    report = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert len(report["training_curves"]) == 2
+    for curve in report["training_curves"]:
+        steps = [p["step"] for p in curve["points"] if "train_loss" in p]
+        valid = [p for p in curve["points"] if "valid_loss" in p]
+        assert steps == list(range(1, len(steps) + 1))
+        assert len(steps) >= 5
+        assert len(valid) == 1
+    assert 'id="training-chart"' in (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     manifest = json.loads((tmp_path / "runs" / "local" / "last-run.json").read_text())
     finetunes = [s for s in manifest["stages"] if s["kind"] == "finetune"]
     assert len(finetunes) == 2
