@@ -25,7 +25,15 @@ from llmrec.data import Dataset, Movies, Ratings
 from llmrec.data.movielens import read_movielens
 from llmrec.data.netflix import read_netflix, write_netflix
 from llmrec.data.synthetic import generate_synthetic, write_synthetic_netflix
-from llmrec.errors import DataError, LlmrecError, ParseError, ProviderError, SpecError, SpecProblem
+from llmrec.errors import (
+    DataError,
+    LlmrecError,
+    MissingExtraError,
+    ParseError,
+    ProviderError,
+    SpecError,
+    SpecProblem,
+)
 from llmrec.evaluate import ExperimentOutcome, run_experiment
 from llmrec.executor import Executor, ExecutorError, ProcessExecutor, SerialExecutor
 from llmrec.ground_truth import (
@@ -111,6 +119,7 @@ __all__ = [
     "JobState",
     "LlmrecError",
     "MemoryRunStore",
+    "MissingExtraError",
     "ModelScores",
     "Movies",
     "ParseError",

@@ -26,7 +26,7 @@ import attrs
 
 from llmrec.console import make_progress
 from llmrec.data import Dataset
-from llmrec.errors import DataError, LlmrecError, ProviderError, SpecError, SpecProblem
+from llmrec.errors import DataError, LlmrecError, MissingExtraError, ProviderError, SpecError, SpecProblem
 from llmrec.estimate import CostEstimate, actual_cost, render_estimate
 from llmrec.executor import Executor, SerialExecutor, executor_for
 from llmrec.keys import llmrec_version
@@ -166,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SpecError, DataError, RayMissingError) as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
+    except MissingExtraError as exc:  # before any work: nothing to keep
+        _error(str(exc))
+        return EXIT_RUNTIME
     except ProviderError as exc:
         _error(f"provider failed: {exc}; everything answered so far is kept in the run folder")
         return EXIT_RUNTIME

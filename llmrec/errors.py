@@ -8,6 +8,7 @@ The tree:
   - ``DataError``: a data file is missing or malformed; names the file and, where known, the line.
   - ``ParseError``: model output could not be read back into a list of movies.
   - ``ProviderError``: a provider (fake, OpenAI, local) failed or answered something unusable.
+    - ``MissingExtraError``: a provider needs an optional extra that is not installed.
   - ``StoreError``: the run store holds something it cannot read (a damaged log, an unknown schema).
   - ``RunLockedError``: another process holds the run directory.
 
@@ -25,6 +26,7 @@ import attrs
 __all__ = [
     "DataError",
     "LlmrecError",
+    "MissingExtraError",
     "ParseError",
     "ProviderError",
     "RunLockedError",
@@ -156,6 +158,12 @@ class ProviderError(LlmrecError):
         if request_id is not None:
             extra.append(f"request id {request_id}")
         super().__init__(message + (f" ({', '.join(extra)})" if extra else ""))
+
+
+class MissingExtraError(ProviderError):
+    """
+    A provider needs an optional extra that is not installed; the message says how to install it.
+    """
 
 
 class StoreError(LlmrecError):

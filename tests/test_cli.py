@@ -353,6 +353,7 @@ def test_local_provider_without_its_extra_says_how_to_install(workdir, capsys, m
     assert code == 1
     assert "pip install 'llmrec[local]'" in err
     assert len(err.strip().splitlines()) == 1, err
+    assert "provider failed" not in err  # nothing ran: no word of answers kept
     assert "Traceback" not in err
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import attrs
 from typing_extensions import override
 
-from llmrec.errors import ProviderError
+from llmrec.errors import MissingExtraError, ProviderError
 from llmrec.providers.base import (
     Backend,
     ChatCompleter,
@@ -110,7 +110,7 @@ def load_libraries() -> LocalLibraries:
         except ImportError as exc:
             missing = exc.name or str(exc)
             msg = f"{INSTALL_HINT} (cannot import {missing})"
-            raise ProviderError(msg) from None
+            raise MissingExtraError(msg) from None
         transformers = modules[1]
         transformers.utils.logging.disable_progress_bar()
         transformers.utils.logging.set_verbosity_error()
