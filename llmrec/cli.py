@@ -452,14 +452,15 @@ def _run(args: argparse.Namespace) -> int:
         manifest = _manifest(spec, spec_text, args.spec, outcome, records, backend)
         manifest["cost"] = _cost(spec, dataset, store, progress, args.spec, outcome, executor)
         out.mkdir(parents=True, exist_ok=True)
-        files = {
+        files: dict[str, str | bytes] = {
             "results.json": _json(outcome.results.to_dict()),
-            "predictions.jsonl": encode_predictions(outcome.predictions).decode("utf-8", "surrogatepass"),
+            "predictions.jsonl": encode_predictions(outcome.predictions),  # the bytes the stage stored
             **report_files(outcome.results, manifest=manifest, predictions=outcome.predictions),
             "manifest.json": _json(manifest),
         }
         for filename, content in files.items():
-            atomic_write(out / filename, content.encode("utf-8", "surrogatepass"))
+            data = content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass")
+            atomic_write(out / filename, data)
         last_run = {
             "started": started.isoformat(timespec="seconds"),
             "finished": finished.isoformat(timespec="seconds"),
