@@ -41,6 +41,7 @@ from llmrec.spec import ExecutorKind, Spec, parse_spec, spec_hash
 from llmrec.stages.evaluate import encode_predictions
 from llmrec.status import describe_run
 from llmrec.store import DiskRunStore, RunLockedError, StageRecord, StoreError, atomic_write
+from llmrec.tokens import counts_remembered
 
 __all__ = ["main"]
 
@@ -667,19 +668,21 @@ def _estimate_with(
     executor: Executor,
 ) -> tuple[CostEstimate, tuple[str, ...]]:
     """
-    The estimate of a run over its store (the cheap stages it needs are stored, or reused).
+    The estimate of a run over its store (the cheap stages it needs are stored, or reused); each
+    distinct text is tokenised once.
     """
-    return estimate_run(
-        spec,
-        dataset,
-        store=store,
-        data_fingerprint=_fingerprint(spec),
-        version=llmrec_version(),
-        prices=default_prices(),
-        progress=progress,
-        executor=executor,
-        source=source,
-    )
+    with counts_remembered():
+        return estimate_run(
+            spec,
+            dataset,
+            store=store,
+            data_fingerprint=_fingerprint(spec),
+            version=llmrec_version(),
+            prices=default_prices(),
+            progress=progress,
+            executor=executor,
+            source=source,
+        )
 
 
 def _executor(spec: Spec, kind: ExecutorKind | None, workers: int | None) -> Executor:
