@@ -6,16 +6,19 @@ the reference), so the results stay the same bytes.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import llmrec.parsing as parsing
+import llmrec.tokens as tokens
 from llmrec.baselines import _profile_key, fit_random
 from llmrec.data import Movies
 from llmrec.metrics import METRICS, metric_names, parse_metric, score_list
 from llmrec.parsing import TitleMatcher
 from llmrec.results import Prediction, PredictionItem
 from llmrec.stages.evaluate import decode_predictions, encode_predictions
+from llmrec.tokens import count_text, counts_remembered
 
 # --- score_list: the hits found once --------------------------------------------------------------
 
@@ -159,3 +162,42 @@ def test_remembered_bytes_are_not_given_for_other_predictions():
     kept = encode_predictions(first, remember=True)
     assert encode_predictions(other) == encode_predictions(_predictions(3))
     assert encode_predictions(first) is not kept
+
+
+# --- token counts remembered for one estimate -------------------------------------------------------
+
+
+def test_counts_remembered_tokenises_each_text_once(monkeypatch):
+    """Inside the block a text is counted once (the same count); outside, the small cache is used."""
+    texts = [f"{i}. Movie number {i} (19{i % 100:02d})" for i in range(9000)]
+    want = [count_text(t, "o200k_base") for t in texts]
+    calls: list[str] = []
+    real = tokens._count.__wrapped__
+
+    def counting(text: str, encoding: str) -> int:
+        calls.append(text)
+        return real(text, encoding)
+
+    monkeypatch.setattr(tokens, "_count", counting)
+    with counts_remembered():
+        first = [count_text(t, "o200k_base") for t in texts]
+        second = [count_text(t, "o200k_base") for t in texts]
+
+    assert first == second == want
+    assert len(calls) == len(texts)
+    assert count_text(texts[0], "o200k_base") == want[0]
+    assert len(calls) == len(texts) + 1  # the block's counts are gone once it ends
+
+
+# --- Movies.display by id ---------------------------------------------------------------------------
+
+
+def test_display_by_id_is_format_title():
+    """Python ints, numpy ints and unknown ids answer as index_of and format_title do."""
+    movies = Movies(ids=np.array([3, 7, 9]), years=np.array([1999, 0, 2004]), titles=("A", "B", "C"))
+
+    assert [movies.display(m) for m in (3, 7, 9)] == ["A (1999)", "B", "C (2004)"]
+    assert [movies.display(m) for m in np.array([9, 3])] == ["C (2004)", "A (1999)"]
+    for unknown in (0, 8, -1, 10):
+        with pytest.raises(KeyError):
+            movies.display(unknown)
