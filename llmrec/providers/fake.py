@@ -261,13 +261,18 @@ class FakeProvider(ChatCompleter, FineTuner, BatchChat):
     def _save(self, kind: str, ident: str, data: Any) -> None:
         if self._state_dir is None:
             return
-        state = _STATE.unstructure(data)
         if kind == "jobs":
             # a job's request (every training example: megabytes for 10,000 users) never changes:
-            # written once beside the jobs, not again with each poll's state
-            request = state.pop("request")
+            # written once beside the jobs, not again (nor unstructured again) with each poll's state
             if not (self._state_dir / "requests" / f"{ident}.json").is_file():
-                self._write("requests", ident, request)
+                self._write("requests", ident, _STATE.unstructure(data.request))
+            state = {
+                f.name: _STATE.unstructure(getattr(data, f.name))
+                for f in attrs.fields(type(data))
+                if f.name != "request"
+            }
+        else:
+            state = _STATE.unstructure(data)
         self._write(kind, ident, state)
 
     def _write(self, kind: str, ident: str, data: Any) -> None:

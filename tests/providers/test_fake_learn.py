@@ -4,6 +4,7 @@ The fake fine-tune's counting (``_learn``, columnar) against the Counter loop it
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter, defaultdict
 
@@ -62,3 +63,21 @@ def test_learn_finds_a_planted_association():
 
     assert {p: [a for a, _ in v] for p, v in got.items()} == {"A": ["B"], "C": ["D"]}
     assert got["A"][0][1] == (10 - 5) / math.sqrt(6)
+
+
+def test_job_state_is_the_whole_job_without_its_request(tmp_path):
+    """Each poll writes the job as unstructuring all of it and dropping the request wrote it."""
+    from tests.providers.test_fake import CATALOGUE, _training
+
+    provider = fake.FakeProvider(CATALOGUE, state_dir=tmp_path)
+    job = provider.submit_finetune(_training(30))
+    for _ in range(3):
+        provider.poll_finetune(job)
+        state = provider._jobs[job.id]
+        want = fake._STATE.unstructure(state)
+        request = want.pop("request")
+
+        assert (tmp_path / "jobs" / f"{job.id}.json").read_text() == json.dumps(want, ensure_ascii=False)
+        assert json.loads((tmp_path / "requests" / f"{job.id}.json").read_text()) == request
+    again = fake.FakeProvider(CATALOGUE, state_dir=tmp_path)
+    assert again.poll_finetune(job).model == provider.poll_finetune(job).model is not None
