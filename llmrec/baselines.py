@@ -740,7 +740,9 @@ class RandomBaseline:
         """
         n = _check_n(n)
         seen = _profile(profile)
-        candidates = self.catalogue[~np.isin(self.catalogue, seen)]
+        keep = np.ones(len(self.catalogue), dtype=bool)
+        keep[_columns(self.catalogue, seen)] = False  # the catalogue is sorted: no np.isin needed
+        candidates = self.catalogue[keep]
         rng = np.random.default_rng([self.seed, _profile_key(seen)])
         out: list[int] = rng.choice(candidates, size=min(n, len(candidates)), replace=False).tolist()
         return out
@@ -1097,11 +1099,13 @@ def _top_many(
     if take == 0:
         return [[] for _ in cols]
     # the take-th largest score per row; everything above it is in, ties at it go by position
-    kth = -np.partition(-scores, take - 1, axis=1)[:, take - 1]
+    kth = np.partition(scores, size - take, axis=1)[:, size - take]
     above = scores > kth[:, None]
     level = scores == kth[:, None]
     need = take - above.sum(axis=1)
-    level &= np.cumsum(level, axis=1) <= need[:, None]
+    tied = np.flatnonzero(level.sum(axis=1) > need)  # only these rows have ties at it to cut
+    if len(tied):
+        level[tied] &= np.cumsum(level[tied], axis=1) <= need[tied, None]
     rows, pos = np.nonzero(above | level)
     order = np.lexsort((pos, -scores[rows, pos], rows))
     rows, pos = rows[order], pos[order]

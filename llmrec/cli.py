@@ -41,6 +41,7 @@ from llmrec.spec import ExecutorKind, Spec, parse_spec, spec_hash
 from llmrec.stages.evaluate import encode_predictions
 from llmrec.status import describe_run
 from llmrec.store import DiskRunStore, RunLockedError, StageRecord, StoreError, atomic_write
+from llmrec.tokens import counts_remembered
 
 __all__ = ["main"]
 
@@ -455,14 +456,15 @@ def _run(args: argparse.Namespace) -> int:
         manifest = _manifest(spec, spec_text, args.spec, outcome, records, backend)
         manifest["cost"] = _cost(spec, dataset, store, progress, args.spec, outcome, executor)
         out.mkdir(parents=True, exist_ok=True)
-        files = {
+        files: dict[str, str | bytes] = {
             "results.json": _json(outcome.results.to_dict()),
-            "predictions.jsonl": encode_predictions(outcome.predictions).decode("utf-8", "surrogatepass"),
+            "predictions.jsonl": encode_predictions(outcome.predictions),  # the bytes the stage stored
             **report_files(outcome.results, manifest=manifest, predictions=outcome.predictions),
             "manifest.json": _json(manifest),
         }
         for filename, content in files.items():
-            atomic_write(out / filename, content.encode("utf-8", "surrogatepass"))
+            data = content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass")
+            atomic_write(out / filename, data)
         last_run = {
             "started": started.isoformat(timespec="seconds"),
             "finished": finished.isoformat(timespec="seconds"),
@@ -669,19 +671,21 @@ def _estimate_with(
     executor: Executor,
 ) -> tuple[CostEstimate, tuple[str, ...]]:
     """
-    The estimate of a run over its store (the cheap stages it needs are stored, or reused).
+    The estimate of a run over its store (the cheap stages it needs are stored, or reused); each
+    distinct text is tokenised once.
     """
-    return estimate_run(
-        spec,
-        dataset,
-        store=store,
-        data_fingerprint=_fingerprint(spec),
-        version=llmrec_version(),
-        prices=default_prices(),
-        progress=progress,
-        executor=executor,
-        source=source,
-    )
+    with counts_remembered():
+        return estimate_run(
+            spec,
+            dataset,
+            store=store,
+            data_fingerprint=_fingerprint(spec),
+            version=llmrec_version(),
+            prices=default_prices(),
+            progress=progress,
+            executor=executor,
+            source=source,
+        )
 
 
 def _executor(spec: Spec, kind: ExecutorKind | None, workers: int | None) -> Executor:

@@ -20,6 +20,7 @@ The formulas and how they compare with trec_eval are in docs/metrics.md.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Collection, Sequence
@@ -208,12 +209,43 @@ def metric_names(ks: Sequence[int], *, extended: bool = False) -> tuple[str, ...
 def score_list(ranked: Ranked, relevant: Collection[int], names: Sequence[str]) -> tuple[float, ...]:
     """
     Every named metric for one user's list.
+
+    The same values as ``METRICS[base](ranked, relevant, k)`` name by name (the same arithmetic in
+    the same order), with the list's hits found once for all of them rather than once a metric.
     """
+    parsed = [_parse_metric(name) for name in names]
+    if not relevant:
+        return tuple(math.nan for _ in parsed)
+    found = hits(ranked, relevant)
+    n_relevant = len(relevant)
     out = []
-    for name in names:
-        base, k = parse_metric(name)
-        out.append(METRICS[base](ranked, relevant, k))
+    for base, k in parsed:
+        if base == "mrr":
+            out.append(next((1.0 / rank for rank, hit in enumerate(found, start=1) if hit), 0.0))
+        elif base == "map":
+            total = 0.0
+            seen = 0
+            for rank, hit in enumerate(found, start=1):
+                if hit:
+                    seen += 1
+                    total += seen / rank
+            out.append(total / n_relevant)
+        else:
+            top = found[: _check_k(k)]
+            if base in ("precision", "recall", "f1"):
+                p, r = sum(top) / _check_k(k), sum(top) / n_relevant
+                out.append(p if base == "precision" else r if base == "recall" else _f1(p, r))
+            else:
+                out.append(METRICS[base](ranked, relevant, k))
     return tuple(out)
+
+
+_parse_metric = functools.lru_cache(maxsize=256)(parse_metric)
+"""``parse_metric`` remembered: every user's list is scored on the same few names."""
+
+
+def _f1(p: float, r: float) -> float:
+    return 0.0 if p + r == 0 else 2 * p * r / (p + r)
 
 
 def _ideal(base: str, k: int | None, n_relevant: int, list_length: int) -> float:

@@ -173,6 +173,9 @@ _MAX_FUZZY_CHARS = 500
 """Longer (normalised) titles skip the fuzzy step: no movie title is this long (Netflix's longest has
 108 characters), and scoring 100,000 characters against 17,770 titles takes seconds."""
 
+_FUZZY_MEMO = 1 << 16
+"""Fuzzy lookups a ``TitleMatcher`` remembers (a few MiB): made-up titles recur across answers."""
+
 _Entries = dict[str, list[tuple[int, int]]]
 
 
@@ -206,6 +209,8 @@ class TitleMatcher:
                     self._alias[alias].append((movie_id, year))
         self._choices: list[str] = sorted({*self._normal, *self._alias})
         self._sorted_choices = [_token_sort(c) for c in self._choices]
+        # the best fuzzy choice of each token-sorted key looked up (answers repeat made-up titles)
+        self._fuzzy: dict[str, tuple[float, int] | None] = {}
 
     def match(self, title: str, year: int | None) -> tuple[tuple[int, ...], MatchKind]:
         """
@@ -246,15 +251,28 @@ class TitleMatcher:
             return _narrow(found, year), "normalized", None
         if fuzzy_threshold is None or not self._choices or len(key) > _MAX_FUZZY_CHARS:
             return (), "unmatched", None
-        best = process.extractOne(_token_sort(key), self._sorted_choices, scorer=fuzz.ratio, processor=None)
+        best = self._best_fuzzy(_token_sort(key))
         if best is None:
             return (), "unmatched", None
-        _, score, index = best
+        score, index = best
         if score < fuzzy_threshold:
             return (), "unmatched", float(score)
         choice = self._choices[index]
         entries = self._normal.get(choice) or self._alias[choice]
         return _narrow(entries, year), "fuzzy", float(score)
+
+    def _best_fuzzy(self, query: str) -> tuple[float, int] | None:
+        """
+        The best fuzzy choice for a token-sorted key (score, index in the choices), remembered for the
+        next answer that names it (up to ``_FUZZY_MEMO`` keys).
+        """
+        if query in self._fuzzy:
+            return self._fuzzy[query]
+        found = process.extractOne(query, self._sorted_choices, scorer=fuzz.ratio, processor=None)
+        best = None if found is None else (found[1], found[2])
+        if len(self._fuzzy) < _FUZZY_MEMO:
+            self._fuzzy[query] = best
+        return best
 
     def is_known(self, title: str, year: int | None = None) -> bool:
         """

@@ -15,10 +15,11 @@ example it is the cookbook's estimate of the tokens billed per epoch.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Literal, Protocol, cast, get_args
 
 import attrs
@@ -36,6 +37,7 @@ __all__ = [
     "count_example",
     "count_text",
     "count_training",
+    "counts_remembered",
     "encoding_for_model",
     "lookup_encoding",
 ]
@@ -119,7 +121,29 @@ def count_text(text: str, encoding: str) -> int:
     """
     if not text:
         return 0
+    if _remembered:
+        memo = _remembered[-1]
+        key = (text, encoding)
+        found = memo.get(key)
+        if found is None:
+            found = memo[key] = _count(text, _checked(encoding))
+        return found
     return _count(text, _checked(encoding))
+
+
+@contextlib.contextmanager
+def counts_remembered() -> Iterator[None]:
+    """
+    Within the block, ``count_text`` (and so every count here) tokenises each distinct text once:
+    the counts are kept until the block ends, whatever their number (the small cache of ``_count``
+    forgets them in a run's worth of examples). A cost estimate counts a training example's answer
+    for the expected output and again in the example, and each test user's prompt once per model.
+    """
+    _remembered.append({})
+    try:
+        yield
+    finally:
+        _remembered.pop()
 
 
 def count_chat(messages: Iterable[ChatMessage | Mapping[str, object]], model: str) -> int:
@@ -206,6 +230,10 @@ def _encoder(encoding: str) -> _Encoder:
         import bpe_openai
 
         return cast(_Encoder, bpe_openai.get_encoding(encoding))
+
+
+_remembered: list[dict[tuple[str, str], int]] = []
+"""The counts of the innermost ``counts_remembered`` block, by (text, encoding)."""
 
 
 # Prompts repeat: every example of a run shares its system text and many share titles, so a small

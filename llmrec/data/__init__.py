@@ -121,6 +121,9 @@ class Movies:
     years: npt.NDArray[np.int16] = attrs.field(converter=_i16, eq=False)
     titles: tuple[str, ...] = attrs.field(converter=_strs, eq=False)
     _lookup: npt.NDArray[np.int64] = attrs.field(init=False, eq=False, repr=False)
+    _shown: dict[int, str] | None = attrs.field(init=False, default=None, eq=False, repr=False)
+    """Every movie's ``display`` text by id, made at its first call (prompts and predictions ask
+    for one per movie of every user)."""
 
     def __attrs_post_init__(self) -> None:
         if not (len(self.ids) == len(self.years) == len(self.titles)):
@@ -138,7 +141,16 @@ class Movies:
         """
         "Title (Year)" for a movie id, or "Title" when the year is unknown.
         """
-        i = self.index_of(movie_id)
+        shown = self._shown
+        if shown is None:
+            shown = dict(
+                zip(self.ids.tolist(), map(format_title, self.titles, self.years.tolist()), strict=True)
+            )
+            object.__setattr__(self, "_shown", shown)
+        found = shown.get(movie_id) if type(movie_id) is int else None
+        if found is not None:
+            return found
+        i = self.index_of(movie_id)  # another integer type, or an unknown id (KeyError)
         return format_title(self.titles[i], int(self.years[i]))
 
     def index_of(self, movie_id: int) -> int:

@@ -32,7 +32,7 @@ import json
 import math
 import os
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,63 @@ def _list_items(text: str) -> list[str]:
 def _tokens(text: str) -> int:
     # A stand-in for a tokenizer: about four characters a token, at least one.
     return max(1, math.ceil(len(text) / 4))
+
+
+_LEARN_CHUNK = 1 << 14
+"""Training examples whose (prompt title, answer title) pairs ``_learn`` counts at a time."""
+
+
+def _learn(
+    pairs: Sequence[tuple[set[str], set[str]]], *, min_count: float, min_z: float
+) -> dict[str, tuple[tuple[str, float], ...]]:
+    """
+    For each prompt title, the answer titles it is evidence for, with their z-scores (sorted by
+    title): the (prompt title, answer title) pairs seen in at least ``min_count`` examples whose
+    count beats its expectation under independence by ``min_z``.
+
+    ``z = (count - expected) / sqrt(expected + 1)`` with ``expected = prompt count x answer count / n``
+    over the ``n`` examples; the pairs are counted as integer codes with ``np.unique``, a chunk of
+    examples at a time (the same floats as counting them one by one in ``Counter``s).
+    """
+    n = len(pairs)
+    codes: dict[str, int] = {}
+    prompts = [[codes.setdefault(t, len(codes)) for t in p] for p, _ in pairs]
+    answers = [[codes.setdefault(t, len(codes)) for t in a] for _, a in pairs]
+    size = len(codes)
+    if n == 0 or size == 0:
+        return {}
+    p_len = np.array([len(x) for x in prompts], dtype=np.int64)
+    a_len = np.array([len(x) for x in answers], dtype=np.int64)
+    p_flat = np.fromiter(itertools.chain.from_iterable(prompts), dtype=np.int64, count=int(p_len.sum()))
+    a_flat = np.fromiter(itertools.chain.from_iterable(answers), dtype=np.int64, count=int(a_len.sum()))
+    prompt_count = np.bincount(p_flat, minlength=size)
+    answer_count = np.bincount(a_flat, minlength=size)
+    p_start = np.cumsum(p_len) - p_len
+    a_start = np.cumsum(a_len) - a_len
+    found: list[np.ndarray[Any, np.dtype[np.int64]]] = []
+    counted: list[np.ndarray[Any, np.dtype[np.int64]]] = []
+    for lo in range(0, n, _LEARN_CHUNK):
+        hi = min(n, lo + _LEARN_CHUNK)
+        first, last = int(p_start[lo]), int(p_start[hi - 1] + p_len[hi - 1])
+        example = np.repeat(np.arange(lo, hi), p_len[lo:hi])  # the example of each prompt entry
+        reps = a_len[example]  # each prompt entry pairs with every answer title of its example
+        left = np.repeat(p_flat[first:last], reps)
+        block = np.repeat(np.cumsum(reps) - reps, reps)
+        right = a_flat[np.repeat(a_start[example], reps) + (np.arange(len(left)) - block)]
+        unique, count = np.unique(left * size + right, return_counts=True)
+        found.append(unique)
+        counted.append(count)
+    unique, inverse = np.unique(np.concatenate(found), return_inverse=True)
+    count = np.bincount(inverse, weights=np.concatenate(counted)).astype(np.int64)
+    p, a = np.divmod(unique, size)
+    expected = prompt_count[p] * answer_count[a] / n
+    z = (count - expected) / np.sqrt(expected + 1.0)
+    keep = (count >= min_count) & (z >= min_z)
+    titles = list(codes)
+    evidence: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    for pi, ai, zi in zip(p[keep].tolist(), a[keep].tolist(), z[keep].tolist(), strict=True):
+        evidence[titles[pi]].append((titles[ai], zi))
+    return {title: tuple(sorted(v)) for title, v in evidence.items()}
 
 
 def _content(request: FineTuneRequest) -> str:
@@ -204,13 +261,18 @@ class FakeProvider(ChatCompleter, FineTuner, BatchChat):
     def _save(self, kind: str, ident: str, data: Any) -> None:
         if self._state_dir is None:
             return
-        state = _STATE.unstructure(data)
         if kind == "jobs":
             # a job's request (every training example: megabytes for 10,000 users) never changes:
-            # written once beside the jobs, not again with each poll's state
-            request = state.pop("request")
+            # written once beside the jobs, not again (nor unstructured again) with each poll's state
             if not (self._state_dir / "requests" / f"{ident}.json").is_file():
-                self._write("requests", ident, request)
+                self._write("requests", ident, _STATE.unstructure(data.request))
+            state = {
+                f.name: _STATE.unstructure(getattr(data, f.name))
+                for f in attrs.fields(type(data))
+                if f.name != "request"
+            }
+        else:
+            state = _STATE.unstructure(data)
         self._write(kind, ident, state)
 
     def _write(self, kind: str, ident: str, data: Any) -> None:
@@ -330,16 +392,13 @@ class FakeProvider(ChatCompleter, FineTuner, BatchChat):
             self._event(state, "succeeded")
         self._save("jobs", job.id, state)
         examples = state.request.training
-        trained = (
+        trained = (  # counted once the job has succeeded, not on every poll
             sum(_tokens(m.content) for e in examples for m in e.messages)
             * state.request.hyperparameters.epochs
+            if status == "succeeded"
+            else None
         )
-        return JobState(
-            job_id=job.id,
-            status=status,
-            model=state.model,
-            trained_tokens=trained if status == "succeeded" else None,
-        )
+        return JobState(job_id=job.id, status=status, model=state.model, trained_tokens=trained)
 
     @override
     def finetune_events(self, job: FineTuneJob, after: str | None = None) -> tuple[JobEvent, ...]:
@@ -365,24 +424,11 @@ class FakeProvider(ChatCompleter, FineTuner, BatchChat):
             user = next((m.content for m in example.messages if m.role == "user"), "")
             answer = next((m.content for m in example.messages if m.role == "assistant"), "")
             pairs.append((set(_list_items(user)), set(_list_items(answer))))
-        n = len(pairs)
-        prompt_count: Counter[str] = Counter()
-        answer_count: Counter[str] = Counter()
-        joint: Counter[tuple[str, str]] = Counter()
-        for prompt_titles, answer_titles in pairs:
-            prompt_count.update(prompt_titles)
-            answer_count.update(answer_titles)
-            joint.update((p, a) for p in prompt_titles for a in answer_titles)
-        evidence: dict[str, list[tuple[str, float]]] = defaultdict(list)
-        for (p, a), count in joint.items():
-            expected = prompt_count[p] * answer_count[a] / n
-            z = (count - expected) / math.sqrt(expected + 1.0)
-            if count >= self._min_count and z >= self._min_z:
-                evidence[p].append((a, z))
+        evidence = _learn(pairs, min_count=self._min_count, min_z=self._min_z)
         model = f"ft:{request.base_model}:{request.suffix}:{job_id[-8:]}"
         self._models[model] = _Association(
             base_model=request.base_model,
-            evidence={p: tuple(sorted(v)) for p, v in evidence.items()},
+            evidence=evidence,
             pairs=sum(len(v) for v in evidence.values()),
         )
         return model

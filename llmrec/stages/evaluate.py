@@ -639,15 +639,36 @@ def _funnel(truth: GroundTruth, max_size: int) -> Funnel:
     )
 
 
-def encode_predictions(predictions: Sequence[Prediction]) -> bytes:
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=True)
+"""What ``json.dumps(record, ensure_ascii=False, allow_nan=True)`` would build for every record."""
+
+_remembered: list[tuple[tuple[Prediction, ...], bytes]] = []
+"""The last predictions encoded with ``remember=True`` and their bytes (at most one entry)."""
+
+
+def encode_predictions(predictions: Sequence[Prediction], *, remember: bool = False) -> bytes:
     """
     Predictions as JSONL, one record per line with its schema version.
+
+    With ``remember``, the bytes are kept for the next call with the same tuple (the same object),
+    which takes them instead of encoding again (the stage stores the predictions, then the report
+    writes the same bytes: at every eligible user, hundreds of megabytes encoded once).
     """
+    if _remembered:
+        known, data = _remembered[0]
+        if known is predictions:
+            if not remember:
+                _remembered.clear()
+            return data
     out = []
     for p in predictions:
         record = {"schema_version": PREDICTIONS_SCHEMA_VERSION, **CONVERTER.unstructure(p)}
-        out.append(json.dumps(record, ensure_ascii=False, allow_nan=True))
-    return "".join(line + "\n" for line in out).encode("utf-8", "surrogatepass")
+        out.append(_JSON.encode(record))
+    encoded = "".join(line + "\n" for line in out).encode("utf-8", "surrogatepass")
+    _remembered.clear()
+    if remember and isinstance(predictions, tuple):
+        _remembered.append((predictions, encoded))
+    return encoded
 
 
 def decode_predictions(data: bytes, what: str = "predictions.jsonl") -> tuple[Prediction, ...]:
@@ -670,7 +691,7 @@ def save(folder: StageDir, value: Evaluated) -> None:
     """
     Store the results and the predictions.
     """
-    folder.write_bytes("predictions.jsonl", encode_predictions(value.predictions))
+    folder.write_bytes("predictions.jsonl", encode_predictions(value.predictions, remember=True))
     folder.write_json("results", value.results.to_dict())
 
 
