@@ -309,6 +309,7 @@ def run_stages(
         DataError: when a variant has no test (or training) users, or too few for a paid run.
         ProviderError: when a backend fails or lacks a capability the spec needs.
     """
+    executor = executor or executor_for(workers)
     cheap = _cheap_stages(
         spec,
         dataset,
@@ -316,7 +317,7 @@ def run_stages(
         data_fingerprint=data_fingerprint,
         version=version,
         progress=progress,
-        executor=executor or executor_for(workers),
+        executor=executor,
         source=source,
     )
     stages, plans, key_data, seeds, loaded = (
@@ -387,6 +388,7 @@ def run_stages(
                     plan.files,
                     fitted,
                     lambda k, n, stage=stage: progress(stage, k, n),  # type: ignore[misc]
+                    executor,
                 ),
                 baselines_stage.save,
                 baselines_stage.load,
@@ -700,6 +702,7 @@ def estimate_run(
     Returns:
         The estimate and the funnel lines (one per variant and seed).
     """
+    executor = executor or executor_for(workers)
     cheap = _cheap_stages(
         spec,
         dataset,
@@ -707,7 +710,7 @@ def estimate_run(
         data_fingerprint=data_fingerprint,
         version=version,
         progress=progress,
-        executor=executor or executor_for(workers),
+        executor=executor,
         source=source,
     )
     kind = spec.provider.kind

@@ -31,6 +31,7 @@ from llmrec.baselines import (
 )
 from llmrec.codec import CONVERTER
 from llmrec.data import Dataset
+from llmrec.executor import Executor
 from llmrec.ground_truth import ratings_before
 from llmrec.keys import stage_key
 from llmrec.ragged import Ragged
@@ -119,10 +120,12 @@ def compute(
     files: TrainingFiles,
     shared: MutableMapping[tuple[int, int | None], SeedFits],
     progress: Callable[[int, int], None],
+    executor: Executor | None = None,
 ) -> BaselineLists:
     """
     Choose the settings on the validation users, fit (or reuse the seed's fitted) baselines and rank
-    for every test user of the variant.
+    for every test user of the variant; the test users' lists are tasks of ``executor`` (in this
+    process without one), which changes no list.
     """
     kinds = evaluation.baselines
     candidates = len(grid(evaluation))
@@ -171,7 +174,7 @@ def compute(
         fitted.append(found)
     lists_out: list[Ragged[np.int64]] = []
     for j, baseline in enumerate(fitted):
-        rows = recommend_many(baseline, [truth.profiles[i] for i in files.members["test"]], n)
+        rows = recommend_in_tasks(executor, baseline, [truth.profiles[i] for i in files.members["test"]], n)
         lists_out.append(Ragged.from_rows(rows, np.int64))
         progress(candidates + j + 1, steps)
     return BaselineLists(
@@ -181,6 +184,33 @@ def compute(
         lists=tuple(lists_out),
         tuning=tuning,
     )
+
+
+def recommend_in_tasks(
+    executor: Executor | None, baseline: Baseline, profiles: Sequence[npt.ArrayLike], n: int
+) -> list[list[int]]:
+    """
+    ``recommend_many(baseline, profiles, n)``, in pieces of profiles handed to ``executor`` (about
+    ``_TASKS_PER_WORKER`` per worker, at least ``_MIN_TASK_PROFILES`` each; fewer profiles than that
+    are ranked here). Each list depends on its profile alone, so the lists are the same.
+    """
+    if executor is None or executor.parallelism < 2 or len(profiles) < 2 * _MIN_TASK_PROFILES:
+        return recommend_many(baseline, profiles, n)
+    per = max(_MIN_TASK_PROFILES, -(-len(profiles) // (executor.parallelism * _TASKS_PER_WORKER)))
+    tasks = [list(profiles[a : a + per]) for a in range(0, len(profiles), per)]
+    parts = executor.map(_recommend_task, (baseline, n), tasks)
+    return [row for part in parts for row in part]
+
+
+_MIN_TASK_PROFILES = 500
+"""Profiles per task at least (a task costs a fork's share and the pickling of its lists)."""
+_TASKS_PER_WORKER = 4
+
+
+def _recommend_task(shared: tuple[Baseline, int], profiles: list[npt.ArrayLike]) -> list[list[int]]:
+    """One executor task: the lists of a piece of the profiles."""
+    baseline, n = shared
+    return recommend_many(baseline, profiles, n)
 
 
 def _validation_lists(
