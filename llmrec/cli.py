@@ -404,15 +404,15 @@ def _run(args: argparse.Namespace) -> int:
     _check_paths(args.spec, out, runs)
     _check_inputs(spec, args.spec)
     run_dir = runs / name
-    if args.fresh and run_dir.exists():
-        import shutil
-
-        shutil.rmtree(run_dir / "stages", ignore_errors=True)
-        shutil.rmtree(run_dir / "fake-service", ignore_errors=True)
     progress = make_progress(quiet=args.quiet, stream=sys.stderr)
     executor = _executor(spec, args.executor, args.workers)
     store = DiskRunStore(run_dir, durable=spec.provider.kind != "fake")
     try:
+        if args.fresh:  # only once the lock is held: never under another run's feet
+            import shutil
+
+            shutil.rmtree(run_dir / "stages", ignore_errors=True)
+            shutil.rmtree(run_dir / "fake-service", ignore_errors=True)
         dataset = _dataset_loader(spec, runs, progress)
         expected = (json.dumps(expected_stages(spec), indent=1) + "\n").encode("utf-8")
         atomic_write(run_dir / "expected.json", expected)

@@ -217,6 +217,44 @@ def test_two_runs_on_one_store_one_runs_one_refuses(reference):
     assert (root / "out-two" / "results.json").read_bytes() == expected
 
 
+def test_two_real_runs_on_one_store_one_runs_one_refuses(reference):
+    """Two `llmrec run`s on one run folder: while the first is under way (frozen with SIGSTOP so the
+    test does not race it), the second exits 1 naming the first's pid, and a second with --fresh
+    deletes nothing; the first then finishes with the reference bytes."""
+    root, expected = reference
+    command = [sys.executable, "-m", "llmrec.cli", "run", "spec.toml", "--runs", "runs-real", "--out"]
+    first = subprocess.Popen([*command, "out-real"], cwd=root, stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stderr is not None
+        for line in first.stderr:  # the lock is taken before any stage runs
+            if "ground truth" in line:
+                break
+        first.send_signal(signal.SIGSTOP)
+        held = sorted(p.name for p in (root / "runs-real" / "kill" / "stages").iterdir())
+        second = _run(root, "runs-real", "out-second")
+        fresh = subprocess.run(
+            [*command, "out-fresh", "--quiet", "--fresh"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert sorted(p.name for p in (root / "runs-real" / "kill" / "stages").iterdir()) == held
+    finally:
+        first.send_signal(signal.SIGCONT)
+    err = _rest_of_stderr(first, group=False)
+
+    assert first.returncode == 0, err
+    assert (root / "out-real" / "results.json").read_bytes() == expected
+    for refused in (second, fresh):
+        assert refused.returncode == 1
+        assert refused.stderr.startswith("error: runs-real/kill is in use by another llmrec run ")
+        assert f"(pid {first.pid} on " in refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert not (root / "out-second").exists()
+    assert not (root / "out-fresh").exists()
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signals_exit_with_one_line(reference, sig, code):
     """Ctrl-C and SIGTERM mid-run exit 130 / 143 with one error line and no traceback."""
