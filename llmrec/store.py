@@ -289,10 +289,10 @@ class RunStore(Protocol):
 _RECORD_SCHEMA = 1
 
 
-def _record_from(data: Mapping[str, Any]) -> StageRecord:
+def _record_from(data: Mapping[str, Any], what: str = "a stage record") -> StageRecord:
     from llmrec.codec import CONVERTER, check_schema
 
-    check_schema(data, _RECORD_SCHEMA, "a stage record")
+    check_schema(data, _RECORD_SCHEMA, what)
     return CONVERTER.structure({k: v for k, v in data.items() if k != "schema_version"}, StageRecord)
 
 
@@ -451,7 +451,7 @@ class _DiskStage:
     @property
     def record(self) -> StageRecord | None:
         data = self.read_json("record")
-        return _record_from(data) if isinstance(data, dict) else None
+        return _record_from(data, str(self._path("record", ".json"))) if isinstance(data, dict) else None
 
 
 class DiskRunStore:

@@ -127,3 +127,50 @@ def test_temporary_files_of_interrupted_writes_are_removed_on_open(tmp_path):
     assert store.cleaned == 1
     assert not stale.exists()
     store.close()
+
+
+def test_unknown_schema_versions_are_refused_with_a_clear_message(tmp_path, capsys):
+    """A stage record, results.json or a prediction of a schema this llmrec does not know is refused,
+    naming the document and both versions (never read as if it were the known shape)."""
+    from llmrec import cli
+    from llmrec.results import PREDICTIONS_SCHEMA_VERSION, SCHEMA_VERSION, Results
+    from llmrec.stages.evaluate import decode_predictions
+
+    store = DiskRunStore(tmp_path / "run")
+    folder = store.stage("sample", "abc")
+    folder.finish(_record("abc"))
+    path = tmp_path / "run" / "stages" / "sample-abc" / "record.json"
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == 1
+    path.write_text(json.dumps({**data, "schema_version": 99}))
+    with pytest.raises(StoreError) as record:
+        _ = store.stage("sample", "abc").record
+    store.close()
+    assert str(record.value) == (
+        f"{path} has schema_version 99; this llmrec reads version 1 "
+        "(rerun the experiment, or use the llmrec version that wrote it)"
+    )
+
+    results = Results(experiment="x", title="t", metric_names=(), variants=()).to_dict()
+    with pytest.raises(
+        StoreError, match=rf"^results.json has schema_version 99; this llmrec reads version {SCHEMA_VERSION} "
+    ):
+        Results.from_dict({**results, "schema_version": 99})
+    with pytest.raises(StoreError, match=r"^results.json has schema_version None; "):
+        Results.from_dict({k: v for k, v in results.items() if k != "schema_version"})
+    with pytest.raises(
+        StoreError,
+        match=rf"^p.jsonl has schema_version 7; this llmrec reads version {PREDICTIONS_SCHEMA_VERSION} ",
+    ):
+        decode_predictions(b'{"schema_version": 7}\n', "p.jsonl")
+
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "results.json").write_text(json.dumps({**results, "schema_version": 99}))
+    code = cli.main(["report", str(report), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.splitlines() == [
+        f"error: {report / 'results.json'} has schema_version 99; this llmrec reads version {SCHEMA_VERSION} "
+        "(rerun the experiment, or use the llmrec version that wrote it)"
+    ]
