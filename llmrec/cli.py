@@ -40,7 +40,14 @@ from llmrec.report import report_files
 from llmrec.spec import ExecutorKind, Spec, parse_spec, spec_hash
 from llmrec.stages.evaluate import encode_predictions
 from llmrec.status import describe_run
-from llmrec.store import DiskRunStore, RunLockedError, StageRecord, StoreError, atomic_write
+from llmrec.store import (
+    DiskRunStore,
+    RunLockedError,
+    StageRecord,
+    StoreError,
+    atomic_write,
+    remove_stale_temporaries,
+)
 
 __all__ = ["main"]
 
@@ -452,6 +459,7 @@ def _run(args: argparse.Namespace) -> int:
         manifest = _manifest(spec, spec_text, args.spec, outcome, records, backend)
         manifest["cost"] = _cost(spec, dataset, store, progress, args.spec, outcome, executor)
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)  # left by a run killed while it wrote this folder
         files = {
             "results.json": _json(outcome.results.to_dict()),
             "predictions.jsonl": encode_predictions(outcome.predictions).decode("utf-8", "surrogatepass"),

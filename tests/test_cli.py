@@ -267,8 +267,15 @@ def test_rerun_reuses_stored_answers_and_gives_identical_results(workdir, capsys
     assert cli.main(["run", "small.toml", "--quiet"]) == 0
     folder = workdir / "reports/small"
     first = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    # temporaries a killed run left mid-write (its pid is gone: no pid is this high)
+    stale = [folder / ".results.json.99999999.tmp", workdir / "runs/small/.last-run.json.99999999.tmp"]
+    stale += [next(folder.glob("*/")) / ".page.html.99999999.tmp"]
+    for path in stale:
+        path.write_bytes(b"half")
     assert cli.main(["run", "small.toml", "--quiet"]) == 0
     last_run = json.loads((workdir / "runs/small/last-run.json").read_text())
+
+    assert not [path for path in stale if path.exists()]
 
     assert {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == first
     assert last_run["answers_reused_from_run_state"] > 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -108,6 +109,7 @@ def _answers(run_dir: Path) -> tuple[Counter[str], Counter[str]]:
 
 
 KILLS = [
+    ("stage-done:load:1", "load"),
     ("stage-done:sample:1", "sample"),
     ("stage-done:ground_truth:2", "ground_truth"),
     ("stage-done:training_files:1", "training_files"),
@@ -117,7 +119,8 @@ KILLS = [
     ("stage-done:infer:3", "infer"),
     ("stage-done:baselines:1", "baselines"),
     ("stage-done:evaluate:1", "evaluate"),
-    ("before-rename:4", None),
+    ("before-rename:1", None),  # expected.json, in the run folder itself
+    ("before-rename:4", None),  # a stage's part
     ("log-torn:30", None),
     ("log-torn-utf8:5", None),
 ]
@@ -156,7 +159,18 @@ def test_kill_and_rerun_gives_identical_results(reference, failpoint, kind):
         jobs = list((run_dir / "fake-service" / "jobs").glob("*.json"))
         assert len(jobs) == 1
         assert not list(run_dir.glob("stages/finetune_*/job.json"))
+    if failpoint.startswith("before-rename"):  # the temporary file was written, not yet renamed
+        assert len(list(run_dir.rglob(".*.tmp"))) == 1
+    if failpoint.startswith("log-torn"):  # one log ends in half a record
+        torn = [p for p in run_dir.rglob("*.jsonl") if not p.read_bytes().endswith(b"\n")]
+        assert len(torn) == 1
+        tail = torn[0].read_bytes().rsplit(b"\n", 1)[-1]
+        assert tail.startswith(b"{")
+        if failpoint.startswith("log-torn-utf8"):  # cut inside a multi-byte character
+            with pytest.raises(UnicodeDecodeError):
+                tail.decode("utf-8")
     before = _answers(run_dir)[1]
+    in_flight = sum(int(n) for n in re.findall(r"(\d+) in flight at the stop", _status(run_dir)))
 
     rerun = _run(root, runs, out)
 
@@ -168,6 +182,12 @@ def test_kill_and_rerun_gives_identical_results(reference, failpoint, kind):
     # concurrency) was in flight at the kill and is sent twice
     assert all(sent[fp] == 1 for fp in before)
     assert sum(1 for n in sent.values() if n > 1) <= 1
+    # `llmrec status` counted the requests in flight at the kill; the rerun sent exactly those again
+    # and says so
+    last_run = json.loads((run_dir / "last-run.json").read_text())
+    assert last_run["requests_sent_again_after_a_stop"] == in_flight
+    assert sum(1 for n in sent.values() if n > 1) == in_flight
+    assert list(run_dir.rglob(".*.tmp")) == []  # temporaries of the killed write were removed
     if failpoint.startswith("finetune-created"):
         # the first variant's job was found by its idempotency key, not submitted again
         assert len(list((run_dir / "fake-service" / "jobs").glob("*.json"))) == 2
@@ -181,6 +201,18 @@ def test_kill_and_rerun_gives_identical_results(reference, failpoint, kind):
                 check=True,
             ).stdout
         )
+
+
+def _status(run_dir: Path) -> str:
+    """What `llmrec status` prints ("" for a run folder that has no stage yet)."""
+    if not (run_dir / "stages").is_dir():
+        return ""
+    return subprocess.run(
+        [sys.executable, "-m", "llmrec.cli", "status", str(run_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 def test_two_runs_on_one_store_one_runs_one_refuses(reference):

@@ -5,6 +5,7 @@ The run store: atomic writes, logs that survive kills, the run lock, temporary-f
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -12,7 +13,15 @@ import time
 import numpy as np
 import pytest
 
-from llmrec.store import AppendLog, DiskRunStore, MemoryRunStore, RunLockedError, StageRecord, StoreError
+from llmrec.store import (
+    AppendLog,
+    DiskRunStore,
+    MemoryRunStore,
+    RunLockedError,
+    StageRecord,
+    StoreError,
+    remove_stale_temporaries,
+)
 
 
 def _record(key: str = "k") -> StageRecord:
@@ -116,17 +125,37 @@ def test_second_process_is_refused_while_the_first_holds_the_run(tmp_path):
 
 
 def test_temporary_files_of_interrupted_writes_are_removed_on_open(tmp_path):
-    """A .tmp file left by a killed atomic write is cleaned up when the store is next opened."""
+    """A .tmp file left by a killed atomic write (in a stage, or in the run folder itself) is cleaned
+    up when the store is next opened."""
     stale = tmp_path / "run" / "stages" / "sample-abc" / ".sample.npz.123.tmp"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"half")
+    (tmp_path / "run" / ".expected.json.123.tmp").write_bytes(b"half")
 
     store = DiskRunStore(tmp_path / "run")
     time.sleep(0)
 
-    assert store.cleaned == 1
+    assert store.cleaned == 2
     assert not stale.exists()
+    assert not (tmp_path / "run" / ".expected.json.123.tmp").exists()
     store.close()
+
+
+def test_stale_temporaries_of_a_report_folder_are_removed_unless_their_writer_lives(tmp_path):
+    """In a folder no lock guards, a writer's temporary is removed only once its process is gone."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "explorer").mkdir()
+    gone = [tmp_path / f".index.html.{dead.pid}.tmp", tmp_path / "explorer" / f".a.json.{dead.pid}.tmp"]
+    alive = tmp_path / f".results.json.{os.getppid()}.tmp"
+    other = tmp_path / ".notes.tmp"  # not an atomic write's name: not ours to remove
+    for path in [*gone, alive, other]:
+        path.write_bytes(b"half")
+
+    assert remove_stale_temporaries(tmp_path) == 2
+    assert [p.exists() for p in gone] == [False, False]
+    assert alive.exists()
+    assert other.exists()
 
 
 def test_unknown_schema_versions_are_refused_with_a_clear_message(tmp_path, capsys):
