@@ -16,6 +16,7 @@ import pytest
 
 from llmrec import cli
 from llmrec.data.synthetic import generate_synthetic
+from llmrec.pipeline import expected_stages
 from llmrec.spec import parse_spec
 
 SMALL = """
@@ -95,6 +96,18 @@ def test_run_writes_the_report_folder(published):
     assert manifest["schema_version"] == 2
     assert manifest["spec_text"] == SMALL
     assert len(manifest["spec_hash"]) == 16
+    # every stage the run computed, with its key and recorded timing
+    stages = {s["stage"]: s for s in manifest["stages"]}
+    assert sorted(stages) == sorted(expected_stages(parse_spec(SMALL)))
+    records = {
+        r["stage"]: r
+        for r in map(json.loads, map(Path.read_text, published.glob("runs/small/stages/*/record.json")))
+    }
+    for name, stage in stages.items():
+        assert stage["key"] == records[name]["key"]
+        assert stage["seconds"] == records[name]["seconds"] >= 0
+        assert stage["finished"] == records[name]["finished"]
+    assert stages["evaluate"]["seconds"] > 0
     assert "Table 2" in html
     assert "Table 3" in html
     assert "Figure 2" in html

@@ -203,3 +203,49 @@ def test_unknown_schema_versions_are_refused_with_a_clear_message(tmp_path, caps
         f"error: {report / 'results.json'} has schema_version 99; this llmrec reads version {SCHEMA_VERSION} "
         "(rerun the experiment, or use the llmrec version that wrote it)"
     ]
+
+
+def test_status_lists_done_partial_and_missing_stages(tmp_path):
+    """`llmrec status`: a done stage with its key, seconds, counts, job id and spend; a partial one with
+    k of n and the requests in flight at the stop; the stages not started as missing; the total spend."""
+    from llmrec.status import describe_run
+
+    root = tmp_path / "run"
+    store = DiskRunStore(root)
+    done = store.stage("finetune/v1", "k1")
+    done.write_json("job", {"id": "ftjob-123", "how": "submitted"})
+    done.finish(
+        StageRecord(
+            stage="finetune/v1",
+            kind="finetune",
+            key="k1",
+            seconds=12.5,
+            finished="2026-12-01T00:00:00",
+            counts=(("trained_tokens", 12345),),
+            notes=(("job", "ftjob-123"), ("model", "ft:m:1")),
+            spend_usd=0.25,
+        )
+    )
+    partial = store.stage("infer/v1/baseline", "k2")
+    partial.write_json("plan", {"total": 5})
+    log = partial.log("answers")
+    for fp in ("a", "b", "c"):
+        log.append({"t": "sent", "fp": fp})
+        log.append({"t": "answer", "fp": fp, "result": {}})
+    log.append({"t": "sent", "fp": "d"})
+    store.close()
+    (root / "expected.json").write_text(json.dumps(["finetune/v1", "infer/v1/baseline", "evaluate"]))
+
+    lines = list(describe_run(root))
+
+    assert lines[0].split() == ["state", "stage", "key", "seconds", "details"]
+    assert lines[1].split() == [
+        "done", "finetune_v1", "k1", "12.50", "job", "ftjob-123;", "trained_tokens", "12,345;", "model",
+        "ft:m:1;", "$0.2500",
+    ]  # fmt: skip
+    assert lines[2].split(None, 5) == [
+        "partial", "3/5", "infer_v1_baseline", "k2", "-", "1 in flight at the stop (sent again on resume)"
+    ]  # fmt: skip
+    assert lines[3].split() == ["missing", "evaluate", "-", "-"]
+    assert lines[-1] == "spend so far: $0.2500"
+    assert len(lines) == 5
