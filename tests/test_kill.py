@@ -323,6 +323,31 @@ def test_signals_exit_with_one_line(reference, sig, code):
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_during_start_up_prints_one_line(tmp_path, sig, code):
+    """Ctrl-C or SIGTERM while the `llmrec` command is still importing llmrec (a second or more):
+    one error line and its exit code, no traceback (the console script handles signals first)."""
+    script = Path(sys.executable).parent / "llmrec"
+    assert script.is_file(), "the llmrec console script is installed with the package"
+    proc = subprocess.Popen(
+        [str(script), "validate", "nothing.toml"], cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    # the interpreter's own start (before any of llmrec's code runs) is out of reach: wait until the
+    # console script has caught SIGTERM, the first thing it does, then signal while llmrec imports
+    caught = 0
+    deadline = time.monotonic() + 30
+    while not caught & (1 << (signal.SIGTERM - 1)) and time.monotonic() < deadline:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+    proc.send_signal(sig)
+    err = _rest_of_stderr(proc, group=False)
+
+    assert caught & (1 << (signal.SIGTERM - 1))
+    assert proc.returncode == code
+    assert "Traceback" not in err
+    assert err == f"error: {'interrupted' if code == 130 else 'terminated'} while starting; nothing was run\n"
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_to_the_group_during_parallel_ground_truth_prints_one_line(tmp_path, sig, code):
     """Ctrl-C (sent to the whole process group, as a terminal does) while forked workers derive the
     ground truth: one error line, no worker tracebacks, exit 130 (143 for SIGTERM)."""
