@@ -459,3 +459,17 @@ def test_out_path_that_is_a_file_is_bad_input(workdir, capsys):
     assert code == 2
     assert "--out taken/report: expected a folder, but taken is a file" in err
     assert not (workdir / "runs").exists()
+
+
+def test_runs_path_under_a_file_is_bad_input(workdir, capsys):
+    """--runs under a file exits 2 naming it, before any work (no report folder, no run folder)."""
+    (workdir / "taken").write_text("x")
+    code = cli.main(["run", "small.toml", "--quiet", "--runs", "taken/runs"])
+    err = capsys.readouterr().err
+
+    assert code == 2
+    assert err == (
+        "error: small.toml has 1 problem\n"
+        "  top level: --runs taken/runs: expected a folder, but taken is a file\n"
+    )
+    assert not (workdir / "reports").exists()
