@@ -473,3 +473,40 @@ def test_runs_path_under_a_file_is_bad_input(workdir, capsys):
         "  top level: --runs taken/runs: expected a folder, but taken is a file\n"
     )
     assert not (workdir / "reports").exists()
+
+
+def test_paid_run_refuses_too_few_test_users_unless_allow_small(workdir, monkeypatch, capsys):
+    """provider.kind = "openai" (here answered by the fake) with fewer test users than
+    evaluation.min_test_users: exit 2 before any fine-tune or request; --allow-small runs it, and the
+    report flags the variants."""
+    from llmrec.providers.base import as_backend
+    from llmrec.providers.fake import FakeProvider
+
+    fakes: list[FakeProvider] = []
+
+    def backend(spec, dataset, run_dir, progress):
+        fakes.append(FakeProvider(lambda: [dataset().movies.display(int(m)) for m in dataset().movies.ids]))
+        return as_backend(fakes[-1])
+
+    monkeypatch.setattr(cli, "_backend", backend)
+    monkeypatch.setattr(cli, "_probe", lambda spec, backend, run_dir, source: backend)
+    text = SMALL.replace("[finetune]", '[provider]\nkind = "openai"\n[finetune]') + (
+        "[evaluation]\nmin_test_users = 100000\nbaselines = []\n"
+    )
+    (workdir / "paid.toml").write_text(text, encoding="utf-8")
+
+    code = cli.main(["run", "paid.toml", "--quiet"])
+    err = capsys.readouterr().err
+
+    assert code == 2
+    assert err.startswith("error: paid.toml: profileData50 (")
+    assert err.endswith("a paid run refuses to start (pass --allow-small to run anyway)\n")
+    assert fakes[0].uploads == []
+    assert fakes[0].completions == []
+    assert not list((workdir / "runs" / "small" / "stages").glob("finetune_*"))
+    assert not (workdir / "reports").exists()
+
+    assert cli.main(["run", "paid.toml", "--quiet", "--allow-small"]) == 0
+    results = json.loads((workdir / "reports" / "small" / "results.json").read_text())
+    assert [v["min_test_users"] for v in results["variants"]] == [100000, 100000]
+    assert "Too few test users in profileData50" in (workdir / "reports" / "small" / "index.html").read_text()

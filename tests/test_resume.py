@@ -329,3 +329,53 @@ def _examples(dataset: Dataset, n: int) -> list[FineTuneExample]:
     titles = [dataset.movies.display(int(m)) for m in dataset.movies.ids]
     prompt = PromptSpec(n_recommendations=5)
     return [build_example(titles[i : i + 5], titles[i + 5 : i + 10], prompt) for i in range(n)]
+
+
+def test_upgrading_llmrec_recomputes_cheap_stages_and_never_pays_twice(spec, dataset, tmp_path):
+    """Another llmrec version: the cheap stages run again, fine-tunes and inference (keyed by content
+    only) are reused, and nothing is uploaded or asked."""
+    one = attrs.evolve(spec, experiment=attrs.evolve(spec.experiment, seeds=()))
+    store = MemoryRunStore()
+    first = run_stages(
+        one, lambda: dataset, as_backend(FakeProvider.for_movies(dataset.movies)), store=store,
+        data_fingerprint="synthetic", version="1.0",
+    )  # fmt: skip
+    provider = FakeProvider.for_movies(dataset.movies)
+    upgraded = run_stages(
+        one, lambda: dataset, as_backend(provider), store=store, data_fingerprint="synthetic", version="1.1"
+    )
+
+    assert {s.kind for s in upgraded.stages if s.computed} == {
+        "load",
+        "sample",
+        "ground_truth",
+        "training_files",
+        "evaluate",
+    }
+    assert {s.kind for s in upgraded.stages if not s.computed} == {"finetune", "infer"}
+    assert provider.uploads == []
+    assert provider.completions == []
+    assert upgraded.results == first.results
+
+
+def test_every_answer_is_archived_raw_with_its_ids(spec, dataset, tmp_path):
+    """Each answer is in its stage's log as the backend gave it: text, usage, finish reason, request id
+    and system fingerprint."""
+    one = attrs.evolve(spec, experiment=attrs.evolve(spec.experiment, seeds=()))
+    _on_disk(one, dataset, FakeProvider.for_movies(dataset.movies), tmp_path / "run")
+
+    logs = sorted((tmp_path / "run").glob("stages/infer_*/answers.jsonl"))
+    assert len(logs) == 4
+    records = [json.loads(line) for line in logs[0].read_text(encoding="utf-8").splitlines()]
+    answers = [r for r in records if r["t"] == "answer"]
+    assert answers
+    assert len([r for r in records if r["t"] == "sent"]) == len(answers)
+    for record in answers:
+        result = record["result"]
+        assert set(result) == {
+            "key", "model", "text", "usage", "finish_reason", "request_id", "system_fingerprint", "error"
+        }  # fmt: skip
+        assert result["text"]
+        assert set(result["usage"]) == {
+            "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "mode"
+        }  # fmt: skip
