@@ -40,7 +40,14 @@ from llmrec.report import report_files
 from llmrec.spec import ExecutorKind, Spec, parse_spec, spec_hash
 from llmrec.stages.evaluate import encode_predictions
 from llmrec.status import describe_run
-from llmrec.store import DiskRunStore, RunLockedError, StageRecord, StoreError, atomic_write
+from llmrec.store import (
+    DiskRunStore,
+    RunLockedError,
+    StageRecord,
+    StoreError,
+    atomic_write,
+    remove_stale_temporaries,
+)
 from llmrec.tokens import counts_remembered
 
 __all__ = ["main"]
@@ -408,15 +415,15 @@ def _run(args: argparse.Namespace) -> int:
     _check_paths(args.spec, out, runs)
     _check_inputs(spec, args.spec)
     run_dir = runs / name
-    if args.fresh and run_dir.exists():
-        import shutil
-
-        shutil.rmtree(run_dir / "stages", ignore_errors=True)
-        shutil.rmtree(run_dir / "fake-service", ignore_errors=True)
     progress = make_progress(quiet=args.quiet, stream=sys.stderr)
     executor = _executor(spec, args.executor, args.workers)
     store = DiskRunStore(run_dir, durable=spec.provider.kind != "fake")
     try:
+        if args.fresh:  # only once the lock is held: never under another run's feet
+            import shutil
+
+            shutil.rmtree(run_dir / "stages", ignore_errors=True)
+            shutil.rmtree(run_dir / "fake-service", ignore_errors=True)
         dataset = _dataset_loader(spec, runs, progress)
         expected = (json.dumps(expected_stages(spec), indent=1) + "\n").encode("utf-8")
         atomic_write(run_dir / "expected.json", expected)
@@ -456,6 +463,7 @@ def _run(args: argparse.Namespace) -> int:
         manifest = _manifest(spec, spec_text, args.spec, outcome, records, backend)
         manifest["cost"] = _cost(spec, dataset, store, progress, args.spec, outcome, executor)
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)  # left by a run killed while it wrote this folder
         files: dict[str, str | bytes] = {
             "results.json": _json(outcome.results.to_dict()),
             "predictions.jsonl": encode_predictions(outcome.predictions),  # the bytes the stage stored

@@ -1,5 +1,6 @@
 """
-The one cattrs converter for everything llmrec persists (results, predictions, stage records).
+The one cattrs converter for everything llmrec persists (results, predictions, stage records, stored
+answers, fine-tune job states and events).
 
 Pairs such as ``metrics: tuple[tuple[str, float], ...]`` are written as JSON objects and read back
 as pairs in their order; non-finite floats are kept (JSON ``NaN``, as Python's json writes it).

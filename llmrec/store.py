@@ -51,6 +51,7 @@ __all__ = [
     "StageRecord",
     "StoreError",
     "atomic_write",
+    "remove_stale_temporaries",
 ]
 
 Arrays = Mapping[str, npt.NDArray[Any]]
@@ -98,6 +99,40 @@ def atomic_write(path: Path, data: bytes) -> None:
     failpoint("before-rename")
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """
+    Remove the temporary files that atomic writes killed before their rename left under ``folder``
+    (a report folder: no lock guards it, so a file whose writer is still alive is left alone).
+
+    Returns:
+        How many were removed.
+    """
+    removed = 0
+    for path in folder.rglob(".*.tmp") if folder.is_dir() else ():
+        found = _TEMPORARY.match(path.name)
+        if found is None or not path.is_file():
+            continue
+        pid = int(found.group(1))
+        if pid != os.getpid() and _alive(pid):
+            continue
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _encode_record(record: Mapping[str, Any]) -> bytes:
@@ -289,10 +324,10 @@ class RunStore(Protocol):
 _RECORD_SCHEMA = 1
 
 
-def _record_from(data: Mapping[str, Any]) -> StageRecord:
+def _record_from(data: Mapping[str, Any], what: str = "a stage record") -> StageRecord:
     from llmrec.codec import CONVERTER, check_schema
 
-    check_schema(data, _RECORD_SCHEMA, "a stage record")
+    check_schema(data, _RECORD_SCHEMA, what)
     return CONVERTER.structure({k: v for k, v in data.items() if k != "schema_version"}, StageRecord)
 
 
@@ -451,7 +486,7 @@ class _DiskStage:
     @property
     def record(self) -> StageRecord | None:
         data = self.read_json("record")
-        return _record_from(data) if isinstance(data, dict) else None
+        return _record_from(data, str(self._path("record", ".json"))) if isinstance(data, dict) else None
 
 
 class DiskRunStore:
@@ -494,8 +529,9 @@ class DiskRunStore:
         self.cleaned = self._clean_temporaries()
 
     def _clean_temporaries(self) -> int:
-        # we hold the lock: no other process is mid-write in this directory
-        stale = list((self.root / "stages").glob("*/.*.tmp")) if (self.root / "stages").is_dir() else []
+        # we hold the lock: no other process is mid-write in this directory (its own files, or a stage's)
+        stale = list(self.root.glob(".*.tmp"))
+        stale += list((self.root / "stages").glob("*/.*.tmp")) if (self.root / "stages").is_dir() else []
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)

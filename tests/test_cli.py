@@ -16,6 +16,7 @@ import pytest
 
 from llmrec import cli
 from llmrec.data.synthetic import generate_synthetic
+from llmrec.pipeline import expected_stages
 from llmrec.spec import parse_spec
 
 SMALL = """
@@ -104,6 +105,18 @@ def test_run_writes_the_report_folder(published):
     assert all(m["model"].startswith("ft:") for m in manifest["models"] if m["role"] == "finetuned")
     assert manifest["finished"].endswith("Z")
     assert all(s["finished"] for s in manifest["stages"])
+    # every stage the run computed, with its key and recorded timing
+    stages = {s["stage"]: s for s in manifest["stages"]}
+    assert sorted(stages) == sorted(expected_stages(parse_spec(SMALL)))
+    records = {
+        r["stage"]: r
+        for r in map(json.loads, map(Path.read_text, published.glob("runs/small/stages/*/record.json")))
+    }
+    for name, stage in stages.items():
+        assert stage["key"] == records[name]["key"]
+        assert stage["seconds"] == records[name]["seconds"] >= 0
+        assert stage["finished"] == records[name]["finished"]
+    assert stages["evaluate"]["seconds"] > 0
     assert "Table 2" in html
     assert "Table 3" in html
     assert "Figure 2" in html
@@ -276,8 +289,15 @@ def test_rerun_reuses_stored_answers_and_gives_identical_results(workdir, capsys
     assert cli.main(["run", "small.toml", "--quiet"]) == 0
     folder = workdir / "reports/small"
     first = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    # temporaries a killed run left mid-write (its pid is gone: no pid is this high)
+    stale = [folder / ".results.json.99999999.tmp", workdir / "runs/small/.last-run.json.99999999.tmp"]
+    stale += [next(folder.glob("*/")) / ".page.html.99999999.tmp"]
+    for path in stale:
+        path.write_bytes(b"half")
     assert cli.main(["run", "small.toml", "--quiet"]) == 0
     last_run = json.loads((workdir / "runs/small/last-run.json").read_text())
+
+    assert not [path for path in stale if path.exists()]
 
     assert {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == first
     assert last_run["answers_reused_from_run_state"] > 0
@@ -450,3 +470,54 @@ def test_out_path_that_is_a_file_is_bad_input(workdir, capsys):
     assert code == 2
     assert "--out taken/report: expected a folder, but taken is a file" in err
     assert not (workdir / "runs").exists()
+
+
+def test_runs_path_under_a_file_is_bad_input(workdir, capsys):
+    """--runs under a file exits 2 naming it, before any work (no report folder, no run folder)."""
+    (workdir / "taken").write_text("x")
+    code = cli.main(["run", "small.toml", "--quiet", "--runs", "taken/runs"])
+    err = capsys.readouterr().err
+
+    assert code == 2
+    assert err == (
+        "error: small.toml has 1 problem\n"
+        "  top level: --runs taken/runs: expected a folder, but taken is a file\n"
+    )
+    assert not (workdir / "reports").exists()
+
+
+def test_paid_run_refuses_too_few_test_users_unless_allow_small(workdir, monkeypatch, capsys):
+    """provider.kind = "openai" (here answered by the fake) with fewer test users than
+    evaluation.min_test_users: exit 2 before any fine-tune or request; --allow-small runs it, and the
+    report flags the variants."""
+    from llmrec.providers.base import as_backend
+    from llmrec.providers.fake import FakeProvider
+
+    fakes: list[FakeProvider] = []
+
+    def backend(spec, dataset, run_dir, progress):
+        fakes.append(FakeProvider(lambda: [dataset().movies.display(int(m)) for m in dataset().movies.ids]))
+        return as_backend(fakes[-1])
+
+    monkeypatch.setattr(cli, "_backend", backend)
+    monkeypatch.setattr(cli, "_probe", lambda spec, backend, run_dir, source: backend)
+    text = SMALL.replace("[finetune]", '[provider]\nkind = "openai"\n[finetune]') + (
+        "[evaluation]\nmin_test_users = 100000\nbaselines = []\n"
+    )
+    (workdir / "paid.toml").write_text(text, encoding="utf-8")
+
+    code = cli.main(["run", "paid.toml", "--quiet"])
+    err = capsys.readouterr().err
+
+    assert code == 2
+    assert err.startswith("error: paid.toml: profileData50 (")
+    assert err.endswith("a paid run refuses to start (pass --allow-small to run anyway)\n")
+    assert fakes[0].uploads == []
+    assert fakes[0].completions == []
+    assert not list((workdir / "runs" / "small" / "stages").glob("finetune_*"))
+    assert not (workdir / "reports").exists()
+
+    assert cli.main(["run", "paid.toml", "--quiet", "--allow-small"]) == 0
+    results = json.loads((workdir / "reports" / "small" / "results.json").read_text())
+    assert [v["min_test_users"] for v in results["variants"]] == [100000, 100000]
+    assert "Too few test users in profileData50" in (workdir / "reports" / "small" / "index.html").read_text()

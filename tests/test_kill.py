@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -108,6 +109,7 @@ def _answers(run_dir: Path) -> tuple[Counter[str], Counter[str]]:
 
 
 KILLS = [
+    ("stage-done:load:1", "load"),
     ("stage-done:sample:1", "sample"),
     ("stage-done:ground_truth:2", "ground_truth"),
     ("stage-done:training_files:1", "training_files"),
@@ -117,7 +119,8 @@ KILLS = [
     ("stage-done:infer:3", "infer"),
     ("stage-done:baselines:1", "baselines"),
     ("stage-done:evaluate:1", "evaluate"),
-    ("before-rename:4", None),
+    ("before-rename:1", None),  # expected.json, in the run folder itself
+    ("before-rename:4", None),  # a stage's part
     ("log-torn:30", None),
     ("log-torn-utf8:5", None),
 ]
@@ -156,7 +159,18 @@ def test_kill_and_rerun_gives_identical_results(reference, failpoint, kind):
         jobs = list((run_dir / "fake-service" / "jobs").glob("*.json"))
         assert len(jobs) == 1
         assert not list(run_dir.glob("stages/finetune_*/job.json"))
+    if failpoint.startswith("before-rename"):  # the temporary file was written, not yet renamed
+        assert len(list(run_dir.rglob(".*.tmp"))) == 1
+    if failpoint.startswith("log-torn"):  # one log ends in half a record
+        torn = [p for p in run_dir.rglob("*.jsonl") if not p.read_bytes().endswith(b"\n")]
+        assert len(torn) == 1
+        tail = torn[0].read_bytes().rsplit(b"\n", 1)[-1]
+        assert tail.startswith(b"{")
+        if failpoint.startswith("log-torn-utf8"):  # cut inside a multi-byte character
+            with pytest.raises(UnicodeDecodeError):
+                tail.decode("utf-8")
     before = _answers(run_dir)[1]
+    in_flight = sum(int(n) for n in re.findall(r"(\d+) in flight at the stop", _status(run_dir)))
 
     rerun = _run(root, runs, out)
 
@@ -168,6 +182,12 @@ def test_kill_and_rerun_gives_identical_results(reference, failpoint, kind):
     # concurrency) was in flight at the kill and is sent twice
     assert all(sent[fp] == 1 for fp in before)
     assert sum(1 for n in sent.values() if n > 1) <= 1
+    # `llmrec status` counted the requests in flight at the kill; the rerun sent exactly those again
+    # and says so
+    last_run = json.loads((run_dir / "last-run.json").read_text())
+    assert last_run["requests_sent_again_after_a_stop"] == in_flight
+    assert sum(1 for n in sent.values() if n > 1) == in_flight
+    assert list(run_dir.rglob(".*.tmp")) == []  # temporaries of the killed write were removed
     if failpoint.startswith("finetune-created"):
         # the first variant's job was found by its idempotency key, not submitted again
         assert len(list((run_dir / "fake-service" / "jobs").glob("*.json"))) == 2
@@ -181,6 +201,18 @@ def test_kill_and_rerun_gives_identical_results(reference, failpoint, kind):
                 check=True,
             ).stdout
         )
+
+
+def _status(run_dir: Path) -> str:
+    """What `llmrec status` prints ("" for a run folder that has no stage yet)."""
+    if not (run_dir / "stages").is_dir():
+        return ""
+    return subprocess.run(
+        [sys.executable, "-m", "llmrec.cli", "status", str(run_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 def test_two_runs_on_one_store_one_runs_one_refuses(reference):
@@ -217,6 +249,44 @@ def test_two_runs_on_one_store_one_runs_one_refuses(reference):
     assert (root / "out-two" / "results.json").read_bytes() == expected
 
 
+def test_two_real_runs_on_one_store_one_runs_one_refuses(reference):
+    """Two `llmrec run`s on one run folder: while the first is under way (frozen with SIGSTOP so the
+    test does not race it), the second exits 1 naming the first's pid, and a second with --fresh
+    deletes nothing; the first then finishes with the reference bytes."""
+    root, expected = reference
+    command = [sys.executable, "-m", "llmrec.cli", "run", "spec.toml", "--runs", "runs-real", "--out"]
+    first = subprocess.Popen([*command, "out-real"], cwd=root, stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stderr is not None
+        for line in first.stderr:  # the lock is taken before any stage runs
+            if "ground truth" in line:
+                break
+        first.send_signal(signal.SIGSTOP)
+        held = sorted(p.name for p in (root / "runs-real" / "kill" / "stages").iterdir())
+        second = _run(root, "runs-real", "out-second")
+        fresh = subprocess.run(
+            [*command, "out-fresh", "--quiet", "--fresh"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert sorted(p.name for p in (root / "runs-real" / "kill" / "stages").iterdir()) == held
+    finally:
+        first.send_signal(signal.SIGCONT)
+    err = _rest_of_stderr(first, group=False)
+
+    assert first.returncode == 0, err
+    assert (root / "out-real" / "results.json").read_bytes() == expected
+    for refused in (second, fresh):
+        assert refused.returncode == 1
+        assert refused.stderr.startswith("error: runs-real/kill is in use by another llmrec run ")
+        assert f"(pid {first.pid} on " in refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert not (root / "out-second").exists()
+    assert not (root / "out-fresh").exists()
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signals_exit_with_one_line(reference, sig, code):
     """Ctrl-C and SIGTERM mid-run exit 130 / 143 with one error line and no traceback."""
@@ -250,6 +320,31 @@ def test_signals_exit_with_one_line(reference, sig, code):
         line for line in err.splitlines() if "error:" in line
     ]
     assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_during_start_up_prints_one_line(tmp_path, sig, code):
+    """Ctrl-C or SIGTERM while the `llmrec` command is still importing llmrec (a second or more):
+    one error line and its exit code, no traceback (the console script handles signals first)."""
+    script = Path(sys.executable).parent / "llmrec"
+    assert script.is_file(), "the llmrec console script is installed with the package"
+    proc = subprocess.Popen(
+        [str(script), "validate", "nothing.toml"], cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    # the interpreter's own start (before any of llmrec's code runs) is out of reach: wait until the
+    # console script has caught SIGTERM, the first thing it does, then signal while llmrec imports
+    caught = 0
+    deadline = time.monotonic() + 30
+    while not caught & (1 << (signal.SIGTERM - 1)) and time.monotonic() < deadline:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+    proc.send_signal(sig)
+    err = _rest_of_stderr(proc, group=False)
+
+    assert caught & (1 << (signal.SIGTERM - 1))
+    assert proc.returncode == code
+    assert "Traceback" not in err
+    assert err == f"error: {'interrupted' if code == 130 else 'terminated'} while starting; nothing was run\n"
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

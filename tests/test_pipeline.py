@@ -10,6 +10,7 @@ import pytest
 from llmrec.data.synthetic import generate_synthetic
 from llmrec.errors import DataError
 from llmrec.evaluate import run_experiment
+from llmrec.pipeline import expected_stages
 from llmrec.providers.fake import FakeProvider
 from llmrec.spec import parse_spec
 from llmrec.store import DiskRunStore, MemoryRunStore
@@ -81,10 +82,48 @@ def first():
 
 
 def _kinds_computed(text: str, first) -> set[str]:
+    return {kind for _, kind in _computed(text, first)}
+
+
+def _computed(text: str, first) -> set[tuple[str, str]]:
+    """
+    Rerun over the first run's store: the (stage instance, kind) pairs computed; checks that every
+    other stage instance of the spec was found in the store.
+    """
     dataset, store, _ = first
     spec = parse_spec(text)
     outcome = run_experiment(spec, dataset, FakeProvider.for_movies(dataset.movies), store=store)
-    return {s.kind for s in outcome.stages if s.computed}
+    assert sorted(s.stage for s in outcome.stages) == sorted(expected_stages(spec))
+    return {(s.stage, s.kind) for s in outcome.stages if s.computed}
+
+
+def _instances(first, *kinds: str) -> set[tuple[str, str]]:
+    """Every stage instance of the first run of these kinds."""
+    _, _, outcome = first
+    return {(s.stage, s.kind) for s in outcome.stages if s.kind in kinds}
+
+
+def test_each_edit_reruns_exactly_the_stage_instances_downstream_of_it(first):
+    """By stage instance (both variants, every LLM column): a sampling field, a prompt field, an
+    evaluation field and the report title each re-run exactly these, and reuse every other one."""
+    edits = {
+        "profile_size = 10": (
+            "profile_size = 7",
+            _instances(first, "sample", "ground_truth", "training_files", "finetune", "infer", "baselines")
+            | {("evaluate", "evaluate")},
+        ),
+        '"Recommend movies."': (
+            '"Propose films."',
+            _instances(first, "training_files", "finetune", "infer") | {("evaluate", "evaluate")},
+        ),
+        "fuzzy_threshold = 90.0": ("fuzzy_threshold = 85.0", {("evaluate", "evaluate")}),
+        'title = "first"': ('title = "third"', set()),
+    }
+    # values no other test of this module uses, so the shared store has none of these stages yet
+    _, _, outcome = first
+    assert len([s for s in outcome.stages if s.kind == "infer"]) == 4  # 2 variants x 2 LLM columns
+    for old, (new, expected) in edits.items():
+        assert _computed(BASE.replace(old, new), first) == expected, old
 
 
 def test_first_run_computes_every_stage(first):

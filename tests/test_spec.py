@@ -237,6 +237,64 @@ def test_problem_keeps_path_and_value_as_written(text: str, path: str, value: ob
     assert type(problem.value) is type(value)
 
 
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        (
+            '[provider]\nkind = "local"\n[finetune]\nlearning_rate_multiplier = 2\n',
+            "finetune.learning_rate_multiplier = 2.0: expected no learning_rate_multiplier with "
+            'provider.kind = "local" (it is OpenAI-only; set finetune.learning_rate instead)',
+        ),
+        (
+            '[provider]\nkind = "openai"\n[finetune]\nlearning_rate = 0.001\n',
+            'finetune.learning_rate = 0.001: expected no learning_rate with provider.kind = "openai" (OpenAI '
+            "takes finetune.learning_rate_multiplier)",
+        ),
+        (
+            '[provider]\nkind = "openai"\n[finetune.lora]\nrank = 8\n',
+            'finetune.lora: expected no [finetune.lora] table with provider.kind = "openai" '
+            "(LoRA is local-only)",
+        ),
+        ("[provider.fake]\nmin_z = -1\n", "provider.fake.min_z = -1: expected a number > 0"),
+        (
+            '[provider.openai]\nmode = "bach"\n',
+            'provider.openai.mode = "bach": expected one of "sync", "batch"',
+        ),
+        (
+            '[provider.local]\ndevice = "tpu"\n',
+            'provider.local.device = "tpu": expected one of "auto", "cpu", "cuda"',
+        ),
+        (
+            "[provider.openai]\nconcurency = 3\n",
+            'provider.openai: unknown key "concurency" (did you mean "concurrency"?)',
+        ),
+    ],
+    ids=["lr-multiplier-local", "learning-rate-openai", "lora-openai", "fake", "openai", "local", "unknown"],
+)
+def test_kind_specific_and_per_kind_settings_are_reported_at_their_paths(text: str, line: str):
+    """Fine-tune settings of another kind are refused against provider.kind, and each kind's table
+    [provider.<kind>] reports its problems at the usual field paths."""
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, source="spec.toml")
+
+    assert str(info.value) == f"spec.toml has 1 problem\n  {line}"
+
+
+def test_kind_specific_settings_of_the_chosen_kind_are_accepted():
+    """The settings a kind takes parse: LoRA and a learning rate for local, a multiplier for OpenAI."""
+    local = parse_spec(
+        '[provider]\nkind = "local"\n[finetune]\nlearning_rate = 0.001\n[finetune.lora]\nrank = 4\n'
+    )
+    openai = parse_spec('[provider]\nkind = "openai"\n[finetune]\nlearning_rate_multiplier = 2\n')
+
+    assert local.finetune.lora is not None
+    assert local.finetune.lora.rank == 4
+    assert local.finetune.learning_rate == 0.001
+    assert openai.finetune.learning_rate_multiplier == 2.0
+    assert local.provider.settings is local.provider.local
+    assert openai.provider.settings is openai.provider.openai
+
+
 def test_literal_choices_come_from_the_literal():
     """
     A bad provider.kind lists the choices of ProviderKind, and the problem keeps the raw value.

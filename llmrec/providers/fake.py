@@ -356,7 +356,8 @@ class FakeProvider(ChatCompleter, FineTuner, BatchChat):
     def find_finetune(self, idempotency_key: str) -> FineTuneJob | None:
         for job_id in reversed(self._known("jobs")):
             job = self._load_job(job_id)
-            if job is not None and job.request.idempotency_key == idempotency_key:
+            # a cancelled job never succeeds: not offered to a rerun (as the OpenAI backend skips it)
+            if job is not None and not job.cancelled and job.request.idempotency_key == idempotency_key:
                 return FineTuneJob(id=job_id)
         return None
 

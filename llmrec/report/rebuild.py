@@ -17,9 +17,10 @@ from typing import Any
 
 import attrs
 
+from llmrec.codec import check_schema
 from llmrec.errors import DataError
 from llmrec.report.render import RunSummary, render_index, report_files
-from llmrec.results import Prediction, Results
+from llmrec.results import SCHEMA_VERSION, Prediction, Results
 from llmrec.stages.evaluate import decode_predictions
 from llmrec.store import atomic_write
 
@@ -71,6 +72,8 @@ def read_source(path: Path) -> ReportSource:
         msg = "expected a report folder (results.json) or a run directory (stages/)"
         raise DataError(msg, path=str(path))
     data = _json(folder / "results.json")
+    if isinstance(data, dict):  # an unknown schema is refused naming this file
+        check_schema(data, SCHEMA_VERSION, str(folder / "results.json"))
     try:
         results = Results.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:

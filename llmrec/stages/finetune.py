@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from llmrec.codec import CONVERTER
 from llmrec.errors import ProviderError
 from llmrec.failpoints import failpoint
 from llmrec.keys import stage_key
@@ -122,17 +123,12 @@ def attach(plan: Plan, tuner: FineTuner) -> FineTuneJob:
 
 
 def _event_record(e: JobEvent) -> dict[str, Any]:
-    return {"id": e.id, "time": e.time, "level": e.level, "message": e.message, "metrics": dict(e.metrics)}
+    record: dict[str, Any] = CONVERTER.unstructure(e)
+    return record
 
 
 def _event(r: Mapping[str, Any]) -> JobEvent:
-    return JobEvent(
-        id=str(r["id"]),
-        time=float(r["time"]),
-        level=str(r["level"]),
-        message=str(r["message"]),
-        metrics=tuple((str(k), float(v)) for k, v in dict(r.get("metrics", {})).items()),
-    )
+    return CONVERTER.structure({"metrics": {}, **r}, JobEvent)
 
 
 def poll(plan: Plan, job: FineTuneJob, tuner: FineTuner) -> FineTuned | None:
@@ -172,15 +168,8 @@ def poll(plan: Plan, job: FineTuneJob, tuner: FineTuner) -> FineTuned | None:
 
 
 def _state_record(state: JobState) -> dict[str, Any]:
-    return {
-        "job_id": state.job_id,
-        "status": state.status,
-        "model": state.model,
-        "error": state.error,
-        "trained_tokens": state.trained_tokens,
-        "checkpoints": list(state.checkpoints),
-        "result_files": list(state.result_files),
-    }
+    record: dict[str, Any] = CONVERTER.unstructure(state)
+    return record
 
 
 def load(folder: StageDir) -> FineTuned:
@@ -189,15 +178,7 @@ def load(folder: StageDir) -> FineTuned:
     """
     data = folder.read_json("state")
     assert isinstance(data, dict)
-    state = JobState(
-        job_id=str(data["job_id"]),
-        status=data["status"],
-        model=data["model"],
-        error=data["error"],
-        trained_tokens=data["trained_tokens"],
-        checkpoints=tuple(data["checkpoints"]),
-        result_files=tuple(data["result_files"]),
-    )
+    state = CONVERTER.structure(data, JobState)
     assert state.model is not None
     events = tuple(_event(r) for r in folder.log("events").records)
     return FineTuned(model=state.model, state=state, events=events)

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
 import attrs
-import cattrs
 
+from llmrec.codec import CONVERTER
 from llmrec.errors import ProviderError
 from llmrec.failpoints import failpoint
 from llmrec.keys import stage_key
@@ -27,8 +27,6 @@ from llmrec.providers.base import BatchChat, BatchJob, ChatCompleter, ChatReques
 from llmrec.store import StageDir
 
 __all__ = ["Answers", "fingerprint", "key", "run_batch", "run_sync"]
-
-_CONV = cattrs.Converter()
 
 
 def fingerprint(request: ChatRequest) -> str:
@@ -76,7 +74,7 @@ def key(identity: str, mode: str, requests: Sequence[ChatRequest], stage: str) -
 
 
 def _result(record: Mapping[str, Any]) -> ChatResult:
-    return _CONV.structure(record, ChatResult)
+    return CONVERTER.structure(record, ChatResult)
 
 
 def _stored(folder: StageDir) -> tuple[dict[str, ChatResult], set[str]]:
@@ -149,7 +147,9 @@ def _prepare(
         log = folder.log("answers")
         for fp in dict.fromkeys(prints):
             if fp not in answered and fp in known:
-                log.append({"t": "answer", "fp": fp, "result": _CONV.unstructure(known[fp]), "copied": True})
+                log.append(
+                    {"t": "answer", "fp": fp, "result": CONVERTER.unstructure(known[fp]), "copied": True}
+                )
                 answered[fp] = known[fp]
     reused = sum(1 for fp in prints if fp in answered)
     todo = _distinct(requests, answered)
@@ -161,7 +161,7 @@ def _prepare(
 
 
 def _store_answer(folder: StageDir, fp: str, result: ChatResult) -> None:
-    folder.log("answers").append({"t": "answer", "fp": fp, "result": _CONV.unstructure(result)})
+    folder.log("answers").append({"t": "answer", "fp": fp, "result": CONVERTER.unstructure(result)})
     failpoint("answer")
 
 
