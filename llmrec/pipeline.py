@@ -664,17 +664,17 @@ def _finetune_all(
         raise ProviderError(msg)
     base = spec.finetune.base_model
     reserved: dict[str, float] = {}
-    if budget is not None and price is not None:
-        for p, _ in todo:
-            examples = (*p.request.training, *p.request.validation)
-            worst = count_training(examples, base) * hyper.epochs
-            reserved[p.stage] = budget.reserve(price(f"training:{base}", Usage(worst, 0)))
     try:
+        if budget is not None and price is not None:
+            for p, _ in todo:
+                examples = (*p.request.training, *p.request.validation)
+                worst = count_training(examples, base) * hyper.epochs
+                reserved[p.stage] = budget.reserve(price(f"training:{base}", Usage(worst, 0)))
         attached = [(p, finetune_stage.attach(p, tuner), t) for p, t in todo]
     except BaseException:
-        for p, _ in todo:
-            if budget is not None and p.stage in reserved:
-                budget.settle(reserved.pop(p.stage), 0.0)
+        if budget is not None:
+            for stage in list(reserved):
+                budget.settle(reserved.pop(stage), 0.0)
         raise
     pending = list(attached)
     total = len(plans)
