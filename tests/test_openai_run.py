@@ -191,6 +191,36 @@ def test_compatible_server_without_finetuning_runs_with_served_models(tmp_path):
     }
 
 
+def test_finetune_model_reuses_an_existing_fine_tune_and_trains_nothing(tmp_path):
+    """finetune.model = "ft:..." (one variant) skips fine-tuning: no file is uploaded and no job is
+    created; the fine-tuned column is that model's answers."""
+    model = "ft:gpt-4o-mini-2024-07-18:org-llmrectest:llmrec:AbC123xy"
+    spec = tmp_path / "s.toml"
+    text = SPEC.replace("{mode}", "sync").replace(
+        'base_model = "gpt-4o-mini-2024-07-18"', f'base_model = "gpt-4o-mini-2024-07-18"\nmodel = "{model}"'
+    )
+    text += '\n[[variant]]\nname = "profileData50"\nwatch_factor = 0.5\n'
+    spec.write_text(text, encoding="utf-8")
+    with start_server(tmp_path / "server", extra_args=("--model", model)) as server:
+        env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
+        args = [sys.executable, "-m", "llmrec.cli", "run", str(spec), "--runs", str(tmp_path / "runs")]
+        args += ["--out", str(tmp_path / "out"), "--quiet"]
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)
+        requests = server.requests()
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not [
+        r for r in requests if r["method"] == "POST" and r["path"] in ("/v1/files", "/v1/fine_tuning/jobs")
+    ]
+    chat = [r for r in requests if r["path"] == "/v1/chat/completions"]
+    assert len(chat) > 1
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {m["model"] for v in results["variants"] for m in v["models"] if m["role"] == "finetuned"} == {
+        model
+    }
+    assert not list((tmp_path / "runs" / "oa" / "stages").glob("finetune_*"))
+
+
 def test_server_without_json_schema_refuses_a_json_spec(tmp_path):
     """A spec asking for JSON answers stops before any paid stage when the server lacks json_schema."""
     spec = tmp_path / "s.toml"
