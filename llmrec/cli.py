@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -33,6 +33,7 @@ from llmrec.keys import llmrec_version
 from llmrec.pipeline import ExperimentOutcome, estimate_run, expected_stages, run_stages
 from llmrec.prompts import system_text
 from llmrec.providers.base import Backend, Progress, Usage, as_backend
+from llmrec.providers.budget import BudgetGuard
 from llmrec.providers.fake import FakeProvider
 from llmrec.providers.pricing import default_prices
 from llmrec.ray_executor import RayExecutor, RayMissingError
@@ -46,7 +47,9 @@ from llmrec.store import (
     StageRecord,
     StoreError,
     atomic_write,
+    read_records,
     remove_stale_temporaries,
+    stage_folders,
 )
 from llmrec.tokens import counts_remembered
 
@@ -254,10 +257,12 @@ def _retirement_warnings(spec: Spec, today: dt.date) -> list[str]:
     key = os.environ.get("OPENAI_API_KEY", "")
     if key:
         try:
+            settings = spec.provider.openai
             chat = OpenAIChat(
-                attrs.evolve(spec.provider.openai, max_retries=1),
+                attrs.evolve(settings, max_retries=1),
                 api_key=key,
-                base_url=os.environ.get("OPENAI_BASE_URL") or None,
+                # the server the run would use: the spec's base_url wins over OPENAI_BASE_URL
+                base_url=settings.base_url or os.environ.get("OPENAI_BASE_URL") or None,
             )
             found = probe_server(chat, spec.finetune.base_model, ())
             infos = {m.id: m for m in found.models}
@@ -270,10 +275,10 @@ def _retirement_warnings(spec: Spec, today: dt.date) -> list[str]:
         if warning:
             out.append(warning)
         elif soon:  # not within this run, but soon: the answers archived in the run store outlast it
-            when = soon.split(" shuts down on ")[1].split(" ")[0] if " shuts down on " in soon else "soon"
+            # "model M shuts down on D (according to SOURCE)", without the part about this run's end
             out.append(
-                f"model {model} shuts down on {when} (secondary sources, docs/openai.md): every answer is "
-                "archived in the run store, the only record that will outlast it"
+                f"{soon.split(', before this run')[0]}: every answer is archived in the run store, "
+                "the only record that will outlast it"
             )
     needs_training = spec.finetune.model is None and not all(v.model for v in spec.variant)
     if needs_training and today + dt.timedelta(days=_RUN_DAYS) >= _LAST_NEW_FINETUNE:
@@ -331,7 +336,13 @@ def _synth(ratings: int, out: str, seed: int) -> int:
     return EXIT_OK
 
 
-def _backend(spec: Spec, dataset: Callable[[], Dataset], run_dir: Path, progress: Progress) -> Backend:
+def _backend(
+    spec: Spec,
+    dataset: Callable[[], Dataset],
+    run_dir: Path,
+    progress: Progress,
+    budget: BudgetGuard | None = None,
+) -> Backend:
     if spec.provider.kind == "fake":
         settings = spec.provider.fake
         fake = FakeProvider(
@@ -345,7 +356,6 @@ def _backend(spec: Spec, dataset: Callable[[], Dataset], run_dir: Path, progress
         from llmrec.providers.local import make_local_backend
 
         return make_local_backend(spec.finetune, spec.provider.local, run_dir / "local", progress)
-    from llmrec.providers.budget import BudgetGuard
     from llmrec.providers.openai import make_openai_backend
 
     # the key comes from the environment only, and goes nowhere but the client
@@ -354,10 +364,8 @@ def _backend(spec: Spec, dataset: Callable[[], Dataset], run_dir: Path, progress
         where = "OPENAI_API_KEY"
         problem = SpecProblem("", 'expected the API key in OPENAI_API_KEY for provider.kind = "openai"')
         raise SpecError(where, (problem,))
-    openai = spec.provider.openai
-    budget = BudgetGuard(openai.budget_usd) if openai.budget_usd is not None else None
     return make_openai_backend(
-        openai,
+        spec.provider.openai,
         api_key=key,
         base_url=os.environ.get("OPENAI_BASE_URL") or None,
         progress=progress,
@@ -429,11 +437,13 @@ def _run(args: argparse.Namespace) -> int:
         atomic_write(run_dir / "expected.json", expected)
         if spec.provider.kind == "openai" and spec.provider.openai.budget_usd is not None:
             _check_budget(spec, dataset, store, progress, args.spec, executor)
-        backend = _backend(spec, dataset, run_dir, progress)
+        budget = _budget_guard(spec, run_dir)
+        backend = _backend(spec, dataset, run_dir, progress, budget)
         if spec.provider.kind == "openai":
             backend = _probe(spec, backend, run_dir, args.spec)
-        # between polls of jobs and batches: OpenAI's interval; local training runs in a thread of this
-        # process, so a short sleep keeps the poll loop from competing with it; the fake needs none
+        # one wait between polls of jobs and batches (the stages wait more times as a loop goes on):
+        # OpenAI's interval; local training runs in a thread of this process, so a short sleep keeps
+        # the poll loop from competing with it; the fake needs none
         poll = {"openai": spec.provider.openai.poll_interval_s, "local": 1.0}.get(spec.provider.kind, 0.0)
 
         # compute
@@ -451,6 +461,8 @@ def _run(args: argparse.Namespace) -> int:
             paid=spec.provider.kind == "openai",
             allow_small=args.allow_small,
             price=_price_of(spec),
+            budget=budget,
+            spec_hash=spec_hash(spec_text),
         )
         finished = dt.datetime.now(dt.UTC)
         writing = time.monotonic()
@@ -650,6 +662,48 @@ def _probe(spec: Spec, backend: Backend, run_dir: Path, source: str) -> Backend:
     return backend
 
 
+def _budget_guard(spec: Spec, run_dir: Path) -> BudgetGuard | None:
+    """
+    The run's spending guard (``budget_usd``), started at what earlier processes already spent in
+    this run directory, so that one budget holds across kills and resumes.
+    """
+    price = _price_of(spec)
+    limit = spec.provider.openai.budget_usd
+    if spec.provider.kind != "openai" or limit is None or price is None:
+        return None
+    return BudgetGuard(limit, spent_usd=_spent_so_far(run_dir, price))
+
+
+def _spent_so_far(run_dir: Path, price: Callable[[str, Usage], float]) -> float:
+    """
+    Dollars spent in a run directory so far: the recorded spend of every finished stage, plus the
+    answers stored by inference stages that did not finish (those of a killed run).
+    """
+    total = sum(r.spend_usd for r in read_records(run_dir))
+    for folder in stage_folders(run_dir):
+        log = folder / "answers.jsonl"
+        if (folder / "record.json").exists() or not log.exists():
+            continue
+        for line in log.read_bytes().split(b"\n"):
+            try:
+                r = json.loads(line)
+                if not isinstance(r, dict) or r.get("t") != "answer" or r.get("copied"):
+                    continue
+                result = r["result"]
+                u = result["usage"]
+                mode: Literal["sync", "batch"] = "batch" if u.get("mode") == "batch" else "sync"
+                usage = Usage(
+                    int(u["prompt_tokens"]),
+                    int(u["completion_tokens"]),
+                    cached_tokens=int(u.get("cached_tokens", 0)),
+                    mode=mode,
+                )
+                total += price(str(result["model"]), usage)
+            except (ValueError, TypeError, KeyError):
+                continue
+    return total
+
+
 def _price_of(spec: Spec) -> Callable[[str, Usage], float] | None:
     """
     Dollars for a model's usage from the price table (``training:<base>`` prices trained tokens);
@@ -797,21 +851,7 @@ def _manifest(
             for v, s in outcome.jobs
         ],
         "usage": dict(outcome.usage),
-        "training_curves": [
-            {
-                "variant": variant,
-                "points": [
-                    {
-                        k: v
-                        for k, v in e.metrics
-                        if k in ("step", "train_loss", "valid_loss", "valid_hit_rate")
-                    }
-                    for e in events
-                    if e.metrics
-                ],
-            }
-            for variant, events in outcome.events
-        ],
+        "training_curves": _training_curves(outcome),
         # each stage as the store recorded it when it was computed
         "stages": [
             {"stage": r.stage, "kind": r.kind, "key": r.key, "seconds": r.seconds, "finished": r.finished}
@@ -827,6 +867,36 @@ def _manifest(
             (r.finished[:19] + "Z" for (stage, _), r in records.items() if stage == "evaluate"), None
         ),
     }
+
+
+_CURVE_KEYS = ("step", "train_loss", "valid_loss", "valid_hit_rate")
+
+
+def _training_curves(outcome: ExperimentOutcome) -> list[dict[str, Any]]:
+    """
+    Each fine-tune's per-step curve: the numbers of its metrics events, merged by step with the
+    job's archived result file (OpenAI's per-step CSV, the fuller record, whose numbers win) where
+    one was kept; one point per step, in step order. Metrics without a step come after the steps.
+    """
+    steps = dict(outcome.steps)
+    curves = []
+    for variant, events in outcome.events:
+        by_step: dict[float, dict[str, float]] = {}
+        loose: list[dict[str, float]] = []
+        for e in events:
+            metrics = dict(e.metrics)
+            if "step" in metrics:
+                by_step.setdefault(metrics["step"], {}).update(metrics)
+            elif metrics:
+                loose.append(metrics)
+        for row in steps.get(variant, ()):
+            metrics = dict(row)
+            by_step.setdefault(metrics["step"], {}).update(metrics)
+        points = [by_step[s] for s in sorted(by_step)] + loose
+        curves.append(
+            {"variant": variant, "points": [{k: v for k, v in p.items() if k in _CURVE_KEYS} for p in points]}
+        )
+    return curves
 
 
 def _summary(outcome: ExperimentOutcome, out: Path) -> None:

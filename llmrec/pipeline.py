@@ -27,7 +27,7 @@ from llmrec.estimate import (
     expected_output_tokens,
 )
 from llmrec.executor import Executor, executor_for
-from llmrec.keys import stage_key
+from llmrec.keys import section_hash, stage_key
 from llmrec.metrics import metric_names
 from llmrec.parsing import TitleMatcher
 from llmrec.prompts import build_few_shot_messages, build_messages
@@ -41,6 +41,7 @@ from llmrec.providers.base import (
     Usage,
     no_progress,
 )
+from llmrec.providers.budget import BudgetGuard
 from llmrec.providers.pricing import BillingMode, PriceTable
 from llmrec.results import ModelRole, Prediction, Results
 from llmrec.sampling import RatingIndex, build_index
@@ -53,8 +54,9 @@ from llmrec.stages import ground_truth as truth_stage
 from llmrec.stages import infer as infer_stage
 from llmrec.stages import sample as sample_stage
 from llmrec.stages import training_files as files_stage
-from llmrec.stages.common import Lazy, StageRun, Stages
+from llmrec.stages.common import Lazy, StageRun, Stages, poll_backoff
 from llmrec.store import RunStore
+from llmrec.tokens import count_training
 
 __all__ = ["ExperimentOutcome", "data_key", "estimate_run", "expected_stages", "run_stages"]
 
@@ -82,6 +84,8 @@ class ExperimentOutcome:
     """Each fine-tune's job events (per variant), with the per-step losses the backend reported."""
     usage_by_model: tuple[tuple[str, Usage], ...] = ()
     """Tokens billed per model, for the actual cost."""
+    steps: tuple[tuple[str, tuple[finetune_stage.Step, ...]], ...] = ()
+    """Each fine-tune's per-step metrics from its archived result files (per variant; OpenAI's)."""
 
     @property
     def computed(self) -> tuple[str, ...]:
@@ -280,6 +284,8 @@ def run_stages(
     paid: bool = False,
     allow_small: bool = True,
     price: Callable[[str, Usage], float] | None = None,
+    budget: BudgetGuard | None = None,
+    spec_hash: str | None = None,
 ) -> ExperimentOutcome:
     """
     Run every stage of the experiment over ``store``; stored stages are reused.
@@ -301,6 +307,10 @@ def run_stages(
         allow_small: run a paid backend even when a variant has fewer than ``min_test_users``.
         price: dollars for a model's usage (training as ``Usage(trained_tokens, 0)`` of the model
             ``training:<base>``), recorded as each paid stage's spend for ``llmrec status``.
+        budget: the run's spending guard (the one the backend's chat and batch share): with ``price``,
+            each fine-tune's worst case (its training and validation tokens times the epochs) is
+            reserved before its job is submitted or re-attached, and settled with the trained tokens.
+        spec_hash: the spec's hash for the fine-tune jobs' metadata (default: the parsed spec's hash).
 
     Returns:
         The outcome, with the stage runs.
@@ -329,7 +339,9 @@ def run_stages(
     )
     kind = spec.provider.kind
     _refuse_small(spec, plans, paid=paid, allow_small=allow_small, source=source)
-    jobs = _finetune_all(spec, backend, stages, plans, progress, wait, price)
+    jobs = _finetune_all(
+        spec, backend, stages, plans, progress, wait, price, budget, spec_hash or section_hash(spec)[:16]
+    )
     plans = [attrs.evolve(p, model=p.model or dict(jobs)[p.label].model) for p in plans]
 
     names = metric_names(spec.evaluation.k, extended=spec.evaluation.extended_metrics)
@@ -446,6 +458,7 @@ def run_stages(
         predictions=evaluated.predictions,
         jobs=tuple((label, f.state) for label, f in jobs),
         events=tuple((label, f.events) for label, f in jobs),
+        steps=tuple((label, f.steps) for label, f in jobs),
         usage_by_model=tuple(tally.by_model.items()),
         models=tuple(models),
         usage=dict(tally.usage),
@@ -608,10 +621,14 @@ def _finetune_all(
     progress: Progress,
     wait: Callable[[], None],
     price: Callable[[str, Usage], float] | None = None,
+    budget: BudgetGuard | None = None,
+    spec_hash: str = "",
 ) -> list[tuple[str, finetune_stage.FineTuned]]:
     """
     Every plan's fine-tune: stored ones loaded; the others attached or submitted, all before any is
-    polled, then polled in turn until every one has ended.
+    polled, then polled in turn until every one has ended. With a budget and a price, every
+    unfinished job's worst case is reserved before the first is submitted (``BudgetExceeded`` then
+    stops the run before anything is trained), and settled with its trained tokens when it ends.
     """
     kind = spec.provider.kind
     hyper = finetune_stage.hyperparameters(spec.finetune, kind)
@@ -635,7 +652,7 @@ def _finetune_all(
             plan.files,
             stage_key_=key,
             suffix=_suffix(spec.experiment.name, plan.label),
-            metadata={"variant": plan.label, "experiment": spec.experiment.name},
+            metadata={"variant": plan.label, "experiment": spec.experiment.name, "spec_hash": spec_hash},
         )
         todo.append((finetune_stage.Plan(stage, plan.label, folder, request), time.monotonic()))
     if not todo:
@@ -647,18 +664,45 @@ def _finetune_all(
             "[[variant]] model) to an already fine-tuned or served adapter model"
         )
         raise ProviderError(msg)
-    attached = [(p, finetune_stage.attach(p, tuner), t) for p, t in todo]
+    base = spec.finetune.base_model
+    reserved: dict[str, float] = {}
+    try:
+        if budget is not None and price is not None:
+            for p, _ in todo:
+                examples = (*p.request.training, *p.request.validation)
+                worst = count_training(examples, base) * hyper.epochs
+                reserved[p.stage] = budget.reserve(price(f"training:{base}", Usage(worst, 0)))
+        attached = [(p, finetune_stage.attach(p, tuner), t) for p, t in todo]
+    except BaseException:
+        if budget is not None:
+            for stage in list(reserved):
+                budget.settle(reserved.pop(stage), 0.0)
+        raise
     pending = list(attached)
     total = len(plans)
+    polls = 0
     while pending:
+        polls += 1
         still = []
         for p, job, t in pending:
             progress("fine-tune", len(done), total, note=f"{p.variant}: job {job.id}")
-            finished = finetune_stage.poll(p, job, tuner)
+            try:
+                finished = finetune_stage.poll(p, job, tuner)
+            except ProviderError:
+                if budget is not None and p.stage in reserved:
+                    budget.settle(reserved.pop(p.stage), 0.0)
+                raise
             if finished is None:
                 still.append((p, job, t))
                 continue
             done.append((p.variant, finished))
+            spent = (
+                price(f"training:{base}", Usage(finished.state.trained_tokens or 0, 0))
+                if price is not None
+                else 0.0
+            )
+            if budget is not None and p.stage in reserved:
+                budget.settle(reserved.pop(p.stage), spent)
             stages.finish(
                 p.folder,
                 p.stage,
@@ -667,16 +711,10 @@ def _finetune_all(
                 finished,
                 lambda f: {"trained_tokens": f.state.trained_tokens or 0, "events": len(f.events)},
                 lambda f, job=job: {"job": job.id, "model": f.model},  # type: ignore[misc]
-                spend_usd=(
-                    price(
-                        f"training:{spec.finetune.base_model}", Usage(finished.state.trained_tokens or 0, 0)
-                    )
-                    if price is not None
-                    else 0.0
-                ),
+                spend_usd=spent,
             )
         pending = still
-        if pending:
+        for _ in range(poll_backoff(polls) if pending else 0):
             wait()
     progress("fine-tune", len(done), total)
     return done

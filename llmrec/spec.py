@@ -768,7 +768,7 @@ class OpenAIProviderSpec:
     """Sent with the "reasoning" profile ("low", "medium", "high")."""
 
     poll_interval_s: float = _field(30.0, (lambda v: v > 0 and math.isfinite(v), "a number > 0"))
-    """Seconds between polls of a fine-tune job or a batch."""
+    """Seconds between polls of a fine-tune job or a batch; from the fourth poll of a loop on, the wait grows 1.5x per poll, up to 10x."""
 
     def __attrs_post_init__(self) -> None:
         _run_checks(self)

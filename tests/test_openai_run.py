@@ -191,6 +191,36 @@ def test_compatible_server_without_finetuning_runs_with_served_models(tmp_path):
     }
 
 
+def test_finetune_model_reuses_an_existing_fine_tune_and_trains_nothing(tmp_path):
+    """finetune.model = "ft:..." (one variant) skips fine-tuning: no file is uploaded and no job is
+    created; the fine-tuned column is that model's answers."""
+    model = "ft:gpt-4o-mini-2024-07-18:org-llmrectest:llmrec:AbC123xy"
+    spec = tmp_path / "s.toml"
+    text = SPEC.replace("{mode}", "sync").replace(
+        'base_model = "gpt-4o-mini-2024-07-18"', f'base_model = "gpt-4o-mini-2024-07-18"\nmodel = "{model}"'
+    )
+    text += '\n[[variant]]\nname = "profileData50"\nwatch_factor = 0.5\n'
+    spec.write_text(text, encoding="utf-8")
+    with start_server(tmp_path / "server", extra_args=("--model", model)) as server:
+        env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
+        args = [sys.executable, "-m", "llmrec.cli", "run", str(spec), "--runs", str(tmp_path / "runs")]
+        args += ["--out", str(tmp_path / "out"), "--quiet"]
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)
+        requests = server.requests()
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not [
+        r for r in requests if r["method"] == "POST" and r["path"] in ("/v1/files", "/v1/fine_tuning/jobs")
+    ]
+    chat = [r for r in requests if r["path"] == "/v1/chat/completions"]
+    assert len(chat) > 1
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {m["model"] for v in results["variants"] for m in v["models"] if m["role"] == "finetuned"} == {
+        model
+    }
+    assert not list((tmp_path / "runs" / "oa" / "stages").glob("finetune_*"))
+
+
 def test_server_without_json_schema_refuses_a_json_spec(tmp_path):
     """A spec asking for JSON answers stops before any paid stage when the server lacks json_schema."""
     spec = tmp_path / "s.toml"
@@ -218,45 +248,92 @@ def test_server_without_json_schema_refuses_a_json_spec(tmp_path):
 
 
 def test_paper_spec_runs_against_the_test_server(tmp_path):
-    """specs/paper.toml itself, unchanged, on Netflix-format files (synthetic), pointed at the test
-    server through OPENAI_BASE_URL: both variants fine-tuned, both LLM columns and all four classic
-    baselines scored, a report with cost."""
+    """specs/paper.toml itself, pointed at the test server through OPENAI_BASE_URL, on Netflix-format
+    files (synthetic): sync mode fine-tunes both variants and scores both LLM columns and all four
+    classic baselines, with cost and training curves in the report; the same spec in batch mode
+    (mode = "batch", and a short poll interval for the test's sake) answers through the Batch API
+    over the same store (the fine-tunes reused); and against a compatible server without
+    fine-tuning it runs with each variant's served model set (the spec has two variants, so
+    finetune.model gives way to [[variant]] model)."""
     from llmrec.data.synthetic import write_synthetic_netflix
 
     root = Path(__file__).resolve().parents[1]
+    paper = (root / "specs" / "paper.toml").read_text(encoding="utf-8")
+    assert 'mode = "sync"' in paper
     (tmp_path / "specs").mkdir()
-    (tmp_path / "specs" / "paper.toml").write_text(
-        (root / "specs" / "paper.toml").read_text(), encoding="utf-8"
+    (tmp_path / "specs" / "paper.toml").write_text(paper, encoding="utf-8")
+    # the copies poll every 0.05 s instead of 30 s (test time only; paper.toml itself runs as it is)
+    fast = paper.replace("concurrency = 8\n", "concurrency = 8\npoll_interval_s = 0.05\n", 1)
+    assert fast != paper
+    (tmp_path / "specs" / "batch.toml").write_text(
+        fast.replace('mode = "sync"', 'mode = "batch"', 1), encoding="utf-8"
     )
+    served = fast.replace(
+        "neighbor_min_stars = 5\n\n[[variant]]", 'neighbor_min_stars = 5\nmodel = "recs-a"\n\n[[variant]]'
+    )
+    served = served.replace("neighbor_min_stars = 4\n", 'neighbor_min_stars = 4\nmodel = "recs-b"\n', 1)
+    assert served.count('model = "recs-') == 2
+    (tmp_path / "specs" / "served.toml").write_text(served, encoding="utf-8")
     write_synthetic_netflix(400_000, tmp_path / "data" / "netflix", seed=1)
-    with start_server(tmp_path / "server") as server:
-        env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
-        args = [
-            sys.executable,
-            "-m",
-            "llmrec.cli",
-            "run",
-            "specs/paper.toml",
-            "--runs",
-            "runs",
-            "--out",
-            "out",
-        ]
-        done = subprocess.run(
-            [*args, "--quiet"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-            cwd=tmp_path,
-        )
-        requests = server.requests()
 
-    assert done.returncode == 0, done.stderr[-3000:]
+    def run(spec: str, out: str, server) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
+        args = [sys.executable, "-m", "llmrec.cli", "run", spec, "--runs", "runs", "--out", out, "--quiet"]
+        return subprocess.run(
+            args, env=env, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path
+        )
+
+    with start_server(tmp_path / "server") as server:
+        done = run("specs/paper.toml", "out", server)
+        assert done.returncode == 0, done.stderr[-3000:]
+        sync_requests = server.requests()
+        batch = run("specs/batch.toml", "out-batch", server)
+        assert batch.returncode == 0, batch.stderr[-3000:]
+        batch_requests = server.requests()[len(sync_requests) :]
+    with start_server(
+        tmp_path / "compatible",
+        modes=("no-finetune", "no-batch"),
+        extra_args=("--model", "recs-a", "--model", "recs-b"),
+    ) as compatible:
+        plain = run("specs/served.toml", "out-served", compatible)
+        assert plain.returncode == 0, plain.stderr[-3000:]
+        served_requests = compatible.requests()
+
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     labels = {m["label"] for v in results["variants"] for m in v["models"]}
     assert {"Baseline", "Fine-tuned", "Random", "MostPopular", "ItemKNN", "EASE", "Ideal"} <= labels
-    jobs = [r for r in requests if r["method"] == "POST" and r["path"] == "/v1/fine_tuning/jobs"]
+    jobs = [r for r in sync_requests if r["method"] == "POST" and r["path"] == "/v1/fine_tuning/jobs"]
     assert len(jobs) == 2
-    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["cost"]["actual_usd"] > 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["cost"]["actual_usd"] > 0
+    assert manifest["cost"]["estimated_usd"]["expected"] > 0
+    assert [c["variant"] for c in manifest["training_curves"]] == ["profileData50", "profileData60"]
+    assert all(len([p for p in c["points"] if "train_loss" in p]) >= 2 for c in manifest["training_curves"])
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert "Estimated and actual cost" in page
+    assert "Training curves" in page
+    assert 'id="training-chart"' in page
+
+    # batch mode: one batch per variant and LLM column, no chat request but the probe's, no new job
+    created = [r for r in batch_requests if r["method"] == "POST" and r["path"] == "/v1/batches"]
+    assert len(created) == 4
+    assert not [r for r in batch_requests if r["path"] == "/v1/fine_tuning/jobs" and r["method"] == "POST"]
+    assert len([r for r in batch_requests if r["path"] == "/v1/chat/completions"]) <= 1
+    batch_manifest = json.loads((tmp_path / "out-batch" / "manifest.json").read_text())
+    assert 0 < batch_manifest["cost"]["actual_usd"] < manifest["cost"]["actual_usd"]  # half price
+    assert len(batch_manifest["training_curves"]) == 2
+    batch_page = (tmp_path / "out-batch" / "index.html").read_text(encoding="utf-8")
+    assert "Training curves" in batch_page
+    assert "Estimated and actual cost" in batch_page
+
+    # a compatible server without fine-tuning: the served models answer, nothing is trained
+    assert not [
+        r for r in served_requests if r["path"].startswith("/v1/fine_tuning") and r["method"] == "POST"
+    ]
+    served_results = json.loads((tmp_path / "out-served" / "results.json").read_text())
+    tuned = {m["model"] for v in served_results["variants"] for m in v["models"] if m["role"] == "finetuned"}
+    assert tuned == {"recs-a", "recs-b"}
+    assert json.loads((tmp_path / "runs" / "paper" / "probe.json").read_text())["finetuning"] is False
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and "server" not in path.parts and "compatible" not in path.parts:
+            assert "SECRET" not in path.read_text(encoding="utf-8", errors="replace"), path

@@ -11,6 +11,7 @@ from llmrec.data.synthetic import generate_synthetic
 from llmrec.errors import DataError
 from llmrec.evaluate import run_experiment
 from llmrec.pipeline import expected_stages
+from llmrec.providers.base import FineTuneJob, FineTuneRequest
 from llmrec.providers.fake import FakeProvider
 from llmrec.spec import parse_spec
 from llmrec.store import DiskRunStore, MemoryRunStore
@@ -228,3 +229,86 @@ def test_hostile_answers_are_stored_and_scored_as_failures(first, tmp_path):
     texts = [p.raw_text for p in outcome.predictions if p.role == "baseline"]
     assert any(t is not None and "\ufffd" in t for t in texts)
     assert all(t is None or "\ud800" not in t for t in texts)
+
+
+def _training_price(model: str, usage) -> float:
+    # $1 per trained token, nothing for inference: only the fine-tunes count against the budget
+    return float(usage.prompt_tokens) if model.startswith("training:") else 0.0
+
+
+def test_a_budget_below_the_fine_tunes_worst_case_stops_before_any_job():
+    """The fine-tunes' worst case (training + validation tokens x epochs) is reserved before the first
+    job is submitted: a budget that cannot hold it stops the run with no job created."""
+    from llmrec.pipeline import run_stages
+    from llmrec.providers.base import as_backend
+    from llmrec.providers.budget import BudgetExceeded, BudgetGuard
+
+    spec = parse_spec(BASE)
+    dataset = generate_synthetic(spec.dataset.synthetic, spec.experiment.seed)
+    fake = FakeProvider.for_movies(dataset.movies)
+    submitted: list[FineTuneRequest] = []
+    submit = fake.submit_finetune
+
+    def recording(request: FineTuneRequest) -> FineTuneJob:
+        submitted.append(request)
+        return submit(request)
+
+    fake.submit_finetune = recording  # type: ignore[method-assign]
+    guard = BudgetGuard(1000.0)  # a few hundred training examples of ~100 tokens: far more than $1,000
+
+    with pytest.raises(BudgetExceeded, match=r"budget of \$1000\.00 reached"):
+        run_stages(
+            spec,
+            lambda: dataset,
+            as_backend(fake),
+            store=MemoryRunStore(),
+            data_fingerprint="x",
+            version="t",
+            price=_training_price,
+            budget=guard,
+        )
+
+    assert submitted == []
+    assert guard.spent_usd == 0.0
+    assert guard.reserved_usd == 0.0
+
+
+def test_a_budget_is_settled_with_the_trained_tokens_and_the_jobs_carry_the_spec_hash():
+    """With room for the worst case, each job's reservation is settled with what it really trained
+    (its trained tokens), and the job's metadata carries the stage key, the spec hash and the variant."""
+    from llmrec.pipeline import run_stages
+    from llmrec.providers.base import as_backend
+    from llmrec.providers.budget import BudgetGuard
+
+    spec = parse_spec(BASE)
+    dataset = generate_synthetic(spec.dataset.synthetic, spec.experiment.seed)
+    fake = FakeProvider.for_movies(dataset.movies)
+    requests: list[FineTuneRequest] = []
+    submit = fake.submit_finetune
+
+    def recording(request: FineTuneRequest) -> FineTuneJob:
+        requests.append(request)
+        return submit(request)
+
+    fake.submit_finetune = recording  # type: ignore[method-assign]
+    guard = BudgetGuard(1e9)
+
+    outcome = run_stages(
+        spec,
+        lambda: dataset,
+        as_backend(fake),
+        store=MemoryRunStore(),
+        data_fingerprint="x",
+        version="t",
+        price=_training_price,
+        budget=guard,
+        spec_hash="abc123",
+    )
+
+    trained = sum(state.trained_tokens or 0 for _, state in outcome.jobs)
+    assert trained > 0
+    assert guard.spent_usd == pytest.approx(trained)
+    assert guard.reserved_usd == 0.0
+    metadata = [dict(r.metadata) for r in requests]
+    assert [m["variant"] for m in metadata] == [v.name for v in spec.variant]
+    assert all(m["spec_hash"] == "abc123" and len(m["llmrec_key"]) == 20 for m in metadata)

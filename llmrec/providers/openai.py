@@ -85,14 +85,17 @@ from llmrec.providers.pricing import default_prices
 from llmrec.providers.ratelimit import RateLimiter
 from llmrec.providers.retry import RetryPolicy, classify
 from llmrec.spec import OpenAIProviderSpec
-from llmrec.tokens import count_chat
+from llmrec.tokens import count_chat, count_example
 
 __all__ = [
     "DEFAULT_COMPLETION_TOKENS",
+    "DEFAULT_TRAINING_EXAMPLE_TOKENS",
     "KNOWN_SHUTDOWNS",
     "MIN_TRAINING_EXAMPLES",
     "OPENAI_BASE_URL",
     "PROBE_FEATURES",
+    "TRAINING_EXAMPLE_TOKENS",
+    "ExampleCheck",
     "ModelInfo",
     "OpenAIBatch",
     "OpenAIChat",
@@ -109,6 +112,7 @@ __all__ = [
     "probe_server",
     "resolve_base_url",
     "retirement_warning",
+    "training_example_limit",
 ]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -116,6 +120,18 @@ DEFAULT_COMPLETION_TOKENS = 16_384
 """The worst case reserved for a request without ``max_tokens`` (gpt-4o-mini's output limit)."""
 MIN_TRAINING_EXAMPLES = 10
 """OpenAI refuses fine-tune jobs with fewer training examples."""
+TRAINING_EXAMPLE_TOKENS: Mapping[str, int] = {
+    "gpt-4o-mini": 65_536,
+    "gpt-4o": 65_536,
+    "gpt-4.1-mini": 65_536,
+    "gpt-4.1-nano": 65_536,
+    "gpt-4.1": 65_536,
+    "gpt-3.5-turbo": 16_385,
+}
+"""Tokens one training example may hold, by model family (OpenAI's and Azure OpenAI's model pages,
+read 2026-12-01: the "training example context length"); longer examples are cut by the service."""
+DEFAULT_TRAINING_EXAMPLE_TOKENS = 65_536
+"""The per-example limit assumed for a model ``TRAINING_EXAMPLE_TOKENS`` does not list."""
 PROBE_FEATURES = frozenset({"seed", "json_schema", "logprobs"})
 """The features ``probe_server`` knows how to test."""
 KNOWN_SHUTDOWNS: Mapping[str, dt.date] = {
@@ -674,39 +690,97 @@ def _check_example(example: FineTuneExample, index: int, path: str) -> None:
         raise DataError(msg, path=path, line=index + 1)
 
 
+def training_example_limit(model: str) -> int:
+    """
+    The most tokens one training example of ``model`` may hold (``TRAINING_EXAMPLE_TOKENS``; a
+    fine-tune ``ft:BASE:...`` has its base's limit; an unknown model 65,536).
+    """
+    base = _base_of(model)
+    for name, limit in TRAINING_EXAMPLE_TOKENS.items():
+        if base == name or base.startswith(name + "-"):
+            return limit
+    return DEFAULT_TRAINING_EXAMPLE_TOKENS
+
+
+@attrs.frozen
+class ExampleCheck:
+    """
+    What ``check_finetune_examples`` found: the counts, and the longest example against the limit.
+    """
+
+    training: int
+    validation: int
+    longest_tokens: int
+    """Tokens of the longest example of either file (counted as OpenAI bills them)."""
+    limit_tokens: int
+    """The per-example limit they were checked against."""
+
+    def describe(self) -> str:
+        """
+        One line for the run's progress.
+        """
+        return (
+            f"{self.training:,} training and {self.validation:,} validation examples checked; "
+            f"longest {self.longest_tokens:,} tokens (limit {self.limit_tokens:,})"
+        )
+
+
 def check_finetune_examples(
     training: Sequence[FineTuneExample],
     validation: Sequence[FineTuneExample] = (),
     *,
     min_training: int = MIN_TRAINING_EXAMPLES,
-) -> None:
+    model: str = "gpt-4o-mini-2024-07-18",
+    max_tokens: int | None = None,
+) -> ExampleCheck:
     """
     Check fine-tune examples before anything is uploaded: known roles, no empty message, an assistant
     turn in every example, at least ``min_training`` training examples (and validation examples, when
-    there are any), and no example in both files.
-    ``example i`` in a message is 0-based; ``line`` is the line of the JSONL file.
+    there are any), no example over the per-example token limit (``max_tokens``, default
+    ``training_example_limit(model)``; OpenAI would cut it, losing the answer), and no example in both
+    files. ``example i`` in a message is 0-based; ``line`` is the line of the JSONL file.
+
+    Returns:
+        The counts and the longest example's tokens (for the run's progress).
 
     Raises:
         DataError: naming the file ("fine-tune training file" / "...validation file") and the example.
     """
     train_path, valid_path = "fine-tune training file", "fine-tune validation file"
+    limit = max_tokens if max_tokens is not None else training_example_limit(model)
     if len(training) < min_training:
         msg = f"{len(training)} training examples; OpenAI needs at least {min_training}"
         raise DataError(msg, path=train_path)
     if validation and len(validation) < min_training:
         msg = f"{len(validation)} validation examples; OpenAI needs at least {min_training} (or none)"
         raise DataError(msg, path=valid_path)
+    longest = 0
+
+    def check_tokens(example: FineTuneExample, i: int, path: str) -> None:
+        nonlocal longest
+        tokens = count_example(example, model)
+        longest = max(longest, tokens)
+        if tokens > limit:
+            msg = (
+                f"example {i} (line {i + 1}) has {tokens:,} tokens; {model} takes at most {limit:,} "
+                "per training example (a longer one is cut, losing its answer)"
+            )
+            raise DataError(msg, path=path, line=i + 1)
+
     for i, example in enumerate(training):
         _check_example(example, i, train_path)
+        check_tokens(example, i, train_path)
     seen = {example: i for i, example in enumerate(training)}
     for i, example in enumerate(validation):
         _check_example(example, i, valid_path)
+        check_tokens(example, i, valid_path)
         if example in seen:
             msg = (
                 f"example {i} (line {i + 1}) is also training example {seen[example]}; "
                 "the same data must not be in both files"
             )
             raise DataError(msg, path=valid_path, line=i + 1)
+    return ExampleCheck(len(training), len(validation), longest, limit)
 
 
 def _check_metadata(metadata: Sequence[tuple[str, str]]) -> dict[str, str]:
@@ -800,6 +874,7 @@ class OpenAIFineTuner(FineTuner):
     Args:
         settings: ``[provider.openai]`` (retries, timeout).
         api_key, base_url, http_client, sleep, rng, connection: as for ``OpenAIChat``.
+        progress: where the checked files' numbers are reported (stage ``"fine-tune files"``).
     """
 
     def __init__(
@@ -812,8 +887,10 @@ class OpenAIFineTuner(FineTuner):
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         connection: OpenAIConnection | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self._conn = _connection(connection, settings, api_key, base_url, http_client, sleep, rng)
+        self._progress = progress or no_progress
 
     @property
     def connection(self) -> OpenAIConnection:
@@ -834,7 +911,11 @@ class OpenAIFineTuner(FineTuner):
             DataError: when an example is malformed (see ``check_finetune_examples``).
             ProviderError: on bad metadata, or when an upload or the creation fails.
         """
-        check_finetune_examples(request.training, request.validation)
+        checked = check_finetune_examples(request.training, request.validation, model=request.base_model)
+        variant = dict(request.metadata).get("variant")
+        note = f"{variant}: {checked.describe()}" if variant else checked.describe()
+        self._progress("fine-tune files", checked.training, checked.training, note=note)
+        _log.info("fine-tune files of %s: %s", request.base_model, note)
         metadata = _check_metadata(request.metadata)
         client = self._conn.client
         training = self._conn.upload(
@@ -1176,9 +1257,10 @@ class OpenAIBatch(BatchChat):
         results = join_batch_output(inputs, output, errors)
         with self._lock:
             reserved = self._reserved.pop(job.id, None)
-        if reserved is not None and self._budget is not None and self._price is not None:
+        if self._budget is not None and self._price is not None:
+            # a batch submitted by an earlier process has no reservation here: its cost still counts
             self._budget.settle(
-                reserved, sum(self._price(r.model, r.usage) for r in results if r.error is None)
+                reserved or 0.0, sum(self._price(r.model, r.usage) for r in results if r.error is None)
             )
         return results
 
@@ -1217,7 +1299,7 @@ def make_openai_backend(
         api_key: OPENAI_API_KEY, read by the caller.
         base_url: OPENAI_BASE_URL as the caller read it; ``settings.base_url`` wins over it, and
             with neither requests go to OpenAI's API.
-        progress: where chat results are reported.
+        progress: where chat results and the checked fine-tune files are reported.
         finetune: False for a server without fine-tuning (the spec then names ``finetune.model``).
         batch: False for a server without the Batch API.
         budget, price, count_tokens: the spending guard shared by chat and batch (see ``OpenAIChat``);
@@ -1265,7 +1347,7 @@ def make_openai_backend(
     )
     return Backend(
         chat=chat,
-        finetune=OpenAIFineTuner(settings, connection=connection) if finetune else None,
+        finetune=OpenAIFineTuner(settings, connection=connection, progress=progress) if finetune else None,
         batch=OpenAIBatch(
             settings, connection=connection, budget=budget, price=price, count_tokens=count_tokens
         )
@@ -1428,18 +1510,18 @@ def retirement_warning(model_info: ModelInfo | str, today: dt.date, run_days: in
     """
     info = model_info if isinstance(model_info, ModelInfo) else ModelInfo(id=model_info)
     when = info.shutdown_date
-    source = "the server"
+    source = "shutdown_date from the server's models endpoint"
     if when is None:
         when = KNOWN_SHUTDOWNS.get(_base_of(info.id))
-        source = "secondary sources (docs/openai.md)"
+        source = "secondary sources, written down 2026-12-01; docs/openai.md"
     if when is None:
         return None
     end = today + dt.timedelta(days=max(0, run_days))
     if when > end:
         return None
     if when <= today:
-        return f"model {info.id} was shut down on {when.isoformat()} (according to {source})"
+        return f"model {info.id} was shut down on {when.isoformat()} ({source})"
     return (
-        f"model {info.id} shuts down on {when.isoformat()} (according to {source}), before this run "
+        f"model {info.id} shuts down on {when.isoformat()} ({source}), before this run "
         f"would end ({end.isoformat()}); results may not be reproducible after that date"
     )

@@ -14,9 +14,18 @@ import attrs
 from llmrec.failpoints import failpoint
 from llmrec.store import RunStore, StageDir, StageRecord
 
-__all__ = ["StageRun", "Stages", "now_iso"]
+__all__ = ["StageRun", "Stages", "now_iso", "poll_backoff"]
 
 T = TypeVar("T")
+
+
+def poll_backoff(polls: int, *, most: int = 10) -> int:
+    """
+    How many ``wait()`` calls go before the next poll, after ``polls`` polls of one loop (fine-tune
+    jobs, batches): one for the first three, then 1.5 times more per poll, at most ``most``: 1, 1, 1,
+    2, 3, 5, 7, 10, 10, ... (with OpenAI's 30 s ``poll_interval_s``: 30 s growing to 5 min).
+    """
+    return max(1, min(most, int(1.5 ** (polls - 2))))
 
 
 def now_iso() -> str:

@@ -11,6 +11,9 @@ the job's new events in the stage's log, and stores the final state when the job
 
 from __future__ import annotations
 
+import csv
+import io
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +28,21 @@ from llmrec.spec import FinetuneSpec, ProviderKind
 from llmrec.stages.training_files import TrainingFiles
 from llmrec.store import StageDir
 
-__all__ = ["FineTuned", "Plan", "attach", "hyperparameters", "key", "load", "poll", "request"]
+__all__ = [
+    "FineTuned",
+    "Plan",
+    "Step",
+    "attach",
+    "hyperparameters",
+    "key",
+    "load",
+    "poll",
+    "read_steps",
+    "request",
+]
+
+Step = tuple[tuple[str, float], ...]
+"""One row of a job's per-step metrics: (name, value) pairs, ``step`` among them."""
 
 
 @attrs.frozen
@@ -37,6 +54,48 @@ class FineTuned:
     model: str
     state: JobState
     events: tuple[JobEvent, ...]
+    steps: tuple[Step, ...] = ()
+    """Per-step metrics from the job's archived result files (OpenAI's CSV: step, train_loss,
+    valid_loss, ...), in file order; empty when the backend keeps none."""
+
+
+def read_steps(data: bytes) -> tuple[Step, ...]:
+    """
+    The rows of a per-step result CSV (a header, then one row per step): the numeric cells of each
+    row that has a step; empty cells and other text are left out, and a file that is not CSV text
+    gives nothing.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return ()
+    rows: list[Step] = []
+    try:
+        for row in csv.DictReader(io.StringIO(text)):
+            values: list[tuple[str, float]] = []
+            for name, cell in row.items():
+                if not isinstance(name, str) or not isinstance(cell, str):
+                    continue
+                try:
+                    number = float(cell)
+                except ValueError:
+                    continue
+                if math.isfinite(number):
+                    values.append((name.strip(), number))
+            if any(name == "step" for name, _ in values):
+                rows.append(tuple(values))
+    except csv.Error:
+        return ()
+    return tuple(rows)
+
+
+def _steps(folder: StageDir, files: int) -> tuple[Step, ...]:
+    found: list[Step] = []
+    for n in range(files):
+        data = folder.read_bytes(f"result-{n}.csv")
+        if data:
+            found.extend(read_steps(data))
+    return tuple(found)
 
 
 @attrs.frozen(eq=False)
@@ -164,7 +223,12 @@ def poll(plan: Plan, job: FineTuneJob, tuner: FineTuner) -> FineTuned | None:
         if callable(read) and plan.folder.read_bytes(f"result-{n}.csv") is None:
             plan.folder.write_bytes(f"result-{n}.csv", read(file_id))
     plan.folder.write_json("state", _state_record(state))
-    return FineTuned(model=state.model, state=state, events=tuple(_event(r) for r in log.records))
+    return FineTuned(
+        model=state.model,
+        state=state,
+        events=tuple(_event(r) for r in log.records),
+        steps=_steps(plan.folder, len(state.result_files)),
+    )
 
 
 def _state_record(state: JobState) -> dict[str, Any]:
@@ -181,4 +245,6 @@ def load(folder: StageDir) -> FineTuned:
     state = CONVERTER.structure(data, JobState)
     assert state.model is not None
     events = tuple(_event(r) for r in folder.log("events").records)
-    return FineTuned(model=state.model, state=state, events=events)
+    return FineTuned(
+        model=state.model, state=state, events=events, steps=_steps(folder, len(state.result_files))
+    )

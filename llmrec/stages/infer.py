@@ -24,6 +24,7 @@ from llmrec.errors import ProviderError
 from llmrec.failpoints import failpoint
 from llmrec.keys import stage_key
 from llmrec.providers.base import BatchChat, BatchJob, ChatCompleter, ChatRequest, ChatResult, Progress
+from llmrec.stages.common import poll_backoff
 from llmrec.store import StageDir
 
 __all__ = ["Answers", "fingerprint", "key", "run_batch", "run_sync"]
@@ -206,6 +207,24 @@ def run_sync(
     return Answers(by_fingerprint=answered, reused=reused, repeated=repeated)
 
 
+def _chunks(todo: list[tuple[str, ChatRequest]], batch: BatchChat) -> list[list[tuple[str, ChatRequest]]]:
+    """
+    The requests in consecutive groups that each fit one batch: the backend's own ``split`` where it
+    has one (OpenAI's: 50,000 lines and 200 MB of input file), else ``max_batch_requests`` each.
+    """
+    split = getattr(batch, "split", None)
+    if not callable(split):
+        size = batch.max_batch_requests
+        return [todo[i : i + size] for i in range(0, len(todo), size)]
+    chunks: list[list[tuple[str, ChatRequest]]] = []
+    start = 0
+    for group in split([r for _, r in todo]):
+        chunks.append(todo[start : start + len(group)])
+        start += len(group)
+    assert start == len(todo), "a batch split must keep every request, in order"
+    return chunks
+
+
 def run_batch(
     folder: StageDir,
     requests: Sequence[ChatRequest],
@@ -229,8 +248,7 @@ def run_batch(
     stored = folder.read_json("batches") or {"attempt": 0, "open": []}
     if not stored["open"]:
         attempt = int(stored["attempt"]) + 1
-        size = batch.max_batch_requests
-        chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+        chunks = _chunks(todo, batch)
         opened = []
         for n, chunk in enumerate(chunks):
             idem = f"{folder.key}/{attempt}/{n}"
@@ -241,7 +259,9 @@ def run_batch(
         stored = {"attempt": attempt, "open": opened}
     pending = [BatchJob(id=str(b["id"])) for b in stored["open"]]
     failed: list[str] = []
+    polls = 0
     while pending:
+        polls += 1
         still = []
         for job in pending:
             state = batch.poll_batch(job)
@@ -262,7 +282,7 @@ def run_batch(
                 answered[fp] = result
             progress(stage, len(answered), total)
         pending = still
-        if pending:
+        for _ in range(poll_backoff(polls) if pending else 0):
             wait()
     folder.write_json("batches", {"attempt": stored["attempt"], "open": []})
     missing = [fp for fp, _ in todo if fp not in answered]

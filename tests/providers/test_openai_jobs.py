@@ -29,13 +29,17 @@ from llmrec.providers.base import (
 from llmrec.providers.budget import BudgetExceeded, BudgetGuard
 from llmrec.providers.openai import (
     ModelInfo,
+    OpenAIFineTuner,
     check_finetune_examples,
     clean_suffix,
     examples_jsonl,
     probe_server,
     retirement_warning,
+    training_example_limit,
 )
 from llmrec.providers.openai_batch import batch_file, join_batch_output, read_batch_input, split_batches
+from llmrec.spec import OpenAIProviderSpec
+from llmrec.tokens import count_example
 from tests.providers.openai_mock import (
     Recorder,
     completion,
@@ -195,6 +199,45 @@ def test_examples_jsonl_writes_one_messages_object_per_line():
             {"role": "assistant", "content": "1. Film 1"},
         ]
     }
+
+
+def test_an_example_over_the_per_example_token_limit_is_refused_before_upload():
+    """The longest example is counted (as OpenAI bills it) against the model's limit; one over it is
+    a DataError naming the file, the example and the numbers."""
+    long = FineTuneExample((ChatMessage("user", "Profile"), ChatMessage("assistant", "Film " * 300)))
+    training = [*(_example(i) for i in range(10)), long]
+
+    checked = check_finetune_examples(training[:10], [_example(50 + i) for i in range(10)])
+    with pytest.raises(DataError, match=r"example 10 \(line 11\) has 3\d\d tokens; .* at most 200 ") as err:
+        check_finetune_examples(training, max_tokens=200)
+
+    assert err.value.path == "fine-tune training file"
+    assert (checked.training, checked.validation, checked.limit_tokens) == (10, 10, 65_536)
+    assert checked.longest_tokens == max(count_example(e, "gpt-4o-mini") for e in training[:10])
+    assert checked.describe().startswith("10 training and 10 validation examples checked; longest ")
+    assert training_example_limit("ft:gpt-3.5-turbo-0125:org:x:1") == 16_385
+    assert training_example_limit("gpt-4o-mini-2024-07-18") == 65_536
+
+
+def test_submit_reports_the_checked_files_numbers_as_progress():
+    """The local check's numbers go to the run's progress before anything is uploaded."""
+    seen: list[tuple[str, int, str]] = []
+    recorder = Recorder(
+        lambda req, n: ok(_file("file-1", "fine-tune")) if "files" in req.url.path else ok(_job())
+    )
+    tuner = OpenAIFineTuner(
+        OpenAIProviderSpec(),
+        api_key="sk-test-progress",
+        base_url="http://test.invalid/v1",
+        http_client=recorder.client(),
+        progress=lambda stage, done, total, **kw: seen.append((stage, done, kw["note"])),
+    )
+
+    tuner.submit_finetune(_ft_request())
+
+    assert seen[0][:2] == ("fine-tune files", 12)
+    assert seen[0][2].startswith("v1: 12 training and 10 validation examples checked; longest ")
+    assert "(limit 65,536)" in seen[0][2]
 
 
 # -- fine-tuning over the SDK ----------------------------------------------------------------------------

@@ -147,6 +147,20 @@ def test_the_key_never_reaches_a_log_record_over_http(server, caplog):
     assert KEY not in str(info.value)
 
 
+def test_a_401_stops_at_once_without_a_retry(server):
+    """A 401 from the server ends complete() with the plain key message, status and request id; the
+    request was sent once."""
+    server.set_faults("status=401,path=/v1/chat/completions")
+
+    with pytest.raises(ProviderError, match="rejected the API key") as info:
+        list(_chat(server, concurrency=1).complete(_requests(1)))
+
+    assert info.value.status == 401
+    assert info.value.request_id
+    assert len(_chat_records(server)) == 1
+    assert KEY not in str(info.value)
+
+
 def test_insufficient_quota_stops_the_run(server):
     """A 429 insufficient_quota ends complete() with a plain ProviderError."""
     server.set_faults("insufficient_quota,nth=1")
@@ -307,6 +321,36 @@ def test_batch_output_order_is_not_relied_on(server):
     assert {r.key: r.text for r in results} == sync
     assert batch.find_batch("nope") is None
     assert batch.poll_batch(BatchJob(job.id)).status == "completed"
+
+
+def test_the_batch_stage_splits_by_file_size_and_keeps_the_batch_ids(server):
+    """run_batch cuts the requests by the backend's byte limit (as it would at 200 MB), stores each
+    batch id before polling, and joins every answer back."""
+    from llmrec.providers.openai_batch import batch_line
+    from llmrec.stages.infer import run_batch
+    from llmrec.store import MemoryRunStore
+
+    batch = OpenAIBatch(OpenAIProviderSpec(), api_key=KEY, base_url=server.base_url, max_bytes=2_000)
+    requests = _requests(20)
+    folder = MemoryRunStore().stage("infer/v/baseline", "k")
+    seen: list[Any] = []
+    polls = 0
+
+    def wait() -> None:
+        nonlocal polls
+        polls += 1
+        seen.append(folder.read_json("batches"))
+
+    answers = run_batch(folder, requests, batch, lambda *a, **k: None, "infer/v/baseline", wait)
+    created = [r for r in server.requests() if r["method"] == "POST" and r["path"] == "/v1/batches"]
+    line = len(batch_line(requests[0]))  # every line is about as long
+
+    assert len(answers.by_fingerprint) == 20
+    assert len(created) == len(batch.split(requests)) >= 20 * line // 2_000 > 1
+    assert polls > 0
+    assert seen[0] is not None
+    assert len(seen[0]["open"]) == len(created)  # every id stored before the first poll
+    assert folder.read_json("batches") == {"attempt": 1, "open": []}
 
 
 # -- probe -----------------------------------------------------------------------------------------------
