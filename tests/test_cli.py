@@ -495,7 +495,7 @@ def test_paid_run_refuses_too_few_test_users_unless_allow_small(workdir, monkeyp
 
     fakes: list[FakeProvider] = []
 
-    def backend(spec, dataset, run_dir, progress):
+    def backend(spec, dataset, run_dir, progress, budget=None):
         fakes.append(FakeProvider(lambda: [dataset().movies.display(int(m)) for m in dataset().movies.ids]))
         return as_backend(fakes[-1])
 
