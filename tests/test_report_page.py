@@ -767,6 +767,11 @@ def test_table_csvs_hold_the_numbers_of_results_json(
     assert [int(r["Trained tokens"]) for r in jobs] == [j["trained_tokens"] for j in raw["finetune_jobs"]]
     usage = _csv(files, "usage")
     assert [int(r["Value"]) for r in usage] == list(raw["usage"].values())
+    cost = {r["Quantity"]: r["Value"] for r in _csv(files, "cost")}
+    assert float(cost["estimated cost expected"]) == raw["cost"]["estimated_usd"]["expected"]
+    assert float(cost["actual cost"]) == raw["cost"]["actual_usd"]
+    assert int(cost["estimated tokens worst"]) == raw["cost"]["estimated_tokens"]["worst"]
+    assert int(cost["actual tokens training"]) == raw["cost"]["actual_tokens"]["training"]
 
 
 def test_table_latex_escapes_specials_and_markup_and_names_are_file_safe() -> None:

@@ -295,6 +295,7 @@ def _data_tables(
         if not items:
             continue
         raw = list(usage.values()) if stem == "usage" and isinstance(usage, Mapping) else []
+        tidy = _cost_csv((manifest or {}).get("cost")) if stem == "cost" else ()
         out.append(
             DataTable(
                 stem,
@@ -304,6 +305,8 @@ def _data_tables(
                     (Entry(k), _num(v, raw[i]) if i < len(raw) else Entry(v))
                     for i, (k, v) in enumerate(items)
                 ),
+                csv_header=("Quantity", "Value", "Unit") if tidy else (),
+                csv_rows=tidy,
             )
         )
     jobs = _jobs(manifest)
@@ -983,6 +986,36 @@ def _cost(manifest: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
         out.append(("Prices as of", str(cost["prices_as_of"])))
     if cost.get("free"):
         out.append(("Note", "this provider charges nothing"))
+    return tuple(out)
+
+
+def _cost_csv(cost: object) -> tuple[tuple[CsvValue, ...], ...]:
+    """
+    The manifest's cost as (quantity, value, unit) rows, one number each, for the cost table's CSV.
+    """
+    if not isinstance(cost, Mapping):
+        return ()
+    currency = str(cost.get("currency", "USD"))
+    out: list[tuple[CsvValue, ...]] = []
+
+    def scalar(value: object) -> CsvValue:
+        return value if isinstance(value, int | float | str) else None
+
+    for key, what, unit in (
+        ("estimated_usd", "estimated cost", currency),
+        ("actual_usd", "actual cost", currency),
+        ("estimated_tokens", "estimated tokens", "tokens"),
+        ("actual_tokens", "actual tokens", "tokens"),
+    ):
+        value = cost.get(key)
+        if isinstance(value, Mapping):
+            out += [(f"{what} {k}", scalar(v), unit) for k, v in value.items()]
+        elif key in cost:
+            out.append((what, scalar(value), unit))
+    if cost.get("prices_as_of"):
+        out.append(("prices as of", str(cost["prices_as_of"]), "date"))
+    if "free" in cost:
+        out.append(("free", "true" if cost.get("free") else "false", ""))
     return tuple(out)
 
 

@@ -396,6 +396,10 @@ class DataTable:
     caption: str
     columns: tuple[DataColumn, ...]
     rows: tuple[tuple[Entry, ...], ...]
+    csv_header: tuple[str, ...] = ()
+    """When set, the CSV is ``csv_header`` and ``csv_rows`` (a tidy, one-number-a-row form of a table whose
+    page cells hold several numbers each) rather than the page's rows."""
+    csv_rows: tuple[tuple[CsvValue, ...], ...] = ()
 
 
 def file_stem(*parts: str) -> str:
@@ -426,6 +430,10 @@ def data_table_csv(table: DataTable) -> str:
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
+    if table.csv_header:
+        writer.writerow(table.csv_header)
+        writer.writerows([_csv_value(v) for v in row] for row in table.csv_rows)
+        return out.getvalue()
     writer.writerow([p for c in table.columns for p in (c.parts or (c.label,))])
     for row in table.rows:
         cells: list[str] = []
