@@ -85,12 +85,13 @@ def test_run_writes_the_report_folder(published):
         "explorer",
         "tables",
     }
-    assert sorted(p.name for p in (out / "tables").iterdir()) == [
-        "table-2.csv",
-        "table-2.tex",
-        "table-3.csv",
-        "table-3.tex",
-    ]
+    tables = sorted(p.name for p in (out / "tables").iterdir())
+    assert {"table-2.csv", "table-2.tex", "table-3.csv", "table-3.tex"} <= set(tables)
+    assert {"profileData50-counts.csv", "profileData60-comparisons.tex", "protocol.csv"} <= set(tables)
+    assert {t.removesuffix(".csv") for t in tables if t.endswith(".csv")} == {
+        t.removesuffix(".tex") for t in tables if t.endswith(".tex")
+    }
+    assert all(f'href="tables/{t}"' in html for t in tables)
     assert results["schema_version"] == 2
     assert [v["name"] for v in results["variants"]] == ["profileData50", "profileData60"]
     assert manifest["schema_version"] == 2

@@ -5,11 +5,16 @@ significance letters, the paper's columns, downloads, the explorer's data, and `
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import re
 import shutil
+import statistics
+from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -17,8 +22,19 @@ import pytest
 from llmrec.cli import main
 from llmrec.report import render_index, render_report, report_files
 from llmrec.report.explorer import explorer_files
-from llmrec.report.render import RunSummary
-from llmrec.report.tables import metric_table, paper_tables, table_csv, table_latex
+from llmrec.report.render import RunSummary, report_tables
+from llmrec.report.tables import (
+    DataColumn,
+    DataTable,
+    Entry,
+    data_table_csv,
+    data_table_latex,
+    file_stem,
+    metric_table,
+    paper_tables,
+    table_csv,
+    table_latex,
+)
 from llmrec.results import (
     Comparison,
     ModelScores,
@@ -211,8 +227,19 @@ def test_report_files_hold_tables_explorer_and_are_deterministic() -> None:
         "explorer/titles.js",
         "index.html",
         "plotly.min.js",
-        "tables/table-2.csv",
-        "tables/table-2.tex",
+        *(
+            f"tables/{stem}.{ext}"
+            for stem in (
+                "manifest",
+                "profileData50-comparisons",
+                "profileData50-counts",
+                "profileData50-models",
+                "profileData50-sampling",
+                "protocol",
+                "table-2",
+            )
+            for ext in ("csv", "tex")
+        ),
     ]
     page = first["index.html"]
     assert '<script src="explorer/1.js"></script>' in page
@@ -583,3 +610,211 @@ def test_the_spec_names_the_paper_table_a_variant_reproduces() -> None:
     assert data["variants"][0]["paper_table"] == 2
     assert "paper_table" not in _results().to_dict()["variants"][0]  # older files rewrite unchanged
     assert Results.from_dict(data).variants[0].paper_table == 2
+
+
+class _PageTables(HTMLParser):
+    """Each ``<table>`` of a page as rows of cell texts, with the CSV file its download link names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self.files: dict[str, int] = {}
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+        self._depth = 0
+        self._links = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        elif tag == "p":
+            self._links = "downloads" in (a.get("class") or "").split()
+        elif tag == "a" and self._links and (href := a.get("href") or "").endswith(".csv"):
+            self.files[href] = len(self.tables) - 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.tables[-1].append(self._row)
+            self._row = None
+        elif tag == "p":
+            self._links = False
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _page_tables(page: str) -> _PageTables:
+    parser = _PageTables()
+    parser.feed(page)
+    return parser
+
+
+def test_every_table_of_the_demo_page_is_downloadable_as_shown(
+    demo: tuple[Results, dict[str, object], list[Prediction]],
+) -> None:
+    """Each <table> on the page links its CSV and LaTeX from report_files; the files' cells are the page's."""
+    results, manifest, predictions = demo
+    files = report_files(results, manifest=manifest, predictions=predictions)
+    page = files["index.html"]
+    parsed = _page_tables(page)
+    linked = {index: href for href, index in parsed.files.items() if "/table-" not in href}
+
+    assert sorted(set(parsed.files.values())) == list(range(len(parsed.tables)))  # no table without files
+    for href in parsed.files:
+        assert href in files, href
+        assert href.removesuffix(".csv") + ".tex" in files
+        assert f'<a href="{href.removesuffix(".csv")}.tex">' in page
+    stems = {t.stem for t in report_tables(results, manifest=manifest, predictions=predictions)}
+    assert {h.removeprefix("tables/").removesuffix(".csv") for h in linked.values()} == stems
+    for stem in ("profileData50-counts", "profileData50-funnel", "profileData50-grounding", "seeds", "cost"):
+        assert stem in stems
+    by_stem = {t.stem: t for t in report_tables(results, manifest=manifest, predictions=predictions)}
+    for index, href in linked.items():
+        table = by_stem[href.removeprefix("tables/").removesuffix(".csv")]
+        shown = [r for r in parsed.tables[index] if r and not all(c == "" for c in r)]
+        body = shown[-len(table.rows) :]
+        if table.stem.endswith("-models"):  # the page prints "fitted on X" under the model id
+            assert [[r[0], r[2], r[3]] for r in body] == [
+                [e[0].text, e[3].text, e[4].text] for e in table.rows
+            ]
+            assert [r[1] for r in body] == [
+                e[1].text + (f"fitted on {e[2].text}" if e[2].text else "") for e in table.rows
+            ]
+            continue
+        assert body == [[e.text for e in row] for row in table.rows], table.stem
+        tex = files[f"tables/{table.stem}.tex"]
+        assert "\\toprule" in tex
+        assert "\\bottomrule" in tex
+
+
+def _csv(files: dict[str, str], stem: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(files[f"tables/{stem}.csv"])))
+
+
+def test_table_csvs_hold_the_numbers_of_results_json(
+    demo: tuple[Results, dict[str, object], list[Prediction]],
+) -> None:
+    """Parsed back, each CSV holds results.json's numbers at full precision (the page shows them rounded)."""
+    results, manifest, predictions = demo
+    files = report_files(results, manifest=manifest, predictions=predictions)
+    data = json.loads((DEMO / "results.json").read_text(encoding="utf-8"))
+    checked = 0
+    for v in data["variants"]:
+        name = v["name"]
+        counts = _csv(files, f"{name}-counts")
+        assert {r["Count"]: int(r["Users"]) for r in counts} == v["counts"]
+        sizes = _csv(files, f"{name}-ground-truth-sizes")
+        assert [int(r["Sampled users"]) for r in sizes] == v["funnel"]["ground_truth_sizes"]
+        funnel = _csv(files, f"{name}-funnel")
+        assert float(funnel[0]["mean"]) == v["funnel"]["neighbor_candidates"]["mean"]
+        assert float(funnel[1]["max"]) == v["funnel"]["neighbors_drawn"]["max"]
+        llms = [m for m in v["models"] if m.get("grounding")]
+        grounding = _csv(files, f"{name}-grounding")
+        assert [r["Model"] for r in grounding] == [m["label"] for m in llms]
+        for row, m in zip(grounding, llms, strict=True):
+            assert float(row["Hallucinated items"]) == m["grounding"]["hallucinated_rate"]
+            assert float(row["Parse failures"]) == m["grounding"]["parse_failure_rate"]
+        beyond = _csv(files, f"{name}-beyond")
+        with_beyond = [m for m in v["models"] if m.get("beyond")]
+        for row, m in zip(beyond, with_beyond, strict=True):
+            assert float(row["Catalogue coverage"]) == m["beyond"]["coverage"]
+            assert float(row["Mean popularity percentile"]) == m["beyond"]["popularity_percentile"]
+        sensitivity = _csv(files, f"{name}-sensitivity")
+        expected = [
+            (m["label"], mode, dict(values)["map"])
+            for m in v["models"]
+            for mode, values in m["sensitivity"].items()
+        ]
+        assert [
+            (r["Model"], r["Matching"].removesuffix(" (scored)"), float(r["MAP"])) for r in sensitivity
+        ] == expected
+        comparisons = _csv(files, f"{name}-comparisons")
+        assert len(comparisons) == len(v["comparisons"])
+        for row, c in zip(comparisons, v["comparisons"], strict=True):
+            assert row["Models"] == f"{c['a']} vs {c['b']}"
+            assert float(row["Difference"]) == c["difference"]
+            assert (float(row["Interval low"]), float(row["Interval high"])) == (c["low"], c["high"])
+            assert (float(row["p"]), float(row["Holm p"])) == (c["p_value"], c["p_holm"])
+        tuning = _csv(files, f"{name}-tuning")
+        assert [float(r["Validation score"]) for r in tuning] == [
+            c["score"] for c in v["tuning"]["candidates"]
+        ]
+        checked += 1
+    assert checked == len(results.variants) == 2
+    spread = _csv(files, "seeds")
+    labels = {"precision@5": "Precision@5", "recall@5": "Recall@5", "mrr": "MRR", "map": "MAP"}
+    stds = {(x.variant, x.label, x.metric): x.std for x in results.spread}
+    seen = 0
+    for x in data["spread"]:
+        if x["metric"] not in labels:
+            continue
+        row = next(r for r in spread if (r["Variant"], r["Model"]) == (x["variant"], x["label"]))
+        assert math.isclose(float(row[f"{labels[x['metric']]} mean"]), statistics.fmean(x["values"]))
+        assert float(row[f"{labels[x['metric']]} std"]) == stds[(x["variant"], x["label"], x["metric"])]
+        seen += 1
+    assert seen > 0
+    raw: Any = manifest
+    jobs = _csv(files, "finetune-jobs")
+    assert [int(r["Trained tokens"]) for r in jobs] == [j["trained_tokens"] for j in raw["finetune_jobs"]]
+    usage = _csv(files, "usage")
+    assert [int(r["Value"]) for r in usage] == list(raw["usage"].values())
+    cost = {r["Quantity"]: r["Value"] for r in _csv(files, "cost")}
+    assert float(cost["estimated cost expected"]) == raw["cost"]["estimated_usd"]["expected"]
+    assert float(cost["actual cost"]) == raw["cost"]["actual_usd"]
+    assert int(cost["estimated tokens worst"]) == raw["cost"]["estimated_tokens"]["worst"]
+    assert int(cost["actual tokens training"]) == raw["cost"]["actual_tokens"]["training"]
+
+
+def test_table_latex_escapes_specials_and_markup_and_names_are_file_safe() -> None:
+    """&, %, _, #, $ and markup in labels and captions are escaped in LaTeX; file names stay readable."""
+    hostile = "A&B_50% #1 $x <b>bold</b>"
+    variant = _variant(name="my variant/<x>")
+    models = (attrs.evolve(variant.models[0], label=hostile), *variant.models[1:])
+    results = attrs.evolve(
+        _results(attrs.evolve(variant, models=models)), title=f"<script>{hostile}</script>"
+    )
+    files = report_files(results, manifest=MANIFEST)
+    tex = files["tables/my-variant-x-models.tex"]
+
+    assert r"A\&B\_50\% \#1 \$x \textless{}b\textgreater{}bold\textless{}/b\textgreater{}" in tex
+    assert r"\caption{Models - my variant/\textless{}x\textgreater{}}" in tex
+    assert "\\label{tab:my-variant-x-models}" in tex
+    assert _csv(files, "my-variant-x-models")[0]["Column"] == hostile
+    page = files["index.html"]
+    assert '<a href="tables/my-variant-x-models.csv">' in page
+    assert "A&amp;B_50% #1 $x &lt;b&gt;bold&lt;/b&gt;" in page
+    assert file_stem("profileData50", "funnel") == "profileData50-funnel"
+    assert file_stem("x", "") == "x"
+    assert file_stem("∅") == "table"
+    table = DataTable(
+        "t", "50% & more_", (DataColumn("a"), DataColumn("b", True)), ((Entry("—"), Entry("±1", (1.0,))),)
+    )
+    assert data_table_csv(table) == "a,b\n—,1.0\n"
+    assert data_table_latex(table).splitlines()[3:10] == [
+        r"\caption{50\% \& more\_}",
+        r"\label{tab:t}",
+        r"\begin{tabular}{lr}",
+        r"\toprule",
+        r"a & b \\",
+        r"\midrule",
+        r"--- & $\pm$1 \\",
+    ]
+
+
+def test_two_variants_with_the_same_file_name_get_numbered_stems() -> None:
+    """Variant names cleaning up to one stem fall back to their table numbers; nothing is overwritten."""
+    results = _results(_variant(name="a b"), _variant(name="a/b"))
+    files = report_files(results)
+
+    assert "tables/variant-2-counts.csv" in files
+    assert "tables/variant-3-counts.csv" in files
+    assert report_files(results) == files

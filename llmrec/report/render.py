@@ -28,10 +28,32 @@ from llmrec.report.charts import (
     training_curves_html,
 )
 from llmrec.report.explorer import explorer_files, explorer_names, explorer_note, script_json
-from llmrec.report.tables import ALPHA, MetricTable, letters_of, metric_table, table_csv, table_latex
+from llmrec.report.tables import (
+    ALPHA,
+    CsvValue,
+    DataColumn,
+    DataTable,
+    Entry,
+    MetricTable,
+    data_table_csv,
+    data_table_latex,
+    file_stem,
+    letters_of,
+    metric_table,
+    table_csv,
+    table_latex,
+)
 from llmrec.results import Funnel, ModelScores, Prediction, Results, VariantResults, metric_label
 
-__all__ = ["PLOTLY_JS", "RunSummary", "render_index", "render_report", "report_assets", "report_files"]
+__all__ = [
+    "PLOTLY_JS",
+    "RunSummary",
+    "render_index",
+    "render_report",
+    "report_assets",
+    "report_files",
+    "report_tables",
+]
 
 PLOTLY_JS = "plotly.min.js"
 """The file name the page loads plotly.js from, relative to the page itself."""
@@ -86,6 +108,8 @@ class _VariantView:
     """How the candidates were fitted and scored, as caption text."""
     paper_by_spec: bool = False
     """Whether the spec named the paper table (``variant.paper_table``) rather than the variant's name."""
+    stem: str = ""
+    """The start of this variant's table file names (its name, made file-safe)."""
 
 
 def render_report(
@@ -116,8 +140,9 @@ def render_report(
     """
     template = _environment().get_template("report.html.j2")
     spec_text, details = _manifest_view(manifest)
-    variants = tuple(_variant_view(i + _FIRST_TABLE, v, results) for i, v in enumerate(results.variants))
+    variants = _variant_views(results)
     explorer = explorer_names(predictions)
+    tables = _data_tables(results, variants, manifest, predictions)
     return template.render(
         title=results.title,
         experiment=results.experiment,
@@ -149,6 +174,7 @@ def render_report(
         explorer_scripts=explorer,
         explorer_note=explorer_note(predictions),
         alpha=ALPHA,
+        table_files={t.stem: t.caption for t in tables},
         results_json=Markup(script_json(_finite(results.to_dict()))),
     )
 
@@ -180,7 +206,347 @@ def report_files(
         table = metric_table(i + _FIRST_TABLE, variant, results.metric_names)
         files[_table_file(table.number, "csv")] = table_csv(table)
         files[_table_file(table.number, "tex")] = table_latex(table)
+    for data in report_tables(results, manifest=manifest, predictions=predictions):
+        files[f"tables/{data.stem}.csv"] = data_table_csv(data)
+        files[f"tables/{data.stem}.tex"] = data_table_latex(data)
     return files
+
+
+def report_tables(
+    results: Results,
+    *,
+    manifest: Mapping[str, Any] | None = None,
+    predictions: Sequence[Prediction] = (),
+) -> tuple[DataTable, ...]:
+    """
+    Every table of the page besides Tables 2-3, as the page shows it (cell texts) with the full-precision
+    numbers behind each cell (for the CSV): per variant its models, counts, sampling settings, funnel,
+    ground-truth sizes, grounding rates, title-matching sensitivity, beyond-accuracy, paired comparisons
+    and baseline tuning; then the spread across seeds, cost, token usage, fine-tune jobs, protocol and
+    manifest. A table the page does not show (no data) is left out. ``tables/<stem>.csv`` and
+    ``.tex`` hold each one.
+    """
+    return _data_tables(results, _variant_views(results), manifest, predictions)
+
+
+def _variant_views(results: Results) -> tuple[_VariantView, ...]:
+    stems = [file_stem(v.name) for v in results.variants]
+    views = []
+    for i, v in enumerate(results.variants):
+        stem = stems[i] if stems.count(stems[i]) == 1 else f"variant-{i + _FIRST_TABLE}"
+        views.append(attrs.evolve(_variant_view(i + _FIRST_TABLE, v, results), stem=stem))
+    return tuple(views)
+
+
+def _num(text: str, value: CsvValue) -> Entry:
+    return Entry(text, (value,))
+
+
+def _data_tables(
+    results: Results,
+    views: Sequence[_VariantView],
+    manifest: Mapping[str, Any] | None,
+    predictions: Sequence[Prediction],
+) -> tuple[DataTable, ...]:
+    """
+    The page's other tables (see ``report_tables``), built from the same texts the template shows.
+    """
+    out: list[DataTable] = []
+    for view, variant in zip(views, results.variants, strict=True):
+        out += _variant_tables(view, variant, results)
+    shown = _sensitivity_metrics(results.metric_names)
+    spread = {(x.variant, x.label, x.metric): x for x in results.spread}
+    rows = _spread_rows(results)
+    if rows:
+        out.append(
+            DataTable(
+                "seeds",
+                "Across seeds: mean ± standard deviation of each model's metric over seeds "
+                + ", ".join(str(x) for x in results.seeds),
+                (
+                    DataColumn("Variant"),
+                    DataColumn("Model"),
+                    *(
+                        DataColumn(
+                            metric_label(n), True, (f"{metric_label(n)} mean", f"{metric_label(n)} std")
+                        )
+                        for n in shown
+                    ),
+                ),
+                tuple(
+                    (
+                        Entry(variant),
+                        Entry(label),
+                        *(
+                            Entry(text, (x.mean, x.std) if (x := spread.get((variant, label, n))) else ())
+                            for text, n in zip(values, shown, strict=True)
+                        ),
+                    )
+                    for variant, label, values in rows
+                ),
+            )
+        )
+    pairs = (
+        ("cost", "Estimated and actual cost", _cost(manifest)),
+        ("usage", "Tokens used by inference", _usage(manifest)),
+    )
+    usage = (manifest or {}).get("usage")
+    for stem, caption, items in pairs:
+        if not items:
+            continue
+        raw = list(usage.values()) if stem == "usage" and isinstance(usage, Mapping) else []
+        tidy = _cost_csv((manifest or {}).get("cost")) if stem == "cost" else ()
+        out.append(
+            DataTable(
+                stem,
+                caption,
+                (DataColumn("Item"), DataColumn("Value", True)),
+                tuple(
+                    (Entry(k), _num(v, raw[i]) if i < len(raw) else Entry(v))
+                    for i, (k, v) in enumerate(items)
+                ),
+                csv_header=("Quantity", "Value", "Unit") if tidy else (),
+                csv_rows=tidy,
+            )
+        )
+    jobs = _jobs(manifest)
+    if jobs:
+        raw_jobs = [j for j in (manifest or {}).get("finetune_jobs", []) if isinstance(j, Mapping)]
+        out.append(
+            DataTable(
+                "finetune-jobs",
+                "Fine-tuning jobs",
+                (
+                    DataColumn("Variant"),
+                    DataColumn("Job"),
+                    DataColumn("Status"),
+                    DataColumn("Model"),
+                    DataColumn("Trained tokens", True),
+                ),
+                tuple(
+                    (*(Entry(x) for x in row[:4]), _num(row[4], j.get("trained_tokens")))
+                    for row, j in zip(jobs, raw_jobs, strict=True)
+                ),
+            )
+        )
+    protocol = _protocol(results, manifest, predictions)
+    out.append(
+        DataTable(
+            "protocol",
+            "Protocol",
+            (DataColumn("Item"), DataColumn("Description")),
+            tuple((Entry(k), Entry(v)) for k, v in protocol),
+        )
+    )
+    _, details = _manifest_view(manifest)
+    if details:
+        out.append(
+            DataTable(
+                "manifest",
+                "Run manifest",
+                (DataColumn("Key"), DataColumn("Value")),
+                tuple((Entry(k), Entry(v)) for k, v in details),
+            )
+        )
+    return tuple(out)
+
+
+def _variant_tables(view: _VariantView, variant: VariantResults, results: Results) -> list[DataTable]:
+    """
+    One variant's tables besides its Table 2/3, in page order.
+    """
+    s, name = view.stem, variant.name
+    out = [
+        DataTable(
+            f"{s}-models",
+            f"Models - {name}",
+            (
+                DataColumn("Column"),
+                DataColumn("Model"),
+                DataColumn("Fitted on"),
+                DataColumn("Scored users", True),
+                DataColumn("Parse failures", True),
+            ),
+            tuple(
+                (
+                    Entry(m.label),
+                    Entry(m.model),
+                    Entry(m.source or ""),
+                    _num(f"{m.users:,}", m.users),
+                    _num(f"{m.parse_failures:,}", m.parse_failures),
+                )
+                for m in variant.models
+            ),
+        )
+    ]
+    if view.counts:
+        out.append(
+            DataTable(
+                f"{s}-counts",
+                f"Counts (the sampling funnel) - {name}",
+                (DataColumn("Count"), DataColumn("Users", True)),
+                tuple(
+                    (Entry(k), _num(text, value))
+                    for (k, text), (_, value) in zip(view.counts, variant.counts, strict=True)
+                ),
+            )
+        )
+    if view.sampling:
+        out.append(
+            DataTable(
+                f"{s}-sampling",
+                f"Sampling settings - {name}",
+                (DataColumn("Setting"), DataColumn("Value", True)),
+                tuple(
+                    (Entry(k), _num(text, value) if isinstance(value, int | float | str) else Entry(text))
+                    for (k, text), (_, value) in zip(view.sampling, variant.sampling, strict=True)
+                ),
+            )
+        )
+    funnel = variant.funnel
+    if funnel is not None:
+        stats = ("min", "median", "mean", "max")
+        raw = (
+            tuple(dict(funnel.neighbor_candidates).get(k) for k in stats),
+            tuple(dict(funnel.neighbors_drawn).get(k) for k in stats),
+            (None, None, funnel.mean_ground_truth_size, None),
+        )
+        out.append(
+            DataTable(
+                f"{s}-funnel",
+                f"Funnel: neighbour statistics and mean ground-truth size - {name}",
+                (DataColumn("Statistic"), DataColumn("Value", True, stats)),
+                tuple((Entry(k), Entry(text, r)) for (k, text), r in zip(view.funnel, raw, strict=True)),
+            )
+        )
+        out.append(
+            DataTable(
+                f"{s}-ground-truth-sizes",
+                f"Sampled users per ground-truth size (size 0: dropped) - {name}",
+                (DataColumn("Ground-truth size", True), DataColumn("Sampled users", True)),
+                tuple(
+                    (
+                        Entry(size + (" (dropped)" if size == "0" else ""), (int(size),)),
+                        _num(users, funnel.ground_truth_sizes[int(size)]),
+                    )
+                    for size, users in view.ground_truth_sizes
+                ),
+            )
+        )
+    grounded = [m for m in variant.models if m.grounding]
+    if grounded:
+        out.append(
+            DataTable(
+                f"{s}-grounding",
+                f"Grounding and hallucination rates (shares; the CSV holds fractions) - {name}",
+                (DataColumn("Model"), *(DataColumn(h, True) for _, h in _GROUNDING)),
+                tuple(
+                    (
+                        Entry(label),
+                        *(
+                            _num(text, dict(m.grounding).get(key))
+                            for text, (key, _) in zip(rates, _GROUNDING, strict=True)
+                        ),
+                    )
+                    for (label, rates), m in zip(view.grounding, grounded, strict=True)
+                ),
+            )
+        )
+    shown = _sensitivity_metrics(results.metric_names)
+    if view.sensitivity:
+        raw_sens = [dict(values) for m in variant.models for _, values in m.sensitivity]
+        out.append(
+            DataTable(
+                f"{s}-sensitivity",
+                f"Title-matching sensitivity - {name}",
+                (
+                    DataColumn("Model"),
+                    DataColumn("Matching"),
+                    *(DataColumn(h, True) for h in view.sensitivity_headers),
+                ),
+                tuple(
+                    (
+                        Entry(label),
+                        Entry(mode),
+                        *(_num(text, r.get(n)) for text, n in zip(values, shown, strict=True)),
+                    )
+                    for (label, mode, values), r in zip(view.sensitivity, raw_sens, strict=True)
+                ),
+            )
+        )
+    beyond = [m for m in variant.models if m.beyond]
+    if beyond:
+        out.append(
+            DataTable(
+                f"{s}-beyond",
+                "Beyond accuracy: catalogue coverage (the CSV holds a fraction) and mean popularity "
+                f"percentile - {name}",
+                (
+                    DataColumn("Model"),
+                    DataColumn("Catalogue coverage", True),
+                    DataColumn("Mean popularity percentile", True),
+                ),
+                tuple(
+                    (
+                        Entry(label),
+                        _num(coverage, dict(m.beyond).get("coverage")),
+                        _num(popularity, dict(m.beyond).get("popularity_percentile")),
+                    )
+                    for (label, coverage, popularity), m in zip(view.beyond, beyond, strict=True)
+                ),
+            )
+        )
+    if view.comparisons:
+        out.append(
+            DataTable(
+                f"{s}-comparisons",
+                f"Paired comparisons ({view.confidence} bootstrap intervals, sign-flip permutation p, "
+                f"Holm-adjusted {view.holm_family}) - {name}",
+                (
+                    DataColumn("Models"),
+                    DataColumn("Metric"),
+                    DataColumn("Difference", True),
+                    DataColumn("Interval", True, ("Interval low", "Interval high")),
+                    DataColumn("p", True),
+                    DataColumn("Holm p", True),
+                    DataColumn(f"Verdict (Holm p < {ALPHA})"),
+                ),
+                tuple(
+                    (
+                        Entry(pair),
+                        Entry(metric),
+                        _num(diff, c.difference),
+                        Entry(interval, (c.low, c.high)),
+                        _num(p, c.p_value),
+                        _num(holm_p, c.p_holm),
+                        Entry(verdict),
+                    )
+                    for (pair, metric, diff, interval, p, holm_p, verdict), c in zip(
+                        view.comparisons, variant.comparisons, strict=True
+                    )
+                ),
+            )
+        )
+    if view.tuning and variant.tuning is not None:
+        out.append(
+            DataTable(
+                f"{s}-tuning",
+                f"Baseline tuning on the validation users - {name}",
+                (
+                    DataColumn("Baseline"),
+                    DataColumn("Setting"),
+                    DataColumn("Validation score", True),
+                    DataColumn("Chosen"),
+                ),
+                tuple(
+                    (Entry(label), Entry(setting), _num(score, c.score), Entry(chosen))
+                    for (label, setting, score, chosen), c in zip(
+                        view.tuning, variant.tuning.candidates, strict=True
+                    )
+                ),
+            )
+        )
+    return out
 
 
 def _table_file(number: int, ext: str) -> str:
@@ -620,6 +986,36 @@ def _cost(manifest: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
         out.append(("Prices as of", str(cost["prices_as_of"])))
     if cost.get("free"):
         out.append(("Note", "this provider charges nothing"))
+    return tuple(out)
+
+
+def _cost_csv(cost: object) -> tuple[tuple[CsvValue, ...], ...]:
+    """
+    The manifest's cost as (quantity, value, unit) rows, one number each, for the cost table's CSV.
+    """
+    if not isinstance(cost, Mapping):
+        return ()
+    currency = str(cost.get("currency", "USD"))
+    out: list[tuple[CsvValue, ...]] = []
+
+    def scalar(value: object) -> CsvValue:
+        return value if isinstance(value, int | float | str) else None
+
+    for key, what, unit in (
+        ("estimated_usd", "estimated cost", currency),
+        ("actual_usd", "actual cost", currency),
+        ("estimated_tokens", "estimated tokens", "tokens"),
+        ("actual_tokens", "actual tokens", "tokens"),
+    ):
+        value = cost.get(key)
+        if isinstance(value, Mapping):
+            out += [(f"{what} {k}", scalar(v), unit) for k, v in value.items()]
+        elif key in cost:
+            out.append((what, scalar(value), unit))
+    if cost.get("prices_as_of"):
+        out.append(("prices as of", str(cost["prices_as_of"]), "date"))
+    if "free" in cost:
+        out.append(("free", "true" if cost.get("free") else "false", ""))
     return tuple(out)
 
 

@@ -24,8 +24,15 @@ __all__ = [
     "PAPER_METRICS",
     "Cell",
     "Column",
+    "CsvValue",
+    "DataColumn",
+    "DataTable",
+    "Entry",
     "MetricTable",
     "PaperTable",
+    "data_table_csv",
+    "data_table_latex",
+    "file_stem",
     "metric_table",
     "paper_table_for",
     "paper_tables",
@@ -297,6 +304,15 @@ _LATEX_SPECIAL = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "—": "---",
+    "–": "--",
+    "±": r"$\pm$",
+    "Δ": r"$\Delta$",
+    "λ": r"$\lambda$",
+    "≥": r"$\geq$",
+    "≤": r"$\leq$",
 }
 
 
@@ -340,3 +356,114 @@ def letters_of(table: MetricTable) -> Mapping[str, str]:
     Letter -> column label, for the caption's key.
     """
     return {c.letter: c.label for c in table.columns if c.letter}
+
+
+CsvValue = float | int | str | None
+"""A value as a CSV cell holds it: full precision, not the page's rounding; None (or NaN): empty."""
+
+
+@attrs.frozen
+class DataColumn:
+    """
+    One column of a page table: its header, whether it holds numbers, and its CSV columns (default: one,
+    the header; an interval column has two, low and high).
+    """
+
+    label: str
+    numeric: bool = False
+    parts: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Entry:
+    """
+    One cell: the text the page shows (and the LaTeX prints) and the values its CSV columns hold
+    (none: the text itself).
+    """
+
+    text: str
+    values: tuple[CsvValue, ...] = ()
+
+
+@attrs.frozen
+class DataTable:
+    """
+    A table of the page other than Tables 2-3 (funnel, grounding, comparisons, cost, ...), ready for its
+    CSV and LaTeX files ``tables/<stem>.csv`` and ``tables/<stem>.tex``.
+    """
+
+    stem: str
+    caption: str
+    columns: tuple[DataColumn, ...]
+    rows: tuple[tuple[Entry, ...], ...]
+    csv_header: tuple[str, ...] = ()
+    """When set, the CSV is ``csv_header`` and ``csv_rows`` (a tidy, one-number-a-row form of a table whose
+    page cells hold several numbers each) rather than the page's rows."""
+    csv_rows: tuple[tuple[CsvValue, ...], ...] = ()
+
+
+def file_stem(*parts: str) -> str:
+    """
+    A readable file name stem from its parts ("profileData50", "funnel" -> "profileData50-funnel"):
+    letters, digits, ".", "_" and "-" kept, any other run of characters one "-".
+    """
+    out = []
+    for part in parts:
+        cleaned = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "._-") else " " for ch in part)
+        out.append("-".join(cleaned.split()))
+    return "-".join(p for p in out if p) or "table"
+
+
+def _csv_value(value: CsvValue) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    return str(value)
+
+
+def data_table_csv(table: DataTable) -> str:
+    """
+    The table as CSV: a header row, then one row per page row; numbers at full precision.
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if table.csv_header:
+        writer.writerow(table.csv_header)
+        writer.writerows([_csv_value(v) for v in row] for row in table.csv_rows)
+        return out.getvalue()
+    writer.writerow([p for c in table.columns for p in (c.parts or (c.label,))])
+    for row in table.rows:
+        cells: list[str] = []
+        for c, entry in zip(table.columns, row, strict=True):
+            width = len(c.parts) or 1
+            if entry.values:
+                cells += [_csv_value(v) for v in entry.values[:width]]
+                cells += [""] * (width - len(entry.values))
+            else:
+                cells += [entry.text] + [""] * (width - 1)
+        writer.writerow(cells)
+    return out.getvalue()
+
+
+def data_table_latex(table: DataTable) -> str:
+    """
+    The table as a LaTeX ``table`` with booktabs rules, its cells as the page shows them.
+    """
+    cols = "".join("r" if c.numeric else "l" for c in table.columns)
+    lines = [
+        "% requires \\usepackage{booktabs}",
+        "\\begin{table}[t]",
+        "\\centering",
+        f"\\caption{{{_tex(table.caption)}}}",
+        f"\\label{{tab:{table.stem}}}",
+        f"\\begin{{tabular}}{{{cols}}}",
+        "\\toprule",
+        " & ".join(_tex(c.label) for c in table.columns) + " \\\\",
+        "\\midrule",
+    ]
+    lines += [" & ".join(_tex(e.text) for e in row) + " \\\\" for row in table.rows]
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(lines)
