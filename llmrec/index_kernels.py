@@ -30,6 +30,7 @@ __all__ = [
     "bucket_counts",
     "count_values",
     "first_repeated_pair",
+    "flagged_per_row",
     "is_non_decreasing",
     "movie_order",
     "scatter_by_movie",
@@ -173,4 +174,20 @@ def bucket_counts(
     counts = np.zeros(n_buckets, dtype=np.int64)
     for p in range(len(movies)):
         counts[movies[p] * levels + (star_hi - stars[p])] += 1
+    return counts
+
+
+@_jit
+def flagged_per_row(row_start: npt.NDArray[np.int64], flags: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """
+    How many of each row's entries are flagged (``flags[row_start[r]:row_start[r + 1]]``), with no
+    wide copy of the flags (``np.add.reduceat`` with an int64 result first casts every flag to int64).
+    """
+    n_rows = len(row_start) - 1
+    counts = np.zeros(n_rows, dtype=np.int64)
+    for r in range(n_rows):
+        total = 0
+        for k in range(row_start[r], row_start[r + 1]):
+            total += flags[k]
+        counts[r] = total
     return counts

@@ -544,11 +544,7 @@ def _per_user_sum(index: RatingIndex, flags: _Bools) -> IntArray:
     """
     How many of each user's ratings are flagged (users without ratings have 0).
     """
-    starts = index.user_start[:-1]
-    rated = np.flatnonzero(index.user_start[1:] > starts)
-    out = np.zeros(len(starts), dtype=np.int64)
-    if len(rated):
-        out[rated] = np.add.reduceat(flags, starts[rated], dtype=np.int64)
+    out: IntArray = index_kernels.flagged_per_row(index.user_start, flags)
     return out
 
 
