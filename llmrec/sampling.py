@@ -16,11 +16,12 @@ The rules (each a field of ``SamplingSpec``; docs/sampling.md quotes the sentenc
 - a user's split is fixed by a hash of ``(seed, user id)``, before users with an empty ground truth
   are dropped per variant.
 
-How it stays fast on the full Netflix data (100M ratings, 480,189 users; about 10 s for the index
+How it stays fast on the full Netflix data (100M ratings, 480,189 users; about 7 s for the index
 and well under a minute per variant with two workers): ``build_index`` maps user ids to dense
-indices by counting and sorts packed 64-bit keys, (user, movie, stars, day) and (movie, stars, user),
-one half per thread, so there are no permutation arrays and no ``np.unique`` over all ratings; a
-movie's raters come highest stars first, so those with at least some stars are a prefix of its list.
+indices by counting and arranges the ratings by user and by (movie, stars) with two counting sorts
+(llmrec/index_kernels.py, numba), one half per thread, so there are no sorts, permutation arrays
+or ``np.unique`` over all ratings; a movie's raters come highest stars first, so those with at least
+some stars are a prefix of its list.
 ``derive_ground_truth`` works on 256 users per compiled call (llmrec/neighbour_kernels.py, numba):
 candidates are marked in a bitset over all users and read back in order, each user's neighbours are
 drawn here exactly as the rules say, and the drawn neighbours' rows are scatter-added into uint16
