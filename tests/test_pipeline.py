@@ -7,6 +7,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
+from llmrec.data import Dataset
 from llmrec.data.synthetic import generate_synthetic
 from llmrec.errors import DataError
 from llmrec.evaluate import run_experiment
@@ -236,6 +237,20 @@ def _training_price(model: str, usage) -> float:
     return float(usage.prompt_tokens) if model.startswith("training:") else 0.0
 
 
+def _recording_fake(dataset: Dataset) -> tuple[FakeProvider, list[FineTuneRequest]]:
+    """A fake provider over the dataset's movies that records every fine-tune request it is sent."""
+    fake = FakeProvider.for_movies(dataset.movies)
+    requests: list[FineTuneRequest] = []
+    submit = fake.submit_finetune
+
+    def recording(request: FineTuneRequest) -> FineTuneJob:
+        requests.append(request)
+        return submit(request)
+
+    fake.submit_finetune = recording  # type: ignore[method-assign]
+    return fake, requests
+
+
 def test_a_budget_below_the_fine_tunes_worst_case_stops_before_any_job():
     """The fine-tunes' worst case (training + validation tokens x epochs) is reserved before the first
     job is submitted: a budget that cannot hold it stops the run with no job created."""
@@ -245,15 +260,7 @@ def test_a_budget_below_the_fine_tunes_worst_case_stops_before_any_job():
 
     spec = parse_spec(BASE)
     dataset = generate_synthetic(spec.dataset.synthetic, spec.experiment.seed)
-    fake = FakeProvider.for_movies(dataset.movies)
-    submitted: list[FineTuneRequest] = []
-    submit = fake.submit_finetune
-
-    def recording(request: FineTuneRequest) -> FineTuneJob:
-        submitted.append(request)
-        return submit(request)
-
-    fake.submit_finetune = recording  # type: ignore[method-assign]
+    fake, submitted = _recording_fake(dataset)
     guard = BudgetGuard(1000.0)  # a few hundred training examples of ~100 tokens: far more than $1,000
 
     with pytest.raises(BudgetExceeded, match=r"budget of \$1000\.00 reached"):
@@ -282,15 +289,7 @@ def test_a_budget_is_settled_with_the_trained_tokens_and_the_jobs_carry_the_spec
 
     spec = parse_spec(BASE)
     dataset = generate_synthetic(spec.dataset.synthetic, spec.experiment.seed)
-    fake = FakeProvider.for_movies(dataset.movies)
-    requests: list[FineTuneRequest] = []
-    submit = fake.submit_finetune
-
-    def recording(request: FineTuneRequest) -> FineTuneJob:
-        requests.append(request)
-        return submit(request)
-
-    fake.submit_finetune = recording  # type: ignore[method-assign]
+    fake, requests = _recording_fake(dataset)
     guard = BudgetGuard(1e9)
 
     outcome = run_stages(
