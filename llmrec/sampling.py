@@ -22,6 +22,8 @@ indices by counting and arranges the ratings by user and by (movie, stars) with 
 (llmrec/index_kernels.py, numba), one half per thread, so there are no sorts, permutation arrays
 or ``np.unique`` over all ratings; a movie's raters come highest stars first, so those with at least
 some stars are a prefix of its list.
+``sample_users`` builds every profile in one compiled call (``index_kernels.top_rows``: per user, a
+short insertion of packed (stars, date, movie) keys), with no Python object per user.
 ``derive_ground_truth`` works on 256 users per compiled call (llmrec/neighbour_kernels.py, numba):
 candidates are marked in a bitset over all users and read back in order, each user's neighbours are
 drawn here exactly as the rules say, and the drawn neighbours' rows are scatter-added into uint16
@@ -533,10 +535,12 @@ def sample_users(
     chosen = np.sort(rng.choice(pool, size=count, replace=False)) if len(pool) > count else pool
     if spec.eligibility_filter == "after_draw":
         chosen = chosen[is_eligible[chosen]]
-    newest = spec.profile_date_order == "newest_first"
-    size = spec.profile_size
-    profiles = Ragged.from_rows(
-        [_profile(index, int(u), size, newest_first=newest, before_day=before_day) for u in chosen], np.int32
+    profiles = _profiles(
+        index,
+        chosen,
+        spec.profile_size,
+        newest_first=spec.profile_date_order == "newest_first",
+        before_day=before_day,
     )
     return Sample(users=index.user_ids[chosen], profiles=profiles, eligible=len(eligible))
 
@@ -549,18 +553,24 @@ def _per_user_sum(index: RatingIndex, flags: _Bools) -> IntArray:
     return out
 
 
-def _profile(
-    index: RatingIndex, dense_user: int, size: int, *, newest_first: bool, before_day: int | None = None
-) -> npt.NDArray[np.int32]:
-    lo, hi = index.user_start[dense_user], index.user_start[dense_user + 1]
-    movies = index.user_movies[lo:hi]
-    days = index.user_days[lo:hi].astype(np.int32)
-    stars = index.user_stars[lo:hi].astype(np.int32)
-    if before_day is not None:
-        past = days < before_day
-        movies, days, stars = movies[past], days[past], stars[past]
-    order = np.lexsort((movies, -days if newest_first else days, -stars))
-    return movies[order[:size]]
+_DAY_SPAN = 1 << 15
+"""Every rating date (int16) lies in ``[-_DAY_SPAN, _DAY_SPAN)``: a cut outside it is clamped to it."""
+
+
+def _profiles(
+    index: RatingIndex, dense_users: IntArray, size: int, *, newest_first: bool, before_day: int | None = None
+) -> Ragged[np.int32]:
+    """
+    The profiles of the given users (dense indices), in that order, from one compiled call
+    (``index_kernels.top_rows``): each user's ratings (those dated before ``before_day`` when given)
+    by stars descending, then date (newest or oldest first), then movie id; the first ``size``.
+    """
+    cut = _DAY_SPAN if before_day is None else max(-_DAY_SPAN, min(before_day, _DAY_SPAN))
+    rows = np.ascontiguousarray(dense_users, dtype=np.int64)
+    offsets, values = index_kernels.top_rows(
+        index.user_start, index.user_movies, index.user_stars, index.user_days, rows, size, newest_first, cut
+    )
+    return Ragged(offsets=offsets, values=values)
 
 
 @attrs.frozen(eq=False)
