@@ -30,7 +30,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-__all__ = ["COUNT_LIMIT_UINT16", "count_and_rank", "find_candidates", "pool_bits"]
+__all__ = ["COUNT_LIMIT_UINT16", "count_and_rank", "find_candidates", "grown", "jit", "pool_bits", "prefetch"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,7 +52,7 @@ _CACHE_LINE = 64
 
 
 @intrinsic  # type: ignore[untyped-decorator,unused-ignore]
-def _prefetch(typingctx: Any, array: Any, position: Any) -> Any:
+def prefetch(typingctx: Any, array: Any, position: Any) -> Any:
     """
     Ask the CPU to fetch ``array[position]`` into cache (LLVM's prefetch: a read, kept close).
 
@@ -72,14 +72,14 @@ def _prefetch(typingctx: Any, array: Any, position: Any) -> Any:
         byte_pointer = builder.bitcast(pointer, ir.IntType(8).as_pointer())
         i32 = ir.IntType(32)
         function_type = ir.FunctionType(ir.VoidType(), [byte_pointer.type, i32, i32, i32])
-        prefetch = builder.module.declare_intrinsic("llvm.prefetch", [byte_pointer.type], function_type)
-        builder.call(prefetch, [byte_pointer, i32(0), i32(3), i32(1)])
+        llvm_prefetch = builder.module.declare_intrinsic("llvm.prefetch", [byte_pointer.type], function_type)
+        builder.call(llvm_prefetch, [byte_pointer, i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
 
     return signature, codegen
 
 
-def _jit(function: F) -> F:
+def jit(function: F) -> F:
     # nogil: a caller may run batches on threads; cache: compiled once per machine, not per process
     return cast("F", numba.njit(cache=True, nogil=True)(function))
 
@@ -92,7 +92,7 @@ def _grown(values: npt.NDArray[Any], used: int, need: int) -> npt.NDArray[Any]:
     return bigger
 
 
-_grown_jit = _jit(_grown)
+grown = jit(_grown)
 
 
 def _find_candidates(
@@ -146,7 +146,7 @@ def _find_candidates(
             bits[w] = 0
             if len(pool):
                 word &= pool[w]
-            out = _grown_jit(out, used, 64)
+            out = grown(out, used, 64)
             base = np.int64(w) << 6
             while word != 0:
                 lowest = word & -word
@@ -157,7 +157,7 @@ def _find_candidates(
     return offsets, out[:used].copy()
 
 
-_find_candidates_jit = _jit(_find_candidates)
+_find_candidates_jit = jit(_find_candidates)
 
 
 def find_candidates(
@@ -249,14 +249,14 @@ def _count_and_rank(
             continue
         for j in range(a, b):
             if j + 2 * ahead < b:
-                _prefetch(user_start, drawn[j + 2 * ahead])
+                prefetch(user_start, drawn[j + 2 * ahead])
             if j + ahead < b:
                 later = drawn[j + ahead]
                 for k in range(user_start[later], user_start[later + 1], movie_step):
-                    _prefetch(user_movies, k)
+                    prefetch(user_movies, k)
                 if min_stars > 0:
                     for k in range(user_start[later], user_start[later + 1], _CACHE_LINE):
-                        _prefetch(user_stars, k)
+                        prefetch(user_stars, k)
             neighbour = drawn[j]
             lo, hi = user_start[neighbour], user_start[neighbour + 1]
             if min_stars <= 0:
@@ -279,8 +279,8 @@ def _count_and_rank(
                 keys[found] = ((total - np.int64(count)) << 32) | movie
                 found += 1
         ranked = np.sort(keys[:found])[:max_movies]
-        movies = _grown_jit(movies, used, len(ranked))
-        shares = _grown_jit(shares, used, len(ranked))
+        movies = grown(movies, used, len(ranked))
+        shares = grown(shares, used, len(ranked))
         for r in range(len(ranked)):
             movies[used] = ranked[r] & 0xFFFFFFFF
             shares[used] = (total - (ranked[r] >> 32)) / total
@@ -289,7 +289,7 @@ def _count_and_rank(
     return offsets, movies[:used].copy(), shares[:used].copy()
 
 
-_count_and_rank_jit = _jit(_count_and_rank)
+_count_and_rank_jit = jit(_count_and_rank)
 
 
 def count_and_rank(

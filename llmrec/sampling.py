@@ -26,8 +26,10 @@ some stars are a prefix of its list.
 short insertion of packed (stars, date, movie) keys), with no Python object per user.
 ``derive_ground_truth`` works on 256 users per compiled call (llmrec/neighbour_kernels.py, numba):
 candidates are marked in a bitset over all users and read back in order, each user's neighbours are
-drawn here exactly as the rules say, and the drawn neighbours' rows are scatter-added into uint16
-counts (prefetched, from a uint16 copy of the movie ids); ``workers > 1`` spreads the users over
+drawn here exactly as the rules say, and what the drawn neighbours watched is counted only over the
+movies with enough watchers in the whole dataset to reach the share, as rows of bits added 16 at a
+time by carry-save adders into bit-sliced counters (llmrec/watch_bits.py; about 3,600 of Netflix's
+17,770 movies can reach half of 10,000 neighbours); ``workers > 1`` spreads the users over
 forked processes that share the index. None of this changes a result: the tests compare every option
 with a plain per-user loop.
 
@@ -51,6 +53,7 @@ from llmrec.data import Ratings
 from llmrec.executor import Executor, executor_for
 from llmrec.ragged import Ragged
 from llmrec.spec import SamplingSpec, SplitSpec
+from llmrec.watch_bits import MAX_WORDS, WatchBits, build_watch_bits, count_and_rank_bits, least_count
 
 __all__ = [
     "GroundTruth",
@@ -80,8 +83,6 @@ _TASKS_PER_WORKER = 8
 """Users are handed to workers in this many pieces per worker (evens out uneven users)."""
 _MAX_TASK_USERS = 2000
 """At most this many users per piece, so that progress moves every few seconds on any sample."""
-_NARROW_MOVIES = 1 << 16
-"""Movie ids below this are counted from a uint16 copy of user_movies."""
 _MAX_BUCKETS = 1 << 24
 """At most this many (movie, stars) buckets are counted by ``_arrange_by_scatter`` (else: sorted keys)."""
 _TRUTH_BATCH = 256
@@ -660,7 +661,8 @@ class _TruthJob:
 
     Users are handled ``_TRUTH_BATCH`` at a time: one compiled call finds the batch's candidates
     (llmrec/neighbour_kernels.py), each user's neighbours are drawn here with the seeded
-    ``Generator.choice``, and one more compiled call counts what they watched and ranks it.
+    ``Generator.choice``, and one more compiled call counts what they watched and ranks it
+    (``watch_bits.count_and_rank_bits``, over the rows of bits built here once per variant).
     """
 
     index: RatingIndex
@@ -672,10 +674,9 @@ class _TruthJob:
     """End of each movie's prefix of raters with at least neighbor_min_stars."""
     pool: IntArray
     """Bitset of the users neighbours may come from (``pool_bits``); empty for every user."""
-    count_dtype: type[np.integer[Any]]
-    """Watch counts fit this (uint16 while at most 65,535 neighbours can be drawn)."""
-    user_movies: npt.NDArray[np.int32] | npt.NDArray[np.uint16]
-    """The index's user_movies, as uint16 where movie ids fit (half the bytes for the counting to read)."""
+    watched: WatchBits | None
+    """Every user's watched movies as bits over the movies that can reach the share (``watch_bits``);
+    None when more than 65,535 neighbours can be drawn (then the counts are scattered adds)."""
 
     @classmethod
     def of(cls, index: RatingIndex, sample: Sample, spec: SamplingSpec, seed: int) -> _TruthJob:
@@ -693,10 +694,7 @@ class _TruthJob:
             dense_users=dense_users,
             rater_ends=_prefix_ends(index, spec.neighbor_min_stars * index.star_scale),
             pool=pool,
-            count_dtype=np.uint16 if most <= kernels.COUNT_LIMIT_UINT16 else np.int64,
-            user_movies=(
-                index.user_movies.astype(np.uint16) if index.n_movies <= _NARROW_MOVIES else index.user_movies
-            ),
+            watched=_watch_bits(index, spec, most) if most <= kernels.COUNT_LIMIT_UINT16 else None,
         )
         # compiled (or loaded from numba's cache) here, once, rather than in each forked worker
         job.run((0, min(1, len(sample.users))))
@@ -782,20 +780,58 @@ class _TruthJob:
         max_ground_truth; as offsets, movies and shares.
         """
         index, spec = self.index, self.spec
+        if self.watched is not None:
+            return count_and_rank_bits(
+                drawn_at,
+                drawn,
+                self.watched,
+                excluded_start,
+                excluded_end,
+                excluded,
+                spec.watch_factor,
+                spec.max_ground_truth,
+            )
         return kernels.count_and_rank(
             drawn_at,
             drawn,
             index.user_start,
-            self.user_movies,
+            index.user_movies,
             index.user_stars,
-            spec.watched_min_stars * index.star_scale if spec.watched_min_stars > 1 else 0,
+            _watched_min(index, spec),
             excluded_start,
             excluded_end,
             excluded,
             spec.watch_factor,
             spec.max_ground_truth,
-            np.zeros(index.n_movies, dtype=self.count_dtype),
+            np.zeros(index.n_movies, dtype=np.int64),
         )
+
+
+def _watched_min(index: RatingIndex, spec: SamplingSpec) -> int:
+    """The stars a rating needs to count as watched; 0 when every rating counts."""
+    return spec.watched_min_stars * index.star_scale if spec.watched_min_stars > 1 else 0
+
+
+def _watch_bits(index: RatingIndex, spec: SamplingSpec, most: int) -> WatchBits:
+    """
+    The watched movies as bits over the movies that can reach the share with ``most`` neighbours
+    drawn (users with fewer reach further, into the arrangement's tail), at most ``MAX_WORDS`` words.
+    """
+    min_stars = _watched_min(index, spec)
+    ends = _prefix_ends(index, min_stars) if min_stars > 0 else index.movie_start[1:]
+    least = least_count(max(1, most), spec.watch_factor)
+    reach = int(np.count_nonzero(ends - index.movie_start[:-1] >= least))
+    words = min(MAX_WORDS, max(1, -(-reach // 64)))
+    return build_watch_bits(
+        index.user_start,
+        index.user_movies,
+        index.user_stars,
+        index.movie_start,
+        index.movie_users,
+        ends,
+        min_stars,
+        words,
+    )
 
 
 def _run_truth_task(job: _TruthJob, bounds: tuple[int, int]) -> list[_UserTruth]:
