@@ -43,6 +43,9 @@ MAX_WORDS = 128
 _GROUP = 16
 """Rows added per step of the carry-save tree."""
 
+_CHECK_GROUPS = 8
+"""Once the rows left cannot make a count alone, the words still live are checked every this many groups."""
+
 _TAIL_AHEAD = 16
 """The tail of the neighbour this many places ahead is prefetched (its bounds twice as far)."""
 
@@ -300,6 +303,35 @@ def _add_group(
 _add_group_jit = jit(_add_group)
 
 
+def _at_least(planes: npt.NDArray[np.uint64], w: int, value: np.int64) -> np.uint64:
+    """The movies of word ``w`` whose counter is at least ``value`` (plane by plane, highest first)."""
+    zero = np.uint64(0)
+    above = zero
+    equal = ~zero
+    for p in range(PLANES - 1, -1, -1):
+        plane = planes[p, w]
+        if (value >> p) & 1:
+            equal &= plane
+        else:
+            above |= equal & plane
+            equal &= ~plane
+    return above | equal
+
+
+_at_least_jit = jit(_at_least)
+
+
+def _live_words(planes: npt.NDArray[np.uint64], n_words: int, need: np.int64) -> int:
+    """One more than the last of the first ``n_words`` words holding a counter of at least ``need``."""
+    for w in range(n_words - 1, -1, -1):
+        if _at_least_jit(planes, w, need) != np.uint64(0):
+            return w + 1
+    return 0
+
+
+_live_words_jit = jit(_live_words)
+
+
 def _reach(watchers: npt.NDArray[np.int64], least: np.int64) -> np.int64:
     """How many ranks have at least ``least`` watchers (``watchers`` descending)."""
     lo, hi = np.int64(0), np.int64(len(watchers))
@@ -361,7 +393,14 @@ def _count_and_rank_bits(
                 planes[p, w] = 0
         # the rows, 16 at a time, the next group's fetched while this one is added
         whole = a + (total // _GROUP) * _GROUP
+        # once fewer rows are left than the least count, a movie needs a part of it already: the
+        # trailing words (least watched) where none has it are dropped from the rest of the rows
+        check_from = a + total - least
         for g in range(a, whole, _GROUP):
+            if g > check_from and (g - a) % (_GROUP * _CHECK_GROUPS) == 0:
+                n_words = _live_words_jit(planes, n_words, least - (b - g))
+                if n_words == 0:
+                    break
             later = g + _GROUP
             if later < whole:
                 for j in range(later, later + _GROUP):
@@ -370,7 +409,7 @@ def _count_and_rank_bits(
             for j in range(_GROUP):
                 rows[j] = drawn[g + j]
             _add_group_jit(planes, carry, bits, rows, n_words)
-        for j in range(whole, b):
+        for j in range(whole, b if n_words > 0 else whole):
             row = drawn[j]
             for w in range(n_words):
                 carry[w] = bits[row, w]
@@ -392,16 +431,7 @@ def _count_and_rank_bits(
         found = 0
         # counters >= least, 64 movies at a time: compared plane by plane from the highest
         for w in range(n_words):
-            above = zero
-            equal = ~zero
-            for p in range(PLANES - 1, -1, -1):
-                plane = planes[p, w]
-                if (least >> p) & 1:
-                    equal &= plane
-                else:
-                    above |= equal & plane
-                    equal &= ~plane
-            passing = above | equal
+            passing = _at_least_jit(planes, w, least)
             while passing != zero:
                 lowest = passing & (~passing + one)
                 passing ^= lowest

@@ -142,6 +142,54 @@ def test_counts_and_ranking_equal_the_scattered_adds(factor, min_stars, words):
         assert found > 0  # the comparison saw ground truth, not only empty lists
 
 
+@pytest.mark.parametrize("factor", [0.2, 0.5, 0.9, 1.0])
+def test_words_dropped_part_way_change_nothing(factor):
+    """
+    Thousands of neighbours: once the rows left cannot make a count alone, trailing words where no movie
+    can still reach it are dropped (for a share of 1.0, soon all of them); the lists stay the same.
+    """
+    index = _skewed_index(23, n_users=3000, n_movies=300, most=120)
+    sizes = [3000, 2999, 2048, 1500, 1000, 700]
+    found = _compare(index, seed=9, factor=factor, min_stars=0, words=5, sizes=sizes)
+    if factor <= 0.5:
+        assert found > 0
+
+
+def test_a_movie_that_needs_every_row_left_is_kept():
+    """
+    2,000 neighbours, a share of 0.5 (1,000): at the first check (1,024 rows added, 976 left) the one
+    movie of the second word has exactly the 24 it needs, then every later neighbour watched it.
+    """
+    n, late = 2000, 1024
+    watchers_of_x = set(range(24)) | set(range(late, n))
+    users = [u for u in range(n) for _ in range(64 + (u in watchers_of_x))]
+    movies = [m for u in range(n) for m in range(64 + (u in watchers_of_x))]
+    k = len(users)
+    index = build_index(
+        Ratings(
+            user=np.array(users, np.int32),
+            movie=np.array(movies, np.int32),
+            stars=np.full(k, 5, np.int8),
+            day=np.zeros(k, np.int16),
+        )
+    )
+    none = np.zeros(1, dtype=np.int64)
+    offsets, found, shares = wb.count_and_rank_bits(
+        np.array([0, n], dtype=np.int64),
+        np.arange(n, dtype=np.int32),
+        _bits_of(index, 0, 2),
+        none,
+        none,
+        np.zeros(0, np.int32),
+        0.5,
+        100,
+    )
+
+    assert offsets.tolist() == [0, 65]
+    assert found.tolist() == [*range(64), 64]
+    assert shares.tolist() == [1.0] * 64 + [0.5]
+
+
 def test_sixteen_planes_count_to_the_largest_number_of_neighbours():
     """65,535 neighbours who all watched one movie: the counter's 16 planes all set, share 1."""
     n = kernels.COUNT_LIMIT_UINT16
