@@ -14,7 +14,9 @@ about 880 bytes of movie ids for a heavy rater's row).
 held vertically in 16 bit planes (a "positional population count"): 16 rows at a time through a
 tree of carry-save adders (Harley and Seal), whose 16s carry ripples into the higher planes. That
 is about six word operations per 64 movies and neighbour, instead of one scattered add per
-rating. Movies ranked past the rows' bits (watched by fewer, or a share low enough to need them)
+rating. Once the rows left could not make the least count on their own, the trailing words (the
+least watched movies) where no counter can still reach it are dropped for the rest of the rows.
+Movies ranked past the rows' bits (watched by fewer, or a share low enough to need them)
 are kept per user in ``WatchBits.tail`` and counted by a scattered add, only for the users whose
 threshold reaches them. The counts that reach the threshold are found by a bit-sliced comparison,
 64 movies at a time, and the ground truth is ranked as ``neighbour_kernels.count_and_rank`` ranks
@@ -53,6 +55,7 @@ _CACHE_WORDS = 8
 """64-bit words in a cache line."""
 
 _INITIAL_CAPACITY = 1 << 16
+"""Values room of a batch's result at first (doubled when full)."""
 
 assert COUNT_LIMIT_UINT16 < 1 << PLANES
 
@@ -80,6 +83,7 @@ class WatchBits:
 
     @property
     def nbytes(self) -> int:
+        """Bytes held by the rows of bits and the tail."""
         return int(self.bits.nbytes + self.tail_start.nbytes + self.tail.nbytes)
 
 
