@@ -30,7 +30,16 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-__all__ = ["COUNT_LIMIT_UINT16", "count_and_rank", "find_candidates", "grown", "jit", "pool_bits", "prefetch"]
+__all__ = [
+    "COUNT_LIMIT_UINT16",
+    "append_ranked",
+    "count_and_rank",
+    "find_candidates",
+    "grown",
+    "jit",
+    "pool_bits",
+    "prefetch",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -93,6 +102,32 @@ def _grown(values: npt.NDArray[Any], used: int, need: int) -> npt.NDArray[Any]:
 
 
 grown = jit(_grown)
+
+
+def _append_ranked(
+    keys: npt.NDArray[np.int64],
+    total: np.int64,
+    max_movies: int,
+    movies: npt.NDArray[np.int32],
+    shares: npt.NDArray[np.float64],
+    used: int,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float64], int]:
+    """
+    Sort one user's keys (``(total - count) << 32 | movie``: highest count first, then movie id) and
+    append the first ``max_movies`` movies and their shares ``count / total`` after ``used`` values
+    (the buffers grown when full); returns the buffers and the values now used.
+    """
+    ranked = np.sort(keys)[:max_movies]
+    movies = grown(movies, used, len(ranked))
+    shares = grown(shares, used, len(ranked))
+    for r in range(len(ranked)):
+        movies[used] = ranked[r] & 0xFFFFFFFF
+        shares[used] = (total - (ranked[r] >> 32)) / total
+        used += 1
+    return movies, shares, used
+
+
+append_ranked = jit(_append_ranked)
 
 
 def _find_candidates(
@@ -278,13 +313,7 @@ def _count_and_rank(
             if count / total >= watch_factor:
                 keys[found] = ((total - np.int64(count)) << 32) | movie
                 found += 1
-        ranked = np.sort(keys[:found])[:max_movies]
-        movies = grown(movies, used, len(ranked))
-        shares = grown(shares, used, len(ranked))
-        for r in range(len(ranked)):
-            movies[used] = ranked[r] & 0xFFFFFFFF
-            shares[used] = (total - (ranked[r] >> 32)) / total
-            used += 1
+        movies, shares, used = append_ranked(keys[:found], total, max_movies, movies, shares, used)
         offsets[i + 1] = used
     return offsets, movies[:used].copy(), shares[:used].copy()
 

@@ -32,7 +32,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from llmrec.neighbour_kernels import COUNT_LIMIT_UINT16, grown, jit, prefetch
+from llmrec.neighbour_kernels import COUNT_LIMIT_UINT16, append_ranked, jit, prefetch
 
 __all__ = ["MAX_WORDS", "PLANES", "WatchBits", "build_watch_bits", "count_and_rank_bits", "least_count"]
 
@@ -461,13 +461,7 @@ def _count_and_rank_bits(
                 found += 1
         for k in range(excluded_start[i], excluded_end[i]):
             is_excluded[rank_of[excluded[k]]] = False
-        ranked = np.sort(keys[:found])[:max_movies]
-        movies = grown(movies, used, len(ranked))
-        shares = grown(shares, used, len(ranked))
-        for r in range(len(ranked)):
-            movies[used] = ranked[r] & 0xFFFFFFFF
-            shares[used] = (total - (ranked[r] >> 32)) / total
-            used += 1
+        movies, shares, used = append_ranked(keys[:found], total, max_movies, movies, shares, used)
         offsets[i + 1] = used
     return offsets, movies[:used].copy(), shares[:used].copy()
 
