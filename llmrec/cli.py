@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import attrs
 
+from llmrec.background import BackgroundJobs
 from llmrec.console import make_progress
 from llmrec.data import Dataset
 from llmrec.errors import DataError, LlmrecError, MissingExtraError, ProviderError, SpecError, SpecProblem
@@ -312,7 +313,11 @@ def _check_inputs(spec: Spec, source: str) -> None:
         raise SpecError(source, (_problem("dataset.path", f"expected {', '.join(missing)} in {folder}"),))
 
 
-def _load_dataset(spec: Spec, cache_dir: Path | None = None) -> Dataset:
+def _load_dataset(
+    spec: Spec,
+    cache_dir: Path | None = None,
+    defer_store: Callable[[Callable[[], None]], None] | None = None,
+) -> Dataset:
     if spec.dataset.format == "synthetic":
         from llmrec.data.synthetic import generate_synthetic
 
@@ -323,7 +328,7 @@ def _load_dataset(spec: Spec, cache_dir: Path | None = None) -> Dataset:
         return read_movielens(spec.dataset.path or "")
     from llmrec.data.netflix import read_netflix
 
-    return read_netflix(spec.dataset.path or "", cache_dir=cache_dir)
+    return read_netflix(spec.dataset.path or "", cache_dir=cache_dir, defer_store=defer_store)
 
 
 def _synth(ratings: int, out: str, seed: int) -> int:
@@ -426,13 +431,15 @@ def _run(args: argparse.Namespace) -> int:
     progress = make_progress(quiet=args.quiet, stream=sys.stderr)
     executor = _executor(spec, args.executor, args.workers)
     store = DiskRunStore(run_dir, durable=spec.provider.kind != "fake")
+    background = BackgroundJobs()  # the parse cache is written on a thread while the stages run
+    interrupted = False
     try:
         if args.fresh:  # only once the lock is held: never under another run's feet
             import shutil
 
             shutil.rmtree(run_dir / "stages", ignore_errors=True)
             shutil.rmtree(run_dir / "fake-service", ignore_errors=True)
-        dataset = _dataset_loader(spec, runs, progress)
+        dataset = _dataset_loader(spec, runs, progress, background)
         expected = (json.dumps(expected_stages(spec), indent=1) + "\n").encode("utf-8")
         atomic_write(run_dir / "expected.json", expected)
         if spec.provider.kind == "openai" and spec.provider.openai.budget_usd is not None:
@@ -507,9 +514,14 @@ def _run(args: argparse.Namespace) -> int:
             "total_seconds": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 6),
         }
         atomic_write(run_dir / "last-run.json", _json(last_run).encode("utf-8"))
+    except (KeyboardInterrupt, _Terminated):
+        interrupted = True  # no wait for the cache: its half-written entry is cleaned up next time
+        raise
     finally:
         store.close()
         _close(executor)
+        if not interrupted:
+            _finish_background(background)
     _summary(outcome, out)
     return EXIT_OK
 
@@ -523,14 +535,21 @@ def _estimate(args: argparse.Namespace) -> int:
     progress = make_progress(quiet=args.quiet, stream=sys.stderr)
     executor = _executor(spec, args.executor, None)
     store = DiskRunStore(runs / spec.experiment.name, durable=spec.provider.kind != "fake")
+    background = BackgroundJobs()
+    interrupted = False
     try:
         # compute: the cheap stages, stored so that the run reuses them
         estimate, funnel = _estimate_with(
-            spec, _dataset_loader(spec, runs, progress), store, progress, args.spec, executor
+            spec, _dataset_loader(spec, runs, progress, background), store, progress, args.spec, executor
         )
+    except (KeyboardInterrupt, _Terminated):
+        interrupted = True
+        raise
     finally:
         store.close()
         _close(executor)
+        if not interrupted:
+            _finish_background(background)
     # write
     for line in funnel:
         print(line)
@@ -777,17 +796,27 @@ def _workers(spec: Spec, given: int | None) -> int:
     return given or (min(2, os.cpu_count() or 1) if _data_bytes(spec) >= 100_000_000 else 1)
 
 
-def _dataset_loader(spec: Spec, runs: Path, progress: Progress) -> Callable[[], Dataset]:
+def _dataset_loader(
+    spec: Spec, runs: Path, progress: Progress, background: BackgroundJobs
+) -> Callable[[], Dataset]:
     cache: dict[str, Dataset] = {}
 
     def dataset() -> Dataset:
         if "d" not in cache:
             progress("load data", 0, 1)
-            cache["d"] = _load_dataset(spec, cache_dir=runs / "cache")
+            cache["d"] = _load_dataset(spec, cache_dir=runs / "cache", defer_store=background.start)
             progress("load data", 1, 1)
         return cache["d"]
 
     return dataset
+
+
+def _finish_background(background: BackgroundJobs) -> None:
+    """
+    Wait for the background jobs (the parse cache's write); a failure is a warning, not the run's.
+    """
+    for exc in background.finish():
+        print(f"warning: {exc}; the next run parses the dataset again", file=sys.stderr)
 
 
 def _status(run_dir: str) -> int:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -276,6 +277,54 @@ def test_unwritable_cache_raises_data_error(dataset_dir: Path, tmp_path: Path) -
         read_netflix(dataset_dir, cache_dir=blocker / "cache")
 
     assert info.value.path == str(blocker / "cache")
+
+
+def test_deferred_store_is_handed_over_and_stores_the_parse(
+    dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With defer_store the read returns before storing; the job it hands over stores the same parse."""
+    cache = tmp_path / "cache"
+    jobs: list[Callable[[], None]] = []
+
+    first = read_netflix(dataset_dir, cache_dir=cache, defer_store=jobs.append)
+
+    assert len(jobs) == 1
+    assert not cache.exists() or _entries(cache) == []  # nothing stored yet
+    for column in (first.ratings.user, first.ratings.movie, first.ratings.stars, first.ratings.day):
+        assert not column.flags.writeable  # what the job stores is what the caller reads
+    with pytest.raises(ValueError, match="read-only"):
+        first.movies.ids[0] = 1
+    jobs[0]()
+    _no_parsing(monkeypatch)
+    again: list[Callable[[], None]] = []
+    second = read_netflix(dataset_dir, cache_dir=cache, defer_store=again.append)
+    assert again == []  # a hit has nothing to store
+    _assert_same(first, second)
+    assert len(_entries(cache)) == 1
+
+
+def test_deferred_store_that_cannot_write_raises_when_run(dataset_dir: Path, tmp_path: Path) -> None:
+    """The read itself succeeds; the handed-over job raises the DataError naming the cache folder."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    jobs: list[Callable[[], None]] = []
+
+    dataset = read_netflix(dataset_dir, cache_dir=blocker / "cache", defer_store=jobs.append)
+
+    assert len(dataset.ratings) > 0
+    with pytest.raises(DataError, match="cannot write the parse cache") as info:
+        jobs[0]()
+    assert info.value.path == str(blocker / "cache")
+
+
+def test_no_cache_folder_defers_nothing(dataset_dir: Path) -> None:
+    """Without a cache folder there is nothing to store, so nothing is handed over."""
+    jobs: list[Callable[[], None]] = []
+
+    dataset = read_netflix(dataset_dir, defer_store=jobs.append)
+
+    assert jobs == []
+    assert dataset.ratings.user.flags.writeable
 
 
 def test_bad_files_raise_before_anything_is_cached(dataset_dir: Path, tmp_path: Path) -> None:

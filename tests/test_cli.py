@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import math
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,9 @@ import numpy as np
 import pytest
 
 from llmrec import cli
+from llmrec.data import netflix
 from llmrec.data.synthetic import generate_synthetic
+from llmrec.errors import DataError
 from llmrec.pipeline import expected_stages
 from llmrec.spec import parse_spec
 
@@ -426,8 +430,25 @@ def test_data_synth_writes_readable_netflix_files(workdir, capsys):
     assert (workdir / "nf" / "movie_titles.csv").exists()
 
 
-def test_netflix_run_uses_the_parse_cache(workdir):
+def test_netflix_run_uses_the_parse_cache(workdir, monkeypatch):
     """A Netflix spec run parses once, then loads the cached arrays from runs/cache."""
+    _netflix_spec(workdir)
+
+    assert cli.main(["run", "nf.toml", "--quiet"]) == 0
+    assert list((workdir / "runs" / "cache").iterdir())
+    first = (workdir / "reports/nf/results.json").read_text()
+    # the cache entry was written whole before the command returned (on a thread beside the stages)
+    monkeypatch.setattr(netflix, "_read_ratings", _no_parse)
+    assert cli.main(["run", "nf.toml", "--quiet", "--fresh"]) == 0
+    assert (workdir / "reports/nf/results.json").read_text() == first
+
+
+def _no_parse(*args: object) -> None:
+    msg = "parsed although the parse cache should have answered"
+    raise AssertionError(msg)
+
+
+def _netflix_spec(workdir: Path) -> None:
     cli.main(["data", "synth", "--ratings", "30000", "--out", "nf", "--seed", "5"])
     (workdir / "nf.toml").write_text(
         SMALL.replace('name = "small"', 'name = "nf"').replace(
@@ -437,11 +458,73 @@ def test_netflix_run_uses_the_parse_cache(workdir):
         + "[evaluation]\nbaselines = []\nresamples = 100\npermutations = 100\n"
     )
 
-    assert cli.main(["run", "nf.toml", "--quiet"]) == 0
-    assert list((workdir / "runs" / "cache").iterdir())
-    first = (workdir / "reports/nf/results.json").read_text()
-    assert cli.main(["run", "nf.toml", "--quiet", "--fresh"]) == 0
-    assert (workdir / "reports/nf/results.json").read_text() == first
+
+def test_netflix_run_whose_cache_cannot_be_written_warns_and_finishes(workdir, capsys):
+    """The parse cache is only for next time: a cache folder that cannot be made is a warning."""
+    _netflix_spec(workdir)
+    (workdir / "runs").mkdir()
+    (workdir / "runs" / "cache").write_text("a file where the cache folder goes")
+
+    code = cli.main(["run", "nf.toml", "--quiet"])
+    err = capsys.readouterr().err
+
+    assert code == 0
+    assert "warning: " in err
+    assert "cannot write the parse cache" in err
+    assert "the next run parses the dataset again" in err
+    assert (workdir / "reports/nf/results.json").is_file()
+
+
+def test_failed_run_still_finishes_the_cache_write(workdir, monkeypatch, capsys):
+    """A stage that fails after the load exits with its error, and the parse cache is written whole."""
+    _netflix_spec(workdir)
+    stored = threading.Event()
+    real_store = netflix._store_parse
+
+    def slow_store(*args: Any) -> None:
+        time.sleep(0.5)  # still writing when the stage fails
+        real_store(*args)
+        stored.set()
+
+    def failing(spec, dataset, *args, **kwargs):
+        dataset()
+        msg = "a stage failed"
+        raise DataError(msg, path="nf")
+
+    monkeypatch.setattr(netflix, "_store_parse", slow_store)
+    monkeypatch.setattr(cli, "run_stages", failing)
+    code = cli.main(["run", "nf.toml", "--quiet"])
+
+    assert code == 2
+    assert "a stage failed" in capsys.readouterr().err
+    assert stored.is_set()  # waited for before the command returned
+    entries = [p.name for p in (workdir / "runs" / "cache").iterdir() if p.name != ".lock"]
+    assert len(entries) == 1
+    assert entries[0].startswith("ratings-")  # a whole entry, no temporary left
+
+
+def test_interrupted_run_does_not_wait_for_the_cache_write(workdir, monkeypatch, capsys):
+    """Ctrl-C after the load exits 130 at once, leaving the cache write (a daemon thread) behind."""
+    _netflix_spec(workdir)
+    release = threading.Event()
+
+    def stuck_store(*args: Any) -> None:
+        release.wait(30)
+
+    def interrupted(spec, dataset, *args, **kwargs):
+        dataset()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(netflix, "_store_parse", stuck_store)
+    monkeypatch.setattr(cli, "run_stages", interrupted)
+    started = time.monotonic()
+    code = cli.main(["run", "nf.toml", "--quiet"])
+    seconds = time.monotonic() - started
+    release.set()
+
+    assert code == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert seconds < 20  # not the 30 s the write would have held it
 
 
 def test_bad_synth_arguments_exit_2(capsys):

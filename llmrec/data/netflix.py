@@ -27,7 +27,9 @@ skipped, and ``movie_titles.csv`` is read as UTF-8 when it is that (``llmrec.dat
 (customer, movie) pair given twice is an error naming both lines: as each movie block is complete
 its customer ids are sorted on the worker threads and compared with their neighbours (``_PairCheck``).
 ``read_netflix`` can keep its parse in a cache folder (``llmrec.data.cache``) and load it from there
-next time. docs/data.md lists every message.
+next time; the write (about 10 s for the full set, mostly waiting for the disk) can be handed to the
+caller to run beside its next steps (``defer_store``: the CLI does it on a thread). docs/data.md lists
+every message.
 """
 
 from __future__ import annotations
@@ -88,7 +90,10 @@ _Bool = npt.NDArray[np.bool_]
 
 
 def read_netflix(
-    folder: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None
+    folder: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    defer_store: Callable[[Callable[[], None]], None] | None = None,
 ) -> Dataset:
     """
     Read the Netflix Prize files in a folder, or their parse from a cache.
@@ -106,10 +111,16 @@ def read_netflix(
     Args:
         folder: the folder holding the files.
         cache_dir: a folder for parse caches, or None to parse every time.
+        defer_store: with ``cache_dir``, where a parse is not in the cache yet: instead of storing it
+            before returning, hand the store to this function as a callable of no arguments, which
+            raises ``DataError`` when the cache cannot be written (the CLI runs it on a thread while
+            the run goes on, and warns if it fails). The parsed columns are then made read-only, so
+            that what is stored is what was parsed. None: store it here.
 
     Returns:
         The ratings (in file order) with the movie catalogue (in file order); ``source`` is the folder.
-        From the cache the rating and catalogue arrays are read-only.
+        From the cache, and from a parse whose store was deferred, the rating and catalogue arrays are
+        read-only.
 
     Raises:
         DataError: when the folder, the rating files or the titles file are missing, unreadable or
@@ -146,12 +157,30 @@ def read_netflix(
     if cached is not None:
         return cached
     dataset = _parse_folder(root, rating_files, titles_path)
+    store = functools.partial(_store_parse, cache_dir, key, dataset, inputs)
+    if defer_store is None:
+        store()
+    else:
+        _freeze(dataset)
+        defer_store(store)
+    return dataset
+
+
+def _store_parse(cache_dir: str | os.PathLike[str], key: str, dataset: Dataset, inputs: list[Path]) -> None:
     try:
         store_dataset(cache_dir, key, dataset, inputs=inputs)
     except OSError as exc:
         msg = f"cannot write the parse cache ({exc.strerror or exc})"
         raise DataError(msg, path=str(cache_dir)) from None
-    return dataset
+
+
+def _freeze(dataset: Dataset) -> None:
+    """
+    Make a dataset's columns read-only (a deferred store writes them while the caller goes on).
+    """
+    ratings, movies = dataset.ratings, dataset.movies
+    for column in (ratings.user, ratings.movie, ratings.stars, ratings.day, movies.ids, movies.years):
+        column.flags.writeable = False
 
 
 def _parse_folder(root: Path, rating_files: list[Path], titles_path: Path) -> Dataset:

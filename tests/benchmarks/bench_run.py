@@ -18,7 +18,8 @@ What it does:
 3. runs ``llmrec run`` on it as a subprocess with a fresh runs folder (so no parse cache and no stored
    stage), and samples the summed proportional set size (PSS: a page shared by several processes
    counted once, split between them) of that process and all its descendants every 0.2 s from
-   ``/proc/<pid>/smaps_rollup``;
+   ``/proc/<pid>/smaps_rollup``, and reads its progress lines (stderr, not a terminal) to tell when
+   each stage starts, so that the peak is also shown per stage;
 4. reads each stage's seconds from the run folder's ``last-run.json`` (the same figures the report's
    ``manifest.json`` and ``llmrec status`` show);
 5. fits implicit's ``CosineRecommender(K=100)`` on the same ratings in a separate process (the CSR
@@ -50,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script: the repository root holds the tests package
     sys.path.insert(0, str(ROOT))
 
-from tests.benchmarks.memory import process_tree, pss  # noqa: E402
+from tests.benchmarks.memory import process_tree, pss, pss_parts  # noqa: E402
 
 NETFLIX_RATINGS = 100_480_507
 FULL_SIZE = 100_000_000
@@ -150,31 +151,63 @@ def _run_llmrec(spec: Path, work: Path, workers: int) -> dict[str, Any]:
         str(work / "report"),
         "--workers",
         str(workers),
-        "--quiet",
     ]
     print(f"running llmrec run {spec} ...", flush=True)
     peak = {"bytes": 0, "at": 0.0, "samples": 0}
+    phases: list[tuple[float, str]] = [(0.0, "start-up")]  # (seconds, stage) when a stage first reports
+    by_phase: dict[str, int] = {}
+    lines: list[str] = []
     stop = threading.Event()
     started = time.perf_counter()
     proc = subprocess.Popen(command, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
+    def read_progress() -> None:
+        # the progress lines (stderr is not a terminal): "  <stage>: <done>/<total> ...";
+        # a stage's first line marks the moment it starts
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            match = re.match(r"^  (\S[^:]*): \d", line)
+            if match and match.group(1) not in {name for _, name in phases}:
+                phases.append((time.perf_counter() - started, match.group(1)))
+
+    at_peak: list[tuple[str, dict[str, int]]] = []  # each process's PSS by kind, at the peak
+
     def sample() -> None:
         while not stop.is_set():
-            total = sum(pss(pid) for pid in process_tree(proc.pid))
+            tree = process_tree(proc.pid)
+            sizes = [pss(pid) for pid in tree]
+            total = sum(sizes)
             peak["samples"] += 1
+            now = time.perf_counter() - started
             if total > peak["bytes"]:
-                peak["bytes"], peak["at"] = total, time.perf_counter() - started
+                peak["bytes"], peak["at"] = total, now
+                at_peak[:] = [("run" if pid == proc.pid else f"worker {pid}", pss_parts(pid)) for pid in tree]
+            phase = phases[-1][1]
+            by_phase[phase] = max(by_phase.get(phase, 0), total)
             stop.wait(SAMPLE_EVERY)
 
+    reader = threading.Thread(target=read_progress, daemon=True)
+    reader.start()
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    out, err = proc.communicate()
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    proc.wait()
     wall = time.perf_counter() - started
     stop.set()
     sampler.join()
+    reader.join()
     if proc.returncode != 0:
-        sys.exit(f"llmrec run failed ({proc.returncode}):\n{out}\n{err}")
-    return {"wall": wall, "peak": peak["bytes"], "peak_at": peak["at"], "samples": peak["samples"]}
+        sys.exit(f"llmrec run failed ({proc.returncode}):\n{out}\n{''.join(lines)}")
+    return {
+        "wall": wall,
+        "peak": peak["bytes"],
+        "peak_at": peak["at"],
+        "samples": peak["samples"],
+        "phases": [(at, name, by_phase.get(name, 0)) for at, name in phases],
+        "at_peak": at_peak,
+    }
 
 
 def _run_implicit(data: Path) -> dict[str, Any]:
@@ -225,6 +258,14 @@ def _report(
         f"{'peak PSS, run and its workers':44s} {run['peak'] / 2**30:9.2f} GiB"
         f"  (at {run['peak_at']:.1f} s; {run['samples']} samples)"
     )
+    print(f"{'from the progress lines: stage':44s} {'starts at':>9s} {'peak PSS':>10s}")
+    for at, name, peak_bytes in run["phases"]:
+        shown = f"{peak_bytes / 2**30:6.2f} GiB" if peak_bytes else "(no sample)"
+        print(f"  {name:42s} {at:8.1f}s {shown:>10s}")
+    print("at the peak, each process's PSS (anonymous / file-backed / shared memory):")
+    for who, parts in run["at_peak"]:
+        anon, file, shmem = (parts.get(k, 0) / 2**30 for k in ("anon", "file", "shmem"))
+        print(f"  {who:42s} {anon:5.2f} / {file:4.2f} / {shmem:4.2f} GiB")
     checks: list[tuple[str, bool | None]] = []
     limit = TARGET_SECONDS_ALL if every else TARGET_SECONDS
     checks.append((f"whole run <= {limit:.0f} s", run["wall"] <= limit if full else None))

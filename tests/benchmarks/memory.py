@@ -35,3 +35,20 @@ def pss(pid: int) -> int:
         if line.startswith("Pss:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def pss_parts(pid: int) -> dict[str, int]:
+    """
+    The process's PSS in bytes split by kind (``Pss_Anon``, ``Pss_File``, ``Pss_Shmem`` of
+    smaps_rollup, keys without the prefix, lower case); empty once it has gone.
+    """
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return {}
+    parts = {}
+    for line in text.splitlines():
+        if line.startswith("Pss_"):
+            name, value = line.split(":", 1)
+            parts[name[4:].lower()] = int(value.split()[0]) * 1024
+    return parts
