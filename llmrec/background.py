@@ -3,8 +3,10 @@ Work that the CLI runs on a thread beside the stages, and waits for before it ex
 
 The one such job today is writing the parse cache of a Netflix read (``read_netflix(...,
 defer_store=...)``): about 10 s for the full set, most of it spent waiting for the disk (``fsync``),
-which the next stages do not need. The run goes on while it is written, and the command waits for
-it at its end. A job that fails does not fail the run: its error comes back from ``finish`` for the
+which the next stages do not need. The run goes on while it is written; then the stages are given
+the cache's mapped columns instead of the parsed ones (the ground truth, which works on the index,
+leaves them unread, so 0.9 GB of parsed columns leave memory), and the command waits for the job at
+its end. A job that fails does not fail the run: its error comes back from ``finish`` for the
 CLI to show as a warning (the next run parses the files again). On an interrupt the command does not
 wait: the threads are daemons, and a half-written cache entry is a temporary folder that the next
 run removes (``llmrec.data.cache``).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -316,7 +317,7 @@ def _check_inputs(spec: Spec, source: str) -> None:
 def _load_dataset(
     spec: Spec,
     cache_dir: Path | None = None,
-    defer_store: Callable[[Callable[[], None]], None] | None = None,
+    defer_store: Callable[[Callable[[], Dataset]], None] | None = None,
 ) -> Dataset:
     if spec.dataset.format == "synthetic":
         from llmrec.data.synthetic import generate_synthetic
@@ -804,11 +805,22 @@ def _dataset_loader(
     def dataset() -> Dataset:
         if "d" not in cache:
             progress("load data", 0, 1)
-            cache["d"] = _load_dataset(spec, cache_dir=runs / "cache", defer_store=background.start)
+            deferred: list[Callable[[], Dataset]] = []
+            cache["d"] = _load_dataset(spec, cache_dir=runs / "cache", defer_store=deferred.append)
+            for store in deferred:  # a parse to keep: written beside the next stages
+                background.start(functools.partial(_store_and_swap, cache, store))
             progress("load data", 1, 1)
         return cache["d"]
 
     return dataset
+
+
+def _store_and_swap(cache: dict[str, Dataset], store: Callable[[], Dataset]) -> None:
+    """
+    Write the parse cache, then give the stages its mapped columns: the same values, but pages that
+    no stage reads again (the ground truth works on the index) leave memory with the parsed ones.
+    """
+    cache["d"] = store()
 
 
 def _finish_background(background: BackgroundJobs) -> None:

@@ -175,13 +175,16 @@ def _cheap_stages(
     """
     stages = Stages(store=store)
     key_data = data_key(spec, data_fingerprint, version)
-    data = Lazy(dataset)
-    index = Lazy(lambda: build_index(data.get().ratings))
+    # the dataset is asked for again at each use, never kept here: the CLI's loader swaps the parsed
+    # columns for the parse cache's mapped ones once they are written, and the parsed ones can go
+    asked = [False]
+    index = Lazy(lambda: build_index(loaded().ratings))
 
     def loaded() -> Dataset:
-        first = not data.loaded
+        first = not asked[0]
         begun = time.monotonic()
-        value = data.get()
+        value = dataset()
+        asked[0] = True
         if first:
             folder = stages.dir("load", key_data)
             if folder.record is None:
@@ -292,7 +295,10 @@ def run_stages(
 
     Args:
         spec: the experiment.
-        dataset: makes the dataset (called at most once, only when a stage needs it).
+        dataset: gives the dataset, called each time a stage needs it (never when every such stage is
+            stored); the first call is the load stage. It should load once and keep the result (the
+            CLI's loader does; later calls may give another ``Dataset`` with the same content, such
+            as the parse cache's mapped columns in place of the parsed ones).
         backend: what answers and fine-tunes.
         store: the run store (in memory, or the CLI's run directory).
         data_fingerprint: identifies the dataset's content for the load key.

@@ -284,7 +284,7 @@ def test_deferred_store_is_handed_over_and_stores_the_parse(
 ) -> None:
     """With defer_store the read returns before storing; the job it hands over stores the same parse."""
     cache = tmp_path / "cache"
-    jobs: list[Callable[[], None]] = []
+    jobs: list[Callable[[], Dataset]] = []
 
     first = read_netflix(dataset_dir, cache_dir=cache, defer_store=jobs.append)
 
@@ -294,9 +294,12 @@ def test_deferred_store_is_handed_over_and_stores_the_parse(
         assert not column.flags.writeable  # what the job stores is what the caller reads
     with pytest.raises(ValueError, match="read-only"):
         first.movies.ids[0] = 1
-    jobs[0]()
+    mapped = jobs[0]()
+    assert mapped is not first
+    _assert_same(first, mapped)
+    assert isinstance(mapped.ratings.user.base, np.memmap)  # the entry's columns, mapped
     _no_parsing(monkeypatch)
-    again: list[Callable[[], None]] = []
+    again: list[Callable[[], Dataset]] = []
     second = read_netflix(dataset_dir, cache_dir=cache, defer_store=again.append)
     assert again == []  # a hit has nothing to store
     _assert_same(first, second)
@@ -307,7 +310,7 @@ def test_deferred_store_that_cannot_write_raises_when_run(dataset_dir: Path, tmp
     """The read itself succeeds; the handed-over job raises the DataError naming the cache folder."""
     blocker = tmp_path / "file"
     blocker.write_text("not a folder", encoding="utf-8")
-    jobs: list[Callable[[], None]] = []
+    jobs: list[Callable[[], Dataset]] = []
 
     dataset = read_netflix(dataset_dir, cache_dir=blocker / "cache", defer_store=jobs.append)
 
@@ -319,7 +322,7 @@ def test_deferred_store_that_cannot_write_raises_when_run(dataset_dir: Path, tmp
 
 def test_no_cache_folder_defers_nothing(dataset_dir: Path) -> None:
     """Without a cache folder there is nothing to store, so nothing is handed over."""
-    jobs: list[Callable[[], None]] = []
+    jobs: list[Callable[[], Dataset]] = []
 
     dataset = read_netflix(dataset_dir, defer_store=jobs.append)
 

@@ -459,6 +459,34 @@ def _netflix_spec(workdir: Path) -> None:
     )
 
 
+def test_loader_swaps_in_the_cache_columns_once_written(workdir):
+    """The CLI's loader gives the parsed dataset first, then, once the background write is done,
+    the same dataset with the parse cache's columns mapped read-only."""
+    from llmrec.background import BackgroundJobs
+    from llmrec.providers.base import no_progress
+
+    _netflix_spec(workdir)
+    spec, _ = cli._load_spec("nf.toml")
+    background = BackgroundJobs()
+    loader = cli._dataset_loader(spec, workdir / "runs", no_progress, background)
+
+    parsed = loader()
+    assert not isinstance(parsed.ratings.user.base, np.memmap)
+    assert background.finish() == []
+    mapped = loader()
+
+    assert mapped is not parsed
+    assert isinstance(mapped.ratings.user.base, np.memmap)
+    for a, b in zip(
+        (parsed.ratings.user, parsed.ratings.movie, parsed.ratings.stars, parsed.ratings.day),
+        (mapped.ratings.user, mapped.ratings.movie, mapped.ratings.stars, mapped.ratings.day),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert mapped.movies.titles == parsed.movies.titles
+    assert loader() is mapped
+
+
 def test_netflix_run_whose_cache_cannot_be_written_warns_and_finishes(workdir, capsys):
     """The parse cache is only for next time: a cache folder that cannot be made is a warning."""
     _netflix_spec(workdir)
@@ -481,10 +509,11 @@ def test_failed_run_still_finishes_the_cache_write(workdir, monkeypatch, capsys)
     stored = threading.Event()
     real_store = netflix._store_parse
 
-    def slow_store(*args: Any) -> None:
+    def slow_store(*args: Any) -> Any:
         time.sleep(0.5)  # still writing when the stage fails
-        real_store(*args)
+        mapped = real_store(*args)
         stored.set()
+        return mapped
 
     def failing(spec, dataset, *args, **kwargs):
         dataset()
@@ -508,8 +537,9 @@ def test_interrupted_run_does_not_wait_for_the_cache_write(workdir, monkeypatch,
     _netflix_spec(workdir)
     release = threading.Event()
 
-    def stuck_store(*args: Any) -> None:
+    def stuck_store(*args: Any) -> Any:
         release.wait(30)
+        return args[2]  # the parsed dataset, as if the entry could not be read back
 
     def interrupted(spec, dataset, *args, **kwargs):
         dataset()

@@ -311,3 +311,36 @@ def test_a_budget_is_settled_with_the_trained_tokens_and_the_jobs_carry_the_spec
     metadata = [dict(r.metadata) for r in requests]
     assert [m["variant"] for m in metadata] == [v.name for v in spec.variant]
     assert all(m["spec_hash"] == "abc123" and len(m["llmrec_key"]) == 20 for m in metadata)
+
+
+def test_the_dataset_is_asked_for_at_each_use_and_an_equal_copy_changes_nothing(first):
+    """The pipeline keeps no dataset: it asks the loader at each use (the CLI's swaps in the parse
+    cache's mapped columns), records the load stage once, and an equal copy from the second call on
+    gives the same results as the constant dataset."""
+    from llmrec.pipeline import run_stages
+    from llmrec.providers.base import as_backend
+
+    dataset, _, outcome = first
+    spec = parse_spec(BASE)
+    copies: list[Dataset] = []
+
+    def loader() -> Dataset:
+        if not copies:
+            copies.append(dataset)
+        else:  # another object, same content
+            copies.append(attrs.evolve(dataset, ratings=dataset.ratings.take(slice(None))))
+        return copies[-1]
+
+    swapped = run_stages(
+        spec,
+        loader,
+        as_backend(FakeProvider.for_movies(dataset.movies)),
+        store=MemoryRunStore(),
+        data_fingerprint=f"{dataset.source}:{len(dataset.ratings)}:{id(dataset)}",
+        version="t",
+    )
+
+    assert len(copies) > 2  # asked again by later stages (the index, the files, the evaluation)
+    assert len({id(c.ratings) for c in copies[1:]}) == len(copies) - 1
+    assert [s.kind for s in swapped.stages].count("load") == 1
+    assert swapped.results.to_dict() == outcome.results.to_dict()

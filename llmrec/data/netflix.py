@@ -93,7 +93,7 @@ def read_netflix(
     folder: str | os.PathLike[str],
     *,
     cache_dir: str | os.PathLike[str] | None = None,
-    defer_store: Callable[[Callable[[], None]], None] | None = None,
+    defer_store: Callable[[Callable[[], Dataset]], None] | None = None,
 ) -> Dataset:
     """
     Read the Netflix Prize files in a folder, or their parse from a cache.
@@ -112,9 +112,12 @@ def read_netflix(
         folder: the folder holding the files.
         cache_dir: a folder for parse caches, or None to parse every time.
         defer_store: with ``cache_dir``, where a parse is not in the cache yet: instead of storing it
-            before returning, hand the store to this function as a callable of no arguments, which
-            raises ``DataError`` when the cache cannot be written (the CLI runs it on a thread while
-            the run goes on, and warns if it fails). The parsed columns are then made read-only, so
+            before returning, hand the store to this function as a callable of no arguments. The
+            callable stores the parse and returns the same dataset loaded back from the new entry
+            (its columns mapped read-only, so that pages nobody reads take no memory; the parsed
+            dataset itself if the entry cannot be read back), or raises ``DataError`` when the cache
+            cannot be written. The CLI runs it on a thread while the run goes on, uses the returned
+            dataset from then on, and warns if it fails. The parsed columns are made read-only, so
             that what is stored is what was parsed. None: store it here.
 
     Returns:
@@ -166,12 +169,19 @@ def read_netflix(
     return dataset
 
 
-def _store_parse(cache_dir: str | os.PathLike[str], key: str, dataset: Dataset, inputs: list[Path]) -> None:
+def _store_parse(
+    cache_dir: str | os.PathLike[str], key: str, dataset: Dataset, inputs: list[Path]
+) -> Dataset:
+    """
+    Store a parse in the cache; the dataset as loaded back from there (or as given, if it cannot be).
+    """
     try:
         store_dataset(cache_dir, key, dataset, inputs=inputs)
     except OSError as exc:
         msg = f"cannot write the parse cache ({exc.strerror or exc})"
         raise DataError(msg, path=str(cache_dir)) from None
+    mapped = load_dataset(cache_dir, key, source=dataset.source)
+    return dataset if mapped is None else mapped
 
 
 def _freeze(dataset: Dataset) -> None:

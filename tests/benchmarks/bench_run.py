@@ -88,11 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = _write_spec(work / "spec.toml", data, args.users, args.neighbors)
         load_before = os.getloadavg()
+        touch = _first_touch_seconds_per_gib()
+        cpu_before = _cpu_times()
         run = _run_llmrec(spec, work, args.workers)
+        run["cpu"] = {k: v - cpu_before.get(k, 0.0) for k, v in _cpu_times().items()}
         theirs = None if args.skip_implicit else _run_implicit(data)
         load_after = os.getloadavg()
         last = json.loads((work / "runs" / "paper" / "last-run.json").read_text())
         run["report"] = float(last.get("report_seconds", 0.0))
+        run["touch"] = touch
         return _report(args, data, run, last["stages"], theirs, (load_before[0], load_after[0]))
     finally:
         if not args.keep:
@@ -138,6 +142,34 @@ def _write_spec(path: Path, data: Path, users: str | None, neighbors: int | None
 
 
 # --- the run, and its memory -----------------------------------------------------------------------
+
+
+def _cpu_times() -> dict[str, float]:
+    """
+    The machine's CPU seconds so far by kind (/proc/stat): iowait (idle waiting for the disk) and
+    steal (taken by the host from this VM) tell a slow run's cause apart from llmrec's own time.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return {}
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return {name: int(value) / ticks for name, value in zip(names, fields, strict=False)}
+
+
+def _first_touch_seconds_per_gib() -> float:
+    """
+    Seconds per GiB to touch fresh memory (256 MiB in a child process). On this VM memory that sat
+    free for a while is given back to the host, and taking it again costs up to about 3 s per GiB
+    against 0.2 s when warm: a run that allocates a few GiB varies by several seconds with it.
+    """
+    code = (
+        "import time, numpy as np; t = time.perf_counter(); np.ones(1 << 25); "
+        "print((time.perf_counter() - t) * 4)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip())
 
 
 def _run_llmrec(spec: Path, work: Path, workers: int) -> dict[str, Any]:
@@ -239,6 +271,12 @@ def _report(
         f"{'' if args.neighbors is None else f', sampling.neighbors = {args.neighbors}'}"
     )
     print(f"load average {load[0]:.2f} before, {load[1]:.2f} after, on {os.cpu_count()} CPUs")
+    print(f"fresh memory before the run: {run['touch']:.2f} s per GiB at first touch (0.2 when warm)")
+    cpu = run.get("cpu", {})
+    print(
+        "CPU seconds during the run, all cores: "
+        + ", ".join(f"{k} {cpu.get(k, 0.0):.1f}" for k in ("user", "system", "idle", "iowait", "steal"))
+    )
     print(f"{'stage':44s} {'seconds':>9s}")
     # the dataset loads inside the first stage that needs it (sample): that stage's recorded
     # seconds include the load, shown here without it
@@ -262,10 +300,10 @@ def _report(
     for at, name, peak_bytes in run["phases"]:
         shown = f"{peak_bytes / 2**30:6.2f} GiB" if peak_bytes else "(no sample)"
         print(f"  {name:42s} {at:8.1f}s {shown:>10s}")
-    print("at the peak, each process's PSS (anonymous / file-backed / shared memory):")
+    print("at the peak, each process's PSS: anonymous / file-backed / shared memory; its private pages:")
     for who, parts in run["at_peak"]:
-        anon, file, shmem = (parts.get(k, 0) / 2**30 for k in ("anon", "file", "shmem"))
-        print(f"  {who:42s} {anon:5.2f} / {file:4.2f} / {shmem:4.2f} GiB")
+        anon, file, shmem, own = (parts.get(k, 0) / 2**30 for k in ("anon", "file", "shmem", "private"))
+        print(f"  {who:42s} {anon:5.2f} / {file:4.2f} / {shmem:4.2f} GiB; private {own:4.2f} GiB")
     checks: list[tuple[str, bool | None]] = []
     limit = TARGET_SECONDS_ALL if every else TARGET_SECONDS
     checks.append((f"whole run <= {limit:.0f} s", run["wall"] <= limit if full else None))
