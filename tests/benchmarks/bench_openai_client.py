@@ -84,12 +84,12 @@ def _chat_log(server: ServerHandle) -> list[dict[str, Any]]:
     return records
 
 
-def _cpu_by_process() -> dict[int, tuple[str, float]]:
+def _cpu_by_process() -> dict[int, tuple[str, int, float]]:
     """
-    Every process's name and CPU seconds so far (user + system, from /proc; empty off Linux).
+    Every process's name, parent and CPU seconds so far (user + system, from /proc; empty off Linux).
     """
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    found: dict[int, tuple[str, float]] = {}
+    found: dict[int, tuple[str, int, float]] = {}
     for entry in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = entry.read_text()
@@ -97,25 +97,21 @@ def _cpu_by_process() -> dict[int, tuple[str, float]]:
             continue
         name = text[text.find("(") + 1 : text.rfind(")")]
         fields = text[text.rfind(")") + 2 :].split()
-        found[int(entry.parent.name)] = (name, (int(fields[11]) + int(fields[12])) / ticks)
+        found[int(entry.parent.name)] = (name, int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
     return found
 
 
-def _others(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> str:
+def _others(before: dict[int, tuple[str, int, float]], after: dict[int, tuple[str, int, float]]) -> str:
     """
     The processes other than this one and its children that used the most CPU between two snapshots.
     """
     mine = {os.getpid()}
-    for pid in after:  # this process's children (the server) are part of the measurement
-        try:
-            if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) in mine:
-                mine.add(pid)
-        except (OSError, IndexError, ValueError):
-            continue
+    # this process's children (the server) are part of the measurement
+    mine |= {pid for pid, (_, parent, _) in after.items() if parent in mine}
     used = sorted(
         (
-            (cpu - before.get(pid, (name, 0.0))[1], name, pid)
-            for pid, (name, cpu) in after.items()
+            (cpu - (before[pid][2] if pid in before else 0.0), name, pid)
+            for pid, (name, _, cpu) in after.items()
             if pid not in mine
         ),
         reverse=True,

@@ -208,8 +208,7 @@ def _run_llmrec(spec: Path, work: Path, workers: int) -> dict[str, Any]:
     def sample() -> None:
         while not stop.is_set():
             tree = process_tree(proc.pid)
-            sizes = [pss(pid) for pid in tree]
-            total = sum(sizes)
+            total = sum(pss(pid) for pid in tree)
             peak["samples"] += 1
             now = time.perf_counter() - started
             if total > peak["bytes"]:
