@@ -8,6 +8,7 @@ Exit codes: 0 success; 2 bad input (spec, data, arguments); 1 provider or runtim
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -17,7 +18,7 @@ import platform
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
@@ -432,9 +433,7 @@ def _run(args: argparse.Namespace) -> int:
     progress = make_progress(quiet=args.quiet, stream=sys.stderr)
     executor = _executor(spec, args.executor, args.workers)
     store = DiskRunStore(run_dir, durable=spec.provider.kind != "fake")
-    background = BackgroundJobs()  # the parse cache is written on a thread while the stages run
-    interrupted = False
-    try:
+    with _closing(store, executor) as background:
         if args.fresh:  # only once the lock is held: never under another run's feet
             import shutil
 
@@ -515,14 +514,6 @@ def _run(args: argparse.Namespace) -> int:
             "total_seconds": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 6),
         }
         atomic_write(run_dir / "last-run.json", _json(last_run).encode("utf-8"))
-    except (KeyboardInterrupt, _Terminated):
-        interrupted = True  # no wait for the cache: its half-written entry is cleaned up next time
-        raise
-    finally:
-        store.close()
-        _close(executor)
-        if not interrupted:
-            _finish_background(background)
     _summary(outcome, out)
     return EXIT_OK
 
@@ -536,21 +527,11 @@ def _estimate(args: argparse.Namespace) -> int:
     progress = make_progress(quiet=args.quiet, stream=sys.stderr)
     executor = _executor(spec, args.executor, None)
     store = DiskRunStore(runs / spec.experiment.name, durable=spec.provider.kind != "fake")
-    background = BackgroundJobs()
-    interrupted = False
-    try:
+    with _closing(store, executor) as background:
         # compute: the cheap stages, stored so that the run reuses them
         estimate, funnel = _estimate_with(
             spec, _dataset_loader(spec, runs, progress, background), store, progress, args.spec, executor
         )
-    except (KeyboardInterrupt, _Terminated):
-        interrupted = True
-        raise
-    finally:
-        store.close()
-        _close(executor)
-        if not interrupted:
-            _finish_background(background)
     # write
     for line in funnel:
         print(line)
@@ -821,6 +802,28 @@ def _store_and_swap(cache: dict[str, Dataset], store: Callable[[], Dataset]) -> 
     no stage reads again (the ground truth works on the index) leave memory with the parsed ones.
     """
     cache["d"] = store()
+
+
+@contextlib.contextmanager
+def _closing(store: DiskRunStore, executor: Executor) -> Iterator[BackgroundJobs]:
+    """
+    The command's resources around its stages: the jobs it runs beside them (the parse cache is
+    written on a thread), then on the way out, in this order, the run store and the executor closed
+    and the jobs waited for. An interrupt does not wait: a half-written cache entry is cleaned up by
+    the next run.
+    """
+    background = BackgroundJobs()
+    interrupted = False
+    try:
+        yield background
+    except (KeyboardInterrupt, _Terminated):
+        interrupted = True
+        raise
+    finally:
+        store.close()
+        _close(executor)
+        if not interrupted:
+            _finish_background(background)
 
 
 def _finish_background(background: BackgroundJobs) -> None:

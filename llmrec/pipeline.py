@@ -177,14 +177,15 @@ def _cheap_stages(
     key_data = data_key(spec, data_fingerprint, version)
     # the dataset is asked for again at each use, never kept here: the CLI's loader swaps the parsed
     # columns for the parse cache's mapped ones once they are written, and the parsed ones can go
-    asked = [False]
+    asked = False
     index = Lazy(lambda: build_index(loaded().ratings))
 
     def loaded() -> Dataset:
-        first = not asked[0]
+        nonlocal asked
+        first = not asked
         begun = time.monotonic()
         value = dataset()
-        asked[0] = True
+        asked = True
         if first:
             folder = stages.dir("load", key_data)
             if folder.record is None:
