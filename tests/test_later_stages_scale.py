@@ -5,18 +5,23 @@ the reference), so the results stay the same bytes.
 
 from __future__ import annotations
 
+import json
+
+import attrs
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import llmrec.parsing as parsing
+import llmrec.stages.evaluate as evaluate_stage
 import llmrec.tokens as tokens
 from llmrec.baselines import _profile_key, fit_random
+from llmrec.codec import CONVERTER
 from llmrec.data import Movies
 from llmrec.metrics import METRICS, metric_names, parse_metric, score_list
 from llmrec.parsing import TitleMatcher
-from llmrec.results import Prediction, PredictionItem
+from llmrec.results import PREDICTIONS_SCHEMA_VERSION, Prediction, PredictionItem
 from llmrec.stages.evaluate import decode_predictions, encode_predictions
 from llmrec.tokens import count_text, counts_remembered
 
@@ -201,3 +206,34 @@ def test_display_by_id_is_format_title():
     for unknown in (0, 8, -1, 10):
         with pytest.raises(KeyError):
             movies.display(unknown)
+
+
+def _old_encoding(predictions):
+    # the recipe encode_predictions replaced: every line as one str, joined, then encoded
+    return "".join(
+        json.dumps(
+            {"schema_version": PREDICTIONS_SCHEMA_VERSION, **CONVERTER.unstructure(p)}, ensure_ascii=False
+        )
+        + "\n"
+        for p in predictions
+    ).encode("utf-8", "surrogatepass")
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 4096])
+def test_predictions_encoded_in_chunks_are_the_same_bytes(monkeypatch, chunk):
+    """Chunks of any size give the bytes of one join, non-ASCII and lone surrogates included."""
+    monkeypatch.setattr(evaluate_stage, "_CHUNK", chunk)
+    odd = PredictionItem(
+        rank=1, title="Amélie \u2028 \ud800", match="fuzzy", movie_ids=(), scored_as=None, hit=False
+    )
+    predictions = (
+        *_predictions(5),
+        attrs.evolve(_predictions(1)[0], items=(odd,), raw_text="1. Amélie\n\ud83c"),
+    )
+
+    got = encode_predictions(predictions)
+
+    assert got == _old_encoding(predictions)
+    assert got.count(b"\n") == len(predictions)  # one per record: the one in raw_text is escaped
+    assert decode_predictions(got) == predictions
+    assert encode_predictions(()) == b""

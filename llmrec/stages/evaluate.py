@@ -204,11 +204,18 @@ def score_seed(
                 per_movie, movies.ids, [truth.movies[i] for i in test_rows], source=source
             )
         scored: list[_Scored] = []
+        # each test user's profile, ground truth and their titles, made once and shared by the
+        # predictions of every model (at every eligible user there are hundreds of thousands)
+        truths = [tuple(truth.movies[i].tolist()) for i in test_rows]
+        relevants = [frozenset(t) for t in truths]
+        profiles = [tuple(v.truth.profiles[i].tolist()) for i in test_rows]
+        users = [int(v.sampled.sample.users[i]) for i in test_rows]
+        truth_titles = [tuple(movies.display(m) for m in t) for t in truths] if v.llms else []
+        profile_titles = [tuple(movies.display(m) for m in t) for t in profiles] if v.llms else []
         for llm in v.llms:
             entry = _Scored(llm.role, llm.label, llm.model, None)
-            for i, request in zip(test_rows, llm.requests, strict=True):
-                truth_ids = [int(m) for m in truth.movies[i]]
-                relevant = frozenset(truth_ids)
+            for row, request in zip(range(len(test_rows)), llm.requests, strict=True):
+                truth_ids, relevant, profile = truths[row], relevants[row], profiles[row]
                 result = llm.answers[fingerprint(request)]
                 parsed = parse_recommendations(
                     result.text, matcher, n, fuzzy_threshold=evaluation.fuzzy_threshold
@@ -223,7 +230,6 @@ def score_seed(
                         ranked, scores = by_mode, mode_scores
                 entry.add(scores, ranked)
                 entry.failures += parsed.failure is not None
-                profile = [int(m) for m in v.truth.profiles[i]]
                 entry.flags.append(answer_flags(parsed, profile, n))
                 predictions.append(
                     Prediction(
@@ -231,11 +237,11 @@ def score_seed(
                         seed=seed,
                         role=llm.role,
                         model=llm.model,
-                        user=int(v.sampled.sample.users[i]),
-                        profile=tuple(profile),
-                        profile_titles=tuple(movies.display(m) for m in profile),
-                        ground_truth=tuple(truth_ids),
-                        ground_truth_titles=tuple(movies.display(m) for m in truth_ids),
+                        user=users[row],
+                        profile=profile,
+                        profile_titles=profile_titles[row],
+                        ground_truth=truth_ids,
+                        ground_truth_titles=truth_titles[row],
                         raw_text=safe_text(result.text),
                         answer_format=parsed.format,
                         parse_failure=parsed.failure,
@@ -266,9 +272,8 @@ def score_seed(
                 v.baselines.kinds, v.baselines.names, v.baselines.sources, v.baselines.lists, strict=True
             ):
                 entry = _Scored("classic", LABELS[kind], name, source)
-                for row, i in enumerate(test_rows):
-                    truth_ids = [int(m) for m in truth.movies[i]]
-                    relevant = frozenset(truth_ids)
+                for row in range(len(test_rows)):
+                    truth_ids, relevant = truths[row], relevants[row]
                     ranked_c: list[int | None] = [int(m) for m in lists[row]]
                     scores = score_list(ranked_c, relevant, names)
                     entry.add(scores, ranked_c)
@@ -279,9 +284,9 @@ def score_seed(
                             role="classic",
                             model=LABELS[kind],
                             source=source,
-                            user=int(v.sampled.sample.users[i]),
-                            profile=tuple(int(m) for m in v.truth.profiles[i]),
-                            ground_truth=tuple(truth_ids),
+                            user=users[row],
+                            profile=profiles[row],
+                            ground_truth=truth_ids,
                             items=tuple(
                                 PredictionItem(
                                     rank=rank,
@@ -642,6 +647,9 @@ def _funnel(truth: GroundTruth, max_size: int) -> Funnel:
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=True)
 """What ``json.dumps(record, ensure_ascii=False, allow_nan=True)`` would build for every record."""
 
+_CHUNK = 4096
+"""Predictions encoded together (a few megabytes of JSON)."""
+
 _remembered: list[tuple[tuple[Prediction, ...], bytes]] = []
 """The last predictions encoded with ``remember=True`` and their bytes (at most one entry)."""
 
@@ -660,11 +668,18 @@ def encode_predictions(predictions: Sequence[Prediction], *, remember: bool = Fa
             if not remember:
                 _remembered.clear()
             return data
-    out = []
-    for p in predictions:
-        record = {"schema_version": PREDICTIONS_SCHEMA_VERSION, **CONVERTER.unstructure(p)}
-        out.append(_JSON.encode(record))
-    encoded = "".join(line + "\n" for line in out).encode("utf-8", "surrogatepass")
+    # encoded a chunk of records at a time: at every eligible user the file is over a gigabyte, and
+    # one str of every line, their joined copy and its bytes came to four times that at once
+    chunks: list[bytes] = []
+    for start in range(0, len(predictions), _CHUNK):
+        lines = [
+            _JSON.encode({"schema_version": PREDICTIONS_SCHEMA_VERSION, **CONVERTER.unstructure(p)})
+            for p in predictions[start : start + _CHUNK]
+        ]
+        lines.append("")
+        chunks.append("\n".join(lines).encode("utf-8", "surrogatepass"))
+    encoded = b"".join(chunks)
+    del chunks
     _remembered.clear()
     if remember and isinstance(predictions, tuple):
         _remembered.append((predictions, encoded))
@@ -676,11 +691,12 @@ def decode_predictions(data: bytes, what: str = "predictions.jsonl") -> tuple[Pr
     Predictions read back from JSONL (an unknown schema version is refused).
     """
     out = []
-    # records end at "\n" only: a title may hold U+2028 or U+0085, which splitlines() would split at
-    for line in data.decode("utf-8", "surrogatepass").split("\n"):
+    # records end at "\n" only: a title may hold U+2028 or U+0085, which splitlines() would split at;
+    # split as bytes (0x0A is never inside a UTF-8 sequence), each line decoded on its own
+    for line in data.split(b"\n"):
         if not line:
             continue
-        record = json.loads(line)
+        record = json.loads(line.decode("utf-8", "surrogatepass"))
         check_schema(record, PREDICTIONS_SCHEMA_VERSION, what)
         record.pop("schema_version")
         out.append(CONVERTER.structure(record, Prediction))
